@@ -13,17 +13,17 @@ import (
 // default and a one-line description, which `rgw-nats --help` prints.
 type Config struct {
 	// HTTP ingress.
-	ListenAddress string `envconfig:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
-	Port          string `envconfig:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
-	MaxBodyBytes  int64  `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body accepted; larger gets 413"`
-	AuthUsername  string `envconfig:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
-	AuthPassword  string `envconfig:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
-	AuthToken     string `envconfig:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
-	RetryAfter    int    `envconfig:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503"`
-	CloseRGW      bool   `envconfig:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
-	Reply         bool   `envconfig:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
-	ReplyType     string `envconfig:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
-	CEOverrides   string `envconfig:"K_CE_OVERRIDES" desc:"JSON {\"extensions\":{...}} set on every event (injected by a Knative SinkBinding)"`
+	ListenAddress string        `envconfig:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
+	Port          string        `envconfig:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
+	MaxBodyBytes  int64         `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body accepted; larger gets 413"`
+	AuthUsername  string        `envconfig:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
+	AuthPassword  string        `envconfig:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
+	AuthToken     string        `envconfig:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
+	RetryAfter    int           `envconfig:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503"`
+	CloseRGW      bool          `envconfig:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
+	Reply         bool          `envconfig:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
+	ReplyType     string        `envconfig:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
+	CEOverrides   string        `envconfig:"K_CE_OVERRIDES" desc:"JSON {\"extensions\":{...}} set on every event (injected by a Knative SinkBinding)"`
 	Shutdown      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long SIGTERM waits for in-flight requests and the NATS drain"`
 
 	// CloudEvents.
