@@ -1,0 +1,151 @@
+// Package natsout is the NATS egress of rgw-nats: it encodes CloudEvents as
+// NATS messages following the CloudEvents NATS binding (structured or binary
+// mode, with the event id as Nats-Msg-Id), publishes them over one
+// process-wide connection that reconnects forever (core NATS with a flush, or
+// JetStream with an ack), tells the caller per message whether NATS really has
+// it, and can run an embedded nats-server for a first run on a bare machine.
+//
+// It depends on nats.go, the nats-server, sdk-go's event types and
+// adapter/subject only. It must not import anything of HTTP servers, Lua,
+// Knative, or the adapter pipeline and function packages.
+package natsout
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ErrUnavailable is wrapped by every publish error after which NATS may not
+// have the message: the connection is down, the flush or the JetStream ack
+// did not come in time, no stream answered. Retrying later with the same
+// message (and msg id) is the right reaction; the service answers 503.
+var ErrUnavailable = errors.New("nats unavailable")
+
+// ErrRejected is wrapped by errors that retrying the same message cannot fix:
+// an event that cannot be encoded, an invalid subject, a payload larger than
+// the server accepts.
+var ErrRejected = errors.New("message rejected")
+
+// Mode selects how a publish is confirmed.
+type Mode int
+
+const (
+	// Core publishes with core NATS and confirms with one flush round trip
+	// per Publish call: the server has the messages, subscribers may not.
+	Core Mode = iota
+	// JetStream publishes with a Nats-Msg-Id and waits for the stream's ack.
+	JetStream
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Core:
+		return "core"
+	case JetStream:
+		return "jetstream"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ParseMode reads "core" or "jetstream" (any case).
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(s) {
+	case "core", "":
+		return Core, nil
+	case "jetstream":
+		return JetStream, nil
+	}
+	return Core, fmt.Errorf("natsout: NATS mode must be core or jetstream, not %q", s)
+}
+
+// DefaultAckTimeout bounds a flush or a JetStream ack when Config.AckTimeout
+// is zero.
+const DefaultAckTimeout = 5 * time.Second
+
+// Config describes the connection. The zero value connects to
+// nats://127.0.0.1:4222 in core mode.
+type Config struct {
+	URL  string // one URL or a comma-separated list; empty means nats.DefaultURL
+	Name string // connection name shown by the server; empty means "rgw-nats"
+
+	// Authentication; set at most one of CredsFile, NkeySeedFile,
+	// User/Password and Token.
+	CredsFile    string // .creds file (JWT and nkey seed)
+	NkeySeedFile string // nkey seed file
+	User         string
+	Password     string
+	Token        string
+
+	// TLS; any of them turns TLS on.
+	TLSCA   string // PEM CAs that sign the server certificate
+	TLSCert string // PEM client certificate, with TLSKey
+	TLSKey  string
+
+	Mode           Mode
+	Stream         string   // JetStream stream checked or created at connect
+	StreamSubjects []string // subjects of the stream when StreamCreate is set
+	StreamCreate   bool     // create the stream, or add missing subjects to it
+
+	AckTimeout time.Duration // bound of a flush or ack; zero means DefaultAckTimeout
+	Logger     *slog.Logger  // nil means slog.Default()
+}
+
+// Option changes how Connect works beyond what Config describes.
+type Option func(*options)
+
+type options struct {
+	nats          []nats.Option
+	reconnectWait time.Duration
+}
+
+// WithNATSOptions appends nats.go options after the ones Connect sets, so
+// they win. They must not replace the connection event handlers, on which
+// Ready and Close depend.
+func WithNATSOptions(opts ...nats.Option) Option {
+	return func(o *options) { o.nats = append(o.nats, opts...) }
+}
+
+// WithReconnectWait sets the pause between reconnect attempts (default
+// 250ms, plus up to 100ms of jitter so a fleet does not reconnect in step).
+func WithReconnectWait(d time.Duration) Option {
+	return func(o *options) { o.reconnectWait = d }
+}
+
+func (c *Config) ackTimeout() time.Duration {
+	if c.AckTimeout > 0 {
+		return c.AckTimeout
+	}
+	return DefaultAckTimeout
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// check reports settings that cannot work together, before anything is
+// opened.
+func (c *Config) check() error {
+	switch {
+	case c.Mode != Core && c.Mode != JetStream:
+		return fmt.Errorf("natsout: unknown mode %d", int(c.Mode))
+	case c.CredsFile != "" && c.NkeySeedFile != "":
+		return errors.New("natsout: set either a creds file or an nkey seed file, not both")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("natsout: a TLS client certificate needs its key and the other way round")
+	case c.Password != "" && c.User == "":
+		return errors.New("natsout: a NATS password needs a user")
+	case c.StreamCreate && c.Mode == JetStream && c.Stream == "":
+		return errors.New("natsout: creating a stream needs a stream name")
+	case c.StreamCreate && c.Mode == JetStream && len(c.StreamSubjects) == 0:
+		return fmt.Errorf("natsout: stream %q: creating it needs its subjects", c.Stream)
+	}
+	return nil
+}

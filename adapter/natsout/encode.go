@@ -1,0 +1,375 @@
+package natsout
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
+)
+
+// Encoding is a content mode of the CloudEvents NATS binding.
+type Encoding int
+
+const (
+	// Structured puts the whole event, in the JSON event format, in the
+	// payload, with the header Content-Type: application/cloudevents+json.
+	Structured Encoding = iota
+	// Binary puts the event data in the payload and every attribute,
+	// extensions included, in a percent-encoded ce-<name> header.
+	Binary
+)
+
+func (e Encoding) String() string {
+	switch e {
+	case Structured:
+		return "structured"
+	case Binary:
+		return "binary"
+	}
+	return fmt.Sprintf("Encoding(%d)", int(e))
+}
+
+// ParseEncoding reads "structured" or "binary" (any case).
+func ParseEncoding(s string) (Encoding, error) {
+	switch strings.ToLower(s) {
+	case "structured", "":
+		return Structured, nil
+	case "binary":
+		return Binary, nil
+	}
+	return Structured, fmt.Errorf("natsout: CloudEvents mode must be structured or binary, not %q", s)
+}
+
+// Header names and values of the binding.
+const (
+	HeaderContentType = "Content-Type"
+	HeaderMsgID       = jetstream.MsgIDHeader // "Nats-Msg-Id"
+	// ContentTypeStructured marks a structured-mode message.
+	ContentTypeStructured = "application/cloudevents+json"
+	binaryPrefix          = "ce-"
+)
+
+// ErrNotCloudEvent is wrapped by Decode when a message is in neither mode.
+var ErrNotCloudEvent = errors.New("not a CloudEvent")
+
+// ceHeaders maps attribute names to ce- headers and back, per spec version.
+var ceHeaders = spec.WithPrefix(binaryPrefix)
+
+// Encode turns ev into a message for subj. Both modes set Nats-Msg-Id and
+// MsgID to the event id, so JetStream drops a redelivered event. header adds
+// NATS headers (for example from a Lua script); it may override Nats-Msg-Id
+// (and so MsgID) but not the headers the binding owns: Content-Type in
+// structured mode, ce-* in binary mode. In binary mode Data shares memory
+// with the event's data. Errors wrap ErrRejected.
+func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Message, error) {
+	if ev == nil || ev.Context == nil {
+		return Message{}, fmt.Errorf("natsout: encode: %w: no event", ErrRejected)
+	}
+	id := ev.ID()
+	if !subject.Valid(subj) {
+		return Message{}, fmt.Errorf("natsout: encode event %q: %w: invalid subject %q", id, ErrRejected, subj)
+	}
+	if err := ev.Validate(); err != nil {
+		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+	}
+	m := Message{Subject: subj, MsgID: id}
+	var err error
+	switch enc {
+	case Structured:
+		m.Data, err = marshalStructured(ev)
+		m.Header = make(nats.Header, 2+len(header))
+		m.Header[HeaderContentType] = []string{ContentTypeStructured}
+	case Binary:
+		m.Header, err = binaryHeader(ev, 1+len(header))
+		m.Data = ev.Data()
+	default:
+		err = fmt.Errorf("unknown encoding %d", int(enc))
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+	}
+	m.Header[HeaderMsgID] = []string{id}
+	if err := mergeHeader(&m, header, enc); err != nil {
+		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+	}
+	return m, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func marshalStructured(ev *event.Event) ([]byte, error) {
+	// sdk-go writes JSON data verbatim; a broken value would make the whole
+	// message unreadable for every consumer, so refuse it here.
+	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && jsonMedia(ev.DataContentType()) && !json.Valid(ev.DataEncoded) {
+		return nil, errors.New("data is declared JSON but is not valid JSON")
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			bufPool.Put(buf)
+		}
+	}()
+	if err := event.WriteJson(ev, buf); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(buf.Bytes()), nil
+}
+
+// jsonMedia tells whether sdk-go's JSON format embeds data of this content
+// type as JSON (rather than as a string).
+func jsonMedia(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mt)) {
+	case "", event.ApplicationJSON, event.TextJSON, event.ApplicationCloudEventsJSON, event.ApplicationCloudEventsBatchJSON:
+		return true
+	}
+	return false
+}
+
+func binaryHeader(ev *event.Event, extra int) (nats.Header, error) {
+	v := ceHeaders.Version(ev.SpecVersion())
+	if v == nil {
+		return nil, fmt.Errorf("unsupported specversion %q", ev.SpecVersion())
+	}
+	exts := ev.Extensions()
+	h := make(nats.Header, len(v.Attributes())+len(exts)+extra)
+	for _, a := range v.Attributes() {
+		val := a.Get(ev.Context)
+		if val == nil {
+			continue
+		}
+		s, err := types.Format(val)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %s: %w", a.Name(), err)
+		}
+		h[a.PrefixedName()] = []string{percentEncode(s)}
+	}
+	for name, val := range exts {
+		s, err := types.Format(val)
+		if err != nil {
+			return nil, fmt.Errorf("extension %s: %w", name, err)
+		}
+		h[binaryPrefix+name] = []string{percentEncode(s)}
+	}
+	return h, nil
+}
+
+func mergeHeader(m *Message, extra nats.Header, enc Encoding) error {
+	for k, vs := range extra {
+		switch {
+		case strings.EqualFold(k, HeaderMsgID):
+			if len(vs) > 0 && vs[0] != "" {
+				m.Header[HeaderMsgID] = []string{vs[0]}
+				m.MsgID = vs[0]
+			}
+			continue
+		case enc == Structured && strings.EqualFold(k, HeaderContentType),
+			enc == Binary && len(k) >= len(binaryPrefix) && strings.EqualFold(k[:len(binaryPrefix)], binaryPrefix):
+			return fmt.Errorf("header %q belongs to the CloudEvents %s mode; change the event instead", k, enc)
+		}
+		m.Header[k] = append(m.Header[k], vs...)
+	}
+	return nil
+}
+
+// percentEncode applies the binding's rule: space, double quote, percent
+// and everything outside printable ASCII become %XX of their UTF-8 bytes.
+func percentEncode(s string) string {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if mustEncode(s[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) + 2*n)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if mustEncode(c) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func mustEncode(c byte) bool {
+	return c <= ' ' || c == '"' || c == '%' || c >= 0x7f
+}
+
+// percentDecode reverses percentEncode for a received header value: a
+// double-quoted value is unquoted first (older senders), every %XX is
+// decoded (lower-case hex too), and the result must be valid UTF-8, which
+// also rejects overlong encodings.
+func percentDecode(v string) (string, error) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		var err error
+		if v, err = unquote(v[1 : len(v)-1]); err != nil {
+			return "", err
+		}
+	}
+	if strings.IndexByte(v, '%') < 0 {
+		if !utf8.ValidString(v) {
+			return "", errors.New("not valid UTF-8")
+		}
+		return v, nil
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] != '%' {
+			b = append(b, v[i])
+			continue
+		}
+		if i+2 >= len(v) {
+			return "", errors.New("truncated percent-encoding")
+		}
+		hi, ok1 := unhex(v[i+1])
+		lo, ok2 := unhex(v[i+2])
+		if !ok1 || !ok2 {
+			return "", fmt.Errorf("bad percent-encoding %q", v[i:i+3])
+		}
+		b = append(b, hi<<4|lo)
+		i += 2
+	}
+	if !utf8.Valid(b) {
+		return "", errors.New("percent-encoding is not valid UTF-8")
+	}
+	return string(b), nil
+}
+
+// unquote undoes the backslash escapes of an RFC 7230 quoted string whose
+// surrounding quotes are already removed.
+func unquote(s string) (string, error) {
+	if strings.IndexByte(s, '\\') < 0 {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' {
+			i++
+			if i == len(s) {
+				return "", errors.New("quoted value ends in a backslash")
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String(), nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// Decode reads a CloudEvent from a message in either mode: structured when
+// Content-Type starts with application/cloudevents (or, without that header,
+// when the payload is a JSON object and no ce-specversion header is set),
+// binary when a ce-specversion header is present. Header names match in any
+// case. The event's data shares memory with msg.Data.
+func Decode(msg *nats.Msg) (event.Event, error) {
+	ct := headerFold(msg.Header, HeaderContentType)
+	if ct != "" && hasPrefixFold(ct, "application/cloudevents") {
+		if hasPrefixFold(ct, "application/cloudevents-batch") {
+			return event.Event{}, fmt.Errorf("natsout: message on %q: %w: batch mode is not part of the NATS binding", msg.Subject, ErrNotCloudEvent)
+		}
+		return decodeStructured(msg)
+	}
+	if sv := headerFold(msg.Header, binaryPrefix+"specversion"); sv != "" {
+		return decodeBinary(msg, sv)
+	}
+	if bytes.HasPrefix(bytes.TrimLeft(msg.Data, " \t\r\n"), []byte("{")) {
+		return decodeStructured(msg)
+	}
+	return event.Event{}, fmt.Errorf("natsout: message on %q: %w: no cloudevents Content-Type, no ce-specversion header, payload not a JSON object", msg.Subject, ErrNotCloudEvent)
+}
+
+func decodeStructured(msg *nats.Msg) (event.Event, error) {
+	var ev event.Event
+	if err := ev.UnmarshalJSON(msg.Data); err != nil {
+		return event.Event{}, fmt.Errorf("natsout: message on %q: %w: structured: %w", msg.Subject, ErrNotCloudEvent, err)
+	}
+	if err := ev.Validate(); err != nil {
+		return event.Event{}, fmt.Errorf("natsout: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
+	}
+	return ev, nil
+}
+
+func decodeBinary(msg *nats.Msg, rawVersion string) (event.Event, error) {
+	sv, err := percentDecode(rawVersion)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("natsout: message on %q: header ce-specversion: %w", msg.Subject, err)
+	}
+	v := ceHeaders.Version(sv)
+	if v == nil {
+		return event.Event{}, fmt.Errorf("natsout: message on %q: unsupported specversion %q", msg.Subject, sv)
+	}
+	ev := event.Event{Context: v.NewContext()}
+	for k, vs := range msg.Header {
+		if len(vs) == 0 || len(k) <= len(binaryPrefix) || !strings.EqualFold(k[:len(binaryPrefix)], binaryPrefix) {
+			continue
+		}
+		name := strings.ToLower(k)
+		if name == binaryPrefix+"specversion" {
+			continue
+		}
+		val, err := percentDecode(vs[0])
+		if err != nil {
+			return event.Event{}, fmt.Errorf("natsout: message on %q: header %s: %w", msg.Subject, k, err)
+		}
+		if err := v.SetAttribute(ev.Context, name, val); err != nil {
+			return event.Event{}, fmt.Errorf("natsout: message on %q: header %s: %w", msg.Subject, k, err)
+		}
+	}
+	if len(msg.Data) > 0 {
+		ev.DataEncoded = msg.Data
+		// Keeps a re-encoding to JSON lossless: bytes that are not text go
+		// to data_base64.
+		ev.DataBase64 = !utf8.Valid(msg.Data)
+	}
+	if err := ev.Validate(); err != nil {
+		return event.Event{}, fmt.Errorf("natsout: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
+	}
+	return ev, nil
+}
+
+func headerFold(h nats.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}

@@ -1,0 +1,451 @@
+package natsout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// Message is one NATS message ready to publish. MsgID is the JetStream
+// de-duplication id (the CloudEvent id); it also names the message in errors.
+type Message struct {
+	Subject string
+	Header  nats.Header
+	Data    []byte
+	MsgID   string
+}
+
+// Publisher publishes over one NATS connection that it keeps open and
+// reconnects forever. It is safe for concurrent use; a Publish call holds no
+// lock while it waits for the server.
+type Publisher struct {
+	cfg        Config
+	log        *slog.Logger
+	ackTimeout time.Duration
+	nc         *nats.Conn
+	js         jetstream.JetStream // nil in core mode
+
+	// Stream setup runs on one goroutine, woken after every (re)connect.
+	streamKick   chan struct{}
+	streamOK     atomic.Bool
+	streamWarned atomic.Bool
+
+	closing   atomic.Bool
+	stop      chan struct{} // closed by Close
+	closed    chan struct{} // closed when the connection is closed for good
+	closeOnce sync.Once
+
+	published  atomic.Uint64
+	failed     atomic.Uint64
+	duplicates atomic.Uint64
+}
+
+// Stats counts what a Publisher did since Connect.
+type Stats struct {
+	Published  uint64 // messages NATS confirmed (flush or ack)
+	Failed     uint64 // messages that got an error
+	Duplicates uint64 // JetStream acks that reported an already stored msg id
+	Reconnects uint64 // successful reconnects of the connection
+}
+
+// Connect opens the process's NATS connection. Bad configuration (unreadable
+// credentials, bad TLS files) is an error; an unreachable server is not:
+// the connection keeps retrying forever and Ready reports false until it is
+// up (and, with Config.StreamCreate, until the stream exists).
+func Connect(ctx context.Context, cfg Config, opts ...Option) (*Publisher, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("natsout: connect: %w", err)
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	o := options{reconnectWait: 250 * time.Millisecond}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p := &Publisher{
+		cfg:        cfg,
+		log:        cfg.logger(),
+		ackTimeout: cfg.ackTimeout(),
+		streamKick: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		closed:     make(chan struct{}),
+	}
+	natsOpts, err := p.natsOptions(&o)
+	if err != nil {
+		return nil, err
+	}
+	url := cfg.URL
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := nats.Connect(url, natsOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsout: connect %s: %w", redactURL(url), err)
+	}
+	p.nc = nc
+	if cfg.Mode == JetStream {
+		p.js, err = jetstream.New(nc,
+			jetstream.WithPublishAsyncTimeout(p.ackTimeout),
+			jetstream.WithDefaultTimeout(p.ackTimeout))
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("natsout: jetstream: %w", err)
+		}
+		go p.streamLoop() // woken by the connect handler
+	}
+	return p, nil
+}
+
+func (p *Publisher) natsOptions(o *options) ([]nats.Option, error) {
+	cfg := &p.cfg
+	name := cfg.Name
+	if name == "" {
+		name = "rgw-nats"
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(o.reconnectWait),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		// No reconnect buffer: a publish while disconnected fails at once
+		// instead of being held and sent later, after we may already have
+		// answered the sender.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(p.onConnect),
+		nats.ReconnectHandler(p.onReconnect),
+		nats.DisconnectErrHandler(p.onDisconnect),
+		nats.ClosedHandler(p.onClosed),
+		nats.ErrorHandler(p.onAsyncError),
+	}
+	if cfg.CredsFile != "" {
+		if err := checkCreds(cfg.CredsFile); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.NkeySeedFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(cfg.NkeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("natsout: nkey seed %s: %w", cfg.NkeySeedFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCA))
+	}
+	if cfg.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
+	}
+	// nats.Connect applies every option before dialling, and the TLS
+	// options read their files then: a bad file fails Connect even while
+	// the server is unreachable.
+	return append(opts, o.nats...), nil
+}
+
+// checkCreds reads a creds file the way the connection will, so that a
+// missing or malformed file fails Connect instead of every reconnect.
+func checkCreds(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("natsout: creds file: %w", err)
+	}
+	defer clear(b)
+	if _, err := nkeys.ParseDecoratedJWT(b); err != nil {
+		return fmt.Errorf("natsout: creds file %s: no user JWT: %w", path, err)
+	}
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return fmt.Errorf("natsout: creds file %s: no user nkey seed: %w", path, err)
+	}
+	kp.Wipe()
+	return nil
+}
+
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		if at := strings.LastIndexByte(u, '@'); at >= 0 {
+			scheme := ""
+			if s := strings.Index(u, "://"); s >= 0 && s < at {
+				scheme = u[:s+3]
+			}
+			parts[i] = scheme + "***" + u[at:]
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p *Publisher) onConnect(nc *nats.Conn) {
+	p.log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+	p.kickStream()
+}
+
+func (p *Publisher) onReconnect(nc *nats.Conn) {
+	p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+	p.kickStream()
+}
+
+func (p *Publisher) onDisconnect(_ *nats.Conn, err error) {
+	// The stream is checked again once connected: the server we reach next
+	// may have lost it.
+	p.streamOK.Store(false)
+	if p.closing.Load() {
+		return
+	}
+	p.log.Warn("nats disconnected; reconnecting", "error", err)
+}
+
+func (p *Publisher) onClosed(*nats.Conn) {
+	if !p.closing.Load() {
+		p.log.Error("nats connection closed")
+	}
+	p.closeOnce.Do(func() { close(p.closed) })
+}
+
+func (p *Publisher) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub != nil {
+		p.log.Error("nats async error", "subject", sub.Subject, "error", err)
+		return
+	}
+	p.log.Error("nats async error", "error", err)
+}
+
+// Ready reports whether a publish can succeed now: the connection is up and,
+// in JetStream mode with Config.StreamCreate, the stream has been created or
+// checked on this connection.
+func (p *Publisher) Ready() bool {
+	if p.closing.Load() || !p.nc.IsConnected() {
+		return false
+	}
+	return !p.needStream() || p.streamOK.Load()
+}
+
+// WaitReady blocks until Ready or until ctx is done.
+func (p *Publisher) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !p.Ready() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsout: waiting for NATS: %w: %w", ErrUnavailable, ctx.Err())
+		case <-p.closed:
+			return fmt.Errorf("natsout: waiting for NATS: %w: connection closed", ErrUnavailable)
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Conn returns the shared connection, for subscribers and for Lua scripts
+// that publish themselves. Do not close it; call Close.
+func (p *Publisher) Conn() *nats.Conn { return p.nc }
+
+// Stats returns the counters.
+func (p *Publisher) Stats() Stats {
+	return Stats{
+		Published:  p.published.Load(),
+		Failed:     p.failed.Load(),
+		Duplicates: p.duplicates.Load(),
+		Reconnects: p.nc.Stats().Reconnects,
+	}
+}
+
+// Close drains the connection: messages already published are flushed and
+// the connection closes, bounded by ctx. While reconnecting a drain is not
+// possible; Close then flushes what it can and closes.
+func (p *Publisher) Close(ctx context.Context) error {
+	if !p.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(p.stop)
+	err := p.nc.Drain()
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return nil
+	}
+	if err != nil {
+		timeout := time.Second
+		if d, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(d))
+		}
+		if timeout > 0 {
+			_ = p.nc.FlushTimeout(timeout)
+		}
+		p.nc.Close()
+		return fmt.Errorf("natsout: close without drain: %w", err)
+	}
+	select {
+	case <-p.closed:
+		return nil
+	case <-ctx.Done():
+		p.nc.Close()
+		return fmt.Errorf("natsout: drain: %w", ctx.Err())
+	}
+}
+
+// Publish publishes msgs and reports, per message, whether NATS has it: a
+// nil error means flushed to the server (core) or acknowledged by a stream
+// (JetStream). Errors wrap ErrUnavailable (retry later) or ErrRejected.
+func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	if len(msgs) == 0 {
+		return errs
+	}
+	if st := p.nc.Status(); st != nats.CONNECTED {
+		cause := fmt.Errorf("%w: connection %s", ErrUnavailable, strings.ToLower(st.String()))
+		for i := range msgs {
+			errs[i] = publishError(&msgs[i], cause)
+		}
+		p.failed.Add(uint64(len(msgs)))
+		return errs
+	}
+	if p.js != nil {
+		p.publishJetStream(ctx, msgs, errs)
+	} else {
+		p.publishCore(ctx, msgs, errs)
+	}
+	var failed uint64
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	p.failed.Add(failed)
+	p.published.Add(uint64(len(msgs)) - failed)
+	return errs
+}
+
+func (p *Publisher) publishCore(ctx context.Context, msgs []Message, errs []error) {
+	// A flush answered after a reconnect proves nothing about messages
+	// written before the disconnect: count reconnects around the round trip.
+	before := p.nc.Stats().Reconnects
+	sent := 0
+	var nm nats.Msg
+	for i := range msgs {
+		m := &msgs[i]
+		nm.Subject, nm.Header, nm.Data = m.Subject, m.Header, m.Data
+		if err := p.nc.PublishMsg(&nm); err != nil {
+			errs[i] = publishError(m, classify(err))
+			continue
+		}
+		sent++
+	}
+	if sent == 0 {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, p.ackTimeout)
+	err := p.nc.FlushWithContext(fctx)
+	cancel()
+	if err == nil && p.nc.Stats().Reconnects != before {
+		err = errors.New("reconnected before the flush was answered")
+	}
+	if err != nil {
+		cause := fmt.Errorf("%w: flush: %w", ErrUnavailable, err)
+		for i := range msgs {
+			if errs[i] == nil {
+				errs[i] = publishError(&msgs[i], cause)
+			}
+		}
+	}
+}
+
+func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs []error) {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		nm := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+		var err error
+		if m.MsgID != "" && m.Header.Get(jetstream.MsgIDHeader) != m.MsgID {
+			// WithMsgID writes into the header; never into the caller's map,
+			// which other goroutines may be reading.
+			nm.Header = cloneHeader(m.Header, 1)
+			futures[i], err = p.js.PublishMsgAsync(nm, jetstream.WithMsgID(m.MsgID))
+		} else {
+			futures[i], err = p.js.PublishMsgAsync(nm)
+		}
+		if err != nil {
+			errs[i] = publishError(m, classify(err))
+		}
+	}
+	timer := time.NewTimer(p.ackTimeout)
+	defer timer.Stop()
+	expired := false
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		if !expired {
+			select {
+			case ack := <-f.Ok():
+				p.acked(ack)
+				continue
+			case err := <-f.Err():
+				errs[i] = publishError(&msgs[i], classify(err))
+				continue
+			case <-timer.C:
+				expired = true
+			case <-ctx.Done():
+				expired = true
+			}
+		}
+		// Out of time: take what already arrived, the rest is not acked.
+		// The server may still store it; a retry with the same msg id is
+		// then answered as a duplicate.
+		select {
+		case ack := <-f.Ok():
+			p.acked(ack)
+		case err := <-f.Err():
+			errs[i] = publishError(&msgs[i], classify(err))
+		default:
+			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout))
+		}
+	}
+}
+
+func (p *Publisher) acked(ack *jetstream.PubAck) {
+	if ack.Duplicate {
+		p.duplicates.Add(1)
+	}
+}
+
+// classify marks errors that a retry cannot fix as ErrRejected, everything
+// else as ErrUnavailable.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrRejected):
+		return err
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
+		errors.Is(err, nats.ErrHeadersNotSupported), errors.Is(err, nats.ErrInvalidMsg):
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+func publishError(m *Message, cause error) error {
+	return fmt.Errorf("natsout: publish %q (msg id %q): %w", m.Subject, m.MsgID, cause)
+}
+
+func cloneHeader(h nats.Header, extra int) nats.Header {
+	c := make(nats.Header, len(h)+extra)
+	for k, v := range h {
+		c[k] = append([]string(nil), v...)
+	}
+	return c
+}

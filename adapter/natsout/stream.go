@@ -1,0 +1,117 @@
+package natsout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func (p *Publisher) needStream() bool {
+	return p.cfg.Mode == JetStream && p.cfg.StreamCreate
+}
+
+// kickStream asks the stream goroutine to (re)check the stream. It never
+// blocks: one pending request is enough.
+func (p *Publisher) kickStream() {
+	select {
+	case p.streamKick <- struct{}{}:
+	default:
+	}
+}
+
+// streamLoop runs for the life of a JetStream Publisher. After each
+// (re)connect it creates or checks the stream, retrying with backoff while
+// the connection stays up, so that a server that was down at start (or that
+// lost its store) gets the stream as soon as it is reachable.
+func (p *Publisher) streamLoop() {
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.streamKick:
+		}
+		backoff := 250 * time.Millisecond
+		for p.nc.IsConnected() {
+			err := p.setupStream()
+			if err == nil {
+				break
+			}
+			p.log.Error("nats stream setup failed; retrying", "stream", p.cfg.Stream, "retry_in", backoff, "error", err)
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}
+}
+
+func (p *Publisher) setupStream() error {
+	if p.cfg.Stream == "" {
+		return nil // nothing named: any stream capturing the subjects will do
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.ackTimeout)
+	defer cancel()
+	if !p.cfg.StreamCreate {
+		// The stream is the operator's: never change it, only say clearly
+		// when it is missing, since every publish will then fail.
+		_, err := p.js.Stream(ctx, p.cfg.Stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if p.streamWarned.CompareAndSwap(false, true) {
+				p.log.Warn("nats stream does not exist; JetStream publishes will fail until the operator creates it (or set stream creation on)", "stream", p.cfg.Stream)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("look up stream %q: %w", p.cfg.Stream, err)
+		}
+		return nil
+	}
+	err := p.ensureStream(ctx)
+	if err != nil {
+		return err
+	}
+	p.streamOK.Store(true)
+	return nil
+}
+
+// ensureStream creates the stream, or adds the subjects it lacks. Settings
+// of an existing stream (limits, replicas, retention) stay as they are.
+func (p *Publisher) ensureStream(ctx context.Context) error {
+	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = p.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:     p.cfg.Stream,
+			Subjects: p.cfg.StreamSubjects,
+		})
+		if err != nil {
+			return fmt.Errorf("create stream %q: %w", p.cfg.Stream, err)
+		}
+		p.log.Info("nats stream created", "stream", p.cfg.Stream, "subjects", p.cfg.StreamSubjects)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %q: %w", p.cfg.Stream, err)
+	}
+	cfg := s.CachedInfo().Config
+	var missing []string
+	for _, subj := range p.cfg.StreamSubjects {
+		if !slices.Contains(cfg.Subjects, subj) {
+			missing = append(missing, subj)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	cfg.Subjects = append(cfg.Subjects, missing...)
+	if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("add subjects %v to stream %q: %w", missing, p.cfg.Stream, err)
+	}
+	p.log.Info("nats stream subjects added", "stream", p.cfg.Stream, "subjects", missing)
+	return nil
+}
