@@ -83,6 +83,9 @@ func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Mes
 	if err := ev.Validate(); err != nil {
 		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
 	}
+	if err := checkUTF8(ev); err != nil {
+		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+	}
 	m := Message{Subject: subj, MsgID: id}
 	var err error
 	switch enc {
@@ -106,9 +109,41 @@ func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Mes
 	return m, nil
 }
 
+// checkUTF8 refuses string attributes that are not UTF-8: the JSON format
+// cannot carry them and binary-mode receivers must reject them.
+func checkUTF8(ev *event.Event) error {
+	for _, a := range [...]struct{ name, value string }{
+		{"id", ev.ID()}, {"source", ev.Source()}, {"type", ev.Type()}, {"subject", ev.Subject()},
+		{"datacontenttype", ev.DataContentType()}, {"dataschema", ev.DataSchema()},
+	} {
+		if !utf8.ValidString(a.value) {
+			return fmt.Errorf("attribute %s is not valid UTF-8", a.name)
+		}
+	}
+	for name, v := range ev.Extensions() {
+		if s, ok := v.(string); ok && !utf8.ValidString(s) {
+			return fmt.Errorf("extension %s is not valid UTF-8", name)
+		}
+	}
+	return nil
+}
+
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func marshalStructured(ev *event.Event) ([]byte, error) {
+	// sdk-go writes data of "Application/JSON" as JSON but reads it back
+	// only from a string; media types ignore case, so lower it (rare path).
+	if ct := ev.DataContentType(); ct != "" {
+		mt, params, _ := strings.Cut(ct, ";")
+		if lower := strings.ToLower(mt); lower != mt {
+			c := ev.Clone()
+			if params != "" {
+				lower += ";" + params
+			}
+			c.SetDataContentType(lower)
+			ev = &c
+		}
+	}
 	// sdk-go writes JSON data verbatim; a broken value would make the whole
 	// message unreadable for every consumer, so refuse it here.
 	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && jsonMedia(ev.DataContentType()) && !json.Valid(ev.DataEncoded) {
@@ -178,10 +213,26 @@ func mergeHeader(m *Message, extra nats.Header, enc Encoding) error {
 		case enc == Structured && strings.EqualFold(k, HeaderContentType),
 			enc == Binary && len(k) >= len(binaryPrefix) && strings.EqualFold(k[:len(binaryPrefix)], binaryPrefix):
 			return fmt.Errorf("header %q belongs to the CloudEvents %s mode; change the event instead", k, enc)
+		case !validHeaderName(k):
+			return fmt.Errorf("invalid header name %q", k)
 		}
 		m.Header[k] = append(m.Header[k], vs...)
 	}
 	return nil
+}
+
+// validHeaderName accepts what nats.go can write: printable ASCII without
+// a colon.
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c < 0x21 || c > 0x7e || c == ':' {
+			return false
+		}
+	}
+	return true
 }
 
 // percentEncode applies the binding's rule: space, double quote, percent
@@ -315,6 +366,9 @@ func decodeStructured(msg *nats.Msg) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("natsout: message on %q: %w: structured: %w", msg.Subject, ErrNotCloudEvent, err)
 	}
 	if err := ev.Validate(); err != nil {
+		return event.Event{}, fmt.Errorf("natsout: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
+	}
+	if err := checkUTF8(&ev); err != nil {
 		return event.Event{}, fmt.Errorf("natsout: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
 	}
 	return ev, nil

@@ -432,7 +432,8 @@ func classify(err error) error {
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrRejected):
 		return err
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
-		errors.Is(err, nats.ErrHeadersNotSupported), errors.Is(err, nats.ErrInvalidMsg):
+		errors.Is(err, nats.ErrHeadersNotSupported), errors.Is(err, nats.ErrInvalidMsg),
+		errors.Is(err, nats.ErrBadHeaderMsg):
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
