@@ -1,0 +1,376 @@
+package lua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// Output is one thing to publish that a transform produced.
+type Output struct {
+	// Event is the event to publish; nil for a raw publish. It may be the
+	// very event given to Transform when the script did not change it.
+	Event *event.Event
+	// Raw is a payload to publish as is (lua-nats client:publish,
+	// rgwnats.publish); set only when Event is nil.
+	Raw []byte
+	// Subject is the NATS subject chosen by the script; "" means the service
+	// applies its subject template to Event. Raw outputs always have one.
+	Subject string
+	// Header holds extra NATS headers set by the script (nil when none).
+	Header map[string][]string
+}
+
+var (
+	// ErrTimeout is wrapped by the error of a call that ran past its deadline
+	// (LUA_TIMEOUT): the service answers 503 so that the sender retries.
+	ErrTimeout = errors.New("lua: deadline exceeded")
+	// ErrScript is wrapped by every error a script caused (a runtime error,
+	// a bad return value, a timeout): the service answers 5xx.
+	ErrScript = errors.New("lua: script failed")
+	// ErrClosed is returned by Transform after Close.
+	ErrClosed = errors.New("lua: engine closed")
+)
+
+// ScriptError is the error of one script call. Its message names the script
+// file, the line when known, and the event id. It wraps ErrScript, and
+// ErrTimeout when the call hit its deadline.
+type ScriptError struct {
+	Script  string // file name of the script
+	Line    int    // 0 when unknown
+	EventID string
+	Msg     string // what went wrong, without the position
+	Timeout bool
+}
+
+func (e *ScriptError) Error() string {
+	var b strings.Builder
+	b.WriteString("lua: ")
+	b.WriteString(e.Script)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	if e.EventID != "" {
+		fmt.Fprintf(&b, " (event %s)", e.EventID)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrScript, and ErrTimeout too for a timeout.
+func (e *ScriptError) Unwrap() []error {
+	if e.Timeout {
+		return []error{ErrScript, ErrTimeout}
+	}
+	return []error{ErrScript}
+}
+
+// Policy says what becomes of an event whose script call failed.
+type Policy int
+
+const (
+	// Reject returns the error: the request fails and the sender retries.
+	Reject Policy = iota
+	// Drop publishes nothing for the event; it is counted and logged.
+	Drop
+	// Passthrough publishes the event as the failing script received it.
+	Passthrough
+)
+
+func (p Policy) String() string {
+	switch p {
+	case Reject:
+		return "reject"
+	case Drop:
+		return "drop"
+	case Passthrough:
+		return "passthrough"
+	}
+	return fmt.Sprintf("Policy(%d)", int(p))
+}
+
+// ParsePolicy reads LUA_ON_ERROR: reject, drop or passthrough.
+func ParsePolicy(s string) (Policy, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "reject":
+		return Reject, nil
+	case "drop":
+		return Drop, nil
+	case "passthrough":
+		return Passthrough, nil
+	}
+	return Reject, fmt.Errorf("lua: unknown error policy %q (want reject, drop or passthrough)", s)
+}
+
+// Default settings.
+const (
+	DefaultFunction       = "transform"
+	DefaultTimeout        = 100 * time.Millisecond
+	DefaultReloadInterval = 2 * time.Second
+	// DefaultMaxString bounds the strings that built-ins a deadline cannot
+	// interrupt (string.rep, string.gsub, table.concat) may build.
+	DefaultMaxString = 16 << 20
+)
+
+type config struct {
+	function  string
+	timeout   time.Duration
+	onError   Policy
+	poolSize  int
+	hmacKey   []byte
+	logger    *slog.Logger
+	reload    time.Duration
+	maxString int
+}
+
+// An Option configures an Engine.
+type Option func(*config)
+
+// WithFunction names the function a script defines to transform events
+// (default "transform"). A script that defines none is run RGW-style.
+func WithFunction(name string) Option { return func(c *config) { c.function = name } }
+
+// WithTimeout sets the deadline of one script call (LUA_TIMEOUT, default
+// 100ms). A caller's context deadline that comes sooner wins.
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithOnError sets the failure policy (LUA_ON_ERROR, default Reject).
+func WithOnError(p Policy) Option { return func(c *config) { c.onError = p } }
+
+// WithPoolSize sets how many idle states are kept per script (default, and
+// 0: 2*GOMAXPROCS). More are created when more calls run at once; they are
+// closed instead of kept when the pool is full.
+func WithPoolSize(n int) Option { return func(c *config) { c.poolSize = n } }
+
+// WithHMACKey sets the secret of rgwnats.hmac_sha256 (LUA_HMAC_KEY). Scripts
+// cannot read it. Without a key, hmac_sha256 fails rather than hash unkeyed.
+func WithHMACKey(key []byte) Option {
+	return func(c *config) { c.hmacKey = append([]byte(nil), key...) }
+}
+
+// WithLogger sets the logger of the engine and of the scripts' log helpers.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithReload sets how often the script files are checked for changes
+// (default 2s); 0 turns reloading off.
+func WithReload(interval time.Duration) Option { return func(c *config) { c.reload = interval } }
+
+// WithMaxString bounds the size of strings built by string.rep, string.gsub,
+// table.concat and the like (default 16 MiB).
+func WithMaxString(n int) Option { return func(c *config) { c.maxString = n } }
+
+// Engine runs a script, or a chain of scripts, on events. It is safe for
+// concurrent use.
+type Engine struct {
+	path  string
+	cfg   config
+	table *sharedTable
+	chain atomic.Pointer[chain]
+	stats counters
+
+	reloadMu   sync.Mutex
+	lastFailed string // fingerprint of the last version that did not compile
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// chain is one loaded version of the scripts, in the order they run.
+type chain struct {
+	scripts     []*script
+	fingerprint string
+}
+
+// New loads the script at path: a file, or a directory whose *.lua files run
+// in name order as a chain (each output event of one goes through the next).
+// Every script is compiled and checked once here; ctx bounds only this
+// loading. Close the Engine to stop watching the files.
+func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
+	cfg := config{
+		function:  DefaultFunction,
+		timeout:   DefaultTimeout,
+		reload:    DefaultReloadInterval,
+		maxString: DefaultMaxString,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.poolSize <= 0 {
+		cfg.poolSize = 2 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.timeout <= 0 {
+		cfg.timeout = DefaultTimeout
+	}
+	if cfg.maxString <= 0 {
+		cfg.maxString = DefaultMaxString
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if !validName(cfg.function) {
+		return nil, fmt.Errorf("lua: function name %q is not a Lua identifier", cfg.function)
+	}
+	e := &Engine{path: path, cfg: cfg, table: newSharedTable()}
+	files, err := readScripts(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.load(ctx, files)
+	if err != nil {
+		return nil, err
+	}
+	e.chain.Store(c)
+	if cfg.reload > 0 {
+		e.stop = make(chan struct{})
+		e.done = make(chan struct{})
+		go e.watch()
+	}
+	return e, nil
+}
+
+// Transform runs ev through the script chain and returns what to publish:
+// nothing when the scripts dropped it, several outputs when they fanned it
+// out. ev itself is never modified. On a script failure the policy decides:
+// Reject returns a *ScriptError (wrapping ErrTimeout on a deadline), Drop and
+// Passthrough return no error.
+func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, error) {
+	if ev == nil {
+		return nil, errors.New("lua: Transform of a nil event")
+	}
+	c := e.chain.Load()
+	if c == nil {
+		return nil, ErrClosed
+	}
+	outs := []Output{{Event: ev}}
+	for _, s := range c.scripts {
+		var err error
+		if outs, err = s.apply(ctx, outs); err != nil {
+			return nil, err
+		}
+		if len(outs) == 0 {
+			break
+		}
+	}
+	return outs, nil
+}
+
+// apply runs the script on every event of ins; raw outputs pass unchanged.
+func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
+	outs := make([]Output, 0, len(ins))
+	for _, in := range ins {
+		if in.Event == nil {
+			outs = append(outs, in)
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("lua: event %s: %w", in.Event.ID(), err)
+		}
+		var err error
+		n := len(outs)
+		outs, err = s.run(ctx, in, outs)
+		if err == nil {
+			continue
+		}
+		outs = outs[:n]
+		e := s.eng
+		e.stats.errors.Add(1)
+		if errors.Is(err, ErrTimeout) {
+			e.stats.timeouts.Add(1)
+		}
+		switch e.cfg.onError {
+		case Drop:
+			e.stats.drops.Add(1)
+			e.cfg.logger.Warn("lua: event dropped after a script error", "script", s.name, "event", in.Event.ID(), "err", err)
+		case Passthrough:
+			e.stats.passthroughs.Add(1)
+			e.cfg.logger.Warn("lua: event passed through untransformed after a script error", "script", s.name, "event", in.Event.ID(), "err", err)
+			outs = append(outs, in)
+		default:
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
+// Close stops watching the script files and releases the idle states. Calls
+// under way finish; later calls return ErrClosed.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		if e.stop != nil {
+			close(e.stop)
+			<-e.done
+		}
+		e.reloadMu.Lock()
+		defer e.reloadMu.Unlock()
+		if c := e.chain.Swap(nil); c != nil {
+			c.retire()
+		}
+	})
+	return nil
+}
+
+// Scripts returns the file names of the loaded chain, in the order they run.
+func (e *Engine) Scripts() []string {
+	c := e.chain.Load()
+	if c == nil {
+		return nil
+	}
+	names := make([]string, len(c.scripts))
+	for i, s := range c.scripts {
+		names[i] = s.name
+	}
+	return names
+}
+
+// Stats counts what the engine did since New.
+type Stats struct {
+	Calls        uint64 // script calls (one per event and script)
+	Errors       uint64 // calls that failed, timeouts included
+	Timeouts     uint64 // calls stopped by their deadline
+	Drops        uint64 // events dropped by the Drop policy after an error
+	Passthroughs uint64 // events passed through by the Passthrough policy
+	Filtered     uint64 // events a script chose to publish nothing for
+	Reloads      uint64 // new versions swapped in
+	ReloadErrors uint64 // new versions that failed to load (the old one kept serving)
+	States       uint64 // Lua states created
+}
+
+type counters struct {
+	calls, errors, timeouts, drops, passthroughs, filtered atomic.Uint64
+	reloads, reloadErrors, states                          atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	s := &e.stats
+	return Stats{
+		Calls: s.calls.Load(), Errors: s.errors.Load(), Timeouts: s.timeouts.Load(),
+		Drops: s.drops.Load(), Passthroughs: s.passthroughs.Load(), Filtered: s.filtered.Load(),
+		Reloads: s.reloads.Load(), ReloadErrors: s.reloadErrors.Load(), States: s.states.Load(),
+	}
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,545 @@
+package lua
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	glua "github.com/yuin/gopher-lua"
+
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
+)
+
+// luaEvent is the event a transform function receives: a userdata whose
+// fields map onto the CloudEvent. The event given to Transform is never
+// written: the first change copies its context (copy on write), and the
+// data is decoded only when the script reads ev.data and re-encoded only
+// then.
+type luaEvent struct {
+	ud  glua.LUserData
+	gen uint64 // the call it belongs to
+
+	src *event.Event // as received
+	mod *event.Event // the copy changes go to; nil while unchanged
+
+	data      glua.LValue // ev.data once read or assigned
+	dataSet   bool
+	dataDirty bool // data must be encoded into the output
+
+	subject  string       // NATS subject; "" = the service's template
+	header   *glua.LTable // NATS headers once the script touched them
+	inHeader map[string][]string
+
+	ext, nats *glua.LUserData // proxies, made on first use
+}
+
+func (le *luaEvent) current() *event.Event {
+	if le.mod != nil {
+		return le.mod
+	}
+	return le.src
+}
+
+// writable returns the event to change, copying the received one first.
+func (le *luaEvent) writable() *event.Event {
+	if le.mod == nil {
+		le.mod = copyEvent(le.src)
+	}
+	return le.mod
+}
+
+// copyEvent copies the context (extensions included); data bytes are shared,
+// as they are only ever replaced, never written in place.
+func copyEvent(src *event.Event) *event.Event {
+	m := *src
+	if src.Context != nil {
+		m.Context = src.Context.Clone()
+	} else {
+		m.Context = (&event.EventContextV1{}).AsV1()
+	}
+	return &m
+}
+
+func (st *state) newEvent(in Output) *glua.LUserData {
+	le := &luaEvent{gen: st.gen, src: in.Event, subject: in.Subject, inHeader: in.Header}
+	le.ud = glua.LUserData{Value: le, Env: st.globals, Metatable: st.eventMT}
+	return &le.ud
+}
+
+func (st *state) initEvents() {
+	L := st.L
+	st.clone = L.NewFunction(st.evClone)
+	st.eventMT = st.protectedMeta(map[string]glua.LValue{
+		"__index":    L.NewFunction(st.evIndex),
+		"__newindex": L.NewFunction(st.evNewIndex),
+		"__tostring": L.NewFunction(func(L *glua.LState) int {
+			le := st.checkEvent(L, 1)
+			L.Push(glua.LString("event " + le.current().ID()))
+			return 1
+		}),
+	})
+	st.extMT = st.protectedMeta(map[string]glua.LValue{
+		"__index":    L.NewFunction(st.extIndex),
+		"__newindex": L.NewFunction(st.extNewIndex),
+		"__pairs":    L.NewFunction(st.extPairs),
+	})
+	st.natsMT = st.protectedMeta(map[string]glua.LValue{
+		"__index":    L.NewFunction(st.natsIndex),
+		"__newindex": L.NewFunction(st.natsNewIndex),
+	})
+}
+
+func (st *state) checkEvent(L *glua.LState, n int) *luaEvent {
+	ud := L.CheckUserData(n)
+	le, ok := ud.Value.(*luaEvent)
+	if !ok {
+		L.ArgError(n, "event expected")
+	}
+	if st.cur == nil || le.gen != st.gen {
+		L.RaiseError("this event belongs to an earlier call; events cannot be kept between calls")
+	}
+	return le
+}
+
+func optString(s string) glua.LValue {
+	if s == "" {
+		return glua.LNil
+	}
+	return glua.LString(s)
+}
+
+func (st *state) evIndex(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	key := L.CheckString(2)
+	ev := le.current()
+	var v glua.LValue
+	switch key {
+	case "id":
+		v = glua.LString(ev.ID())
+	case "source":
+		v = glua.LString(ev.Source())
+	case "type":
+		v = glua.LString(ev.Type())
+	case "subject":
+		v = optString(ev.Subject())
+	case "time":
+		if t := ev.Time(); !t.IsZero() {
+			v = glua.LString(types.FormatTime(t))
+		} else {
+			v = glua.LNil
+		}
+	case "datacontenttype":
+		v = optString(ev.DataContentType())
+	case "dataschema":
+		v = optString(ev.DataSchema())
+	case "specversion":
+		v = glua.LString(ev.SpecVersion())
+	case "data":
+		v = st.loadData(L, le)
+	case "record":
+		v = st.record(L, le)
+	case "ext":
+		if le.ext == nil {
+			le.ext = &glua.LUserData{Value: le, Env: st.globals, Metatable: st.extMT}
+		}
+		v = le.ext
+	case "nats":
+		if le.nats == nil {
+			le.nats = &glua.LUserData{Value: le, Env: st.globals, Metatable: st.natsMT}
+		}
+		v = le.nats
+	case "clone":
+		v = st.clone
+	default:
+		L.RaiseError("event has no field %q (extensions are ev.ext.%s)", key, key)
+	}
+	L.Push(v)
+	return 1
+}
+
+func (st *state) evNewIndex(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	key := L.CheckString(2)
+	v := L.Get(3)
+	if key == "data" {
+		le.data, le.dataSet, le.dataDirty = v, true, true
+		return 0
+	}
+	if key == "time" {
+		st.setTime(L, le, v)
+		return 0
+	}
+	var s string
+	switch v := v.(type) {
+	case glua.LString:
+		s = string(v)
+	case *glua.LNilType:
+	case glua.LNumber:
+		s = v.String()
+	default:
+		L.RaiseError("ev.%s must be a string, not a %s", key, v.Type())
+	}
+	ctx := le.writable().Context
+	var err error
+	switch key {
+	case "id":
+		err = ctx.SetID(s)
+	case "source":
+		err = ctx.SetSource(s)
+	case "type":
+		err = ctx.SetType(s)
+	case "subject":
+		err = ctx.SetSubject(s)
+	case "datacontenttype":
+		err = ctx.SetDataContentType(s)
+	case "dataschema":
+		err = ctx.SetDataSchema(s)
+	case "specversion", "record", "ext", "nats", "clone":
+		L.RaiseError("ev.%s cannot be assigned", key)
+	default:
+		L.RaiseError("event has no field %q (extensions are set with ev.ext.%s = value)", key, key)
+	}
+	if err != nil {
+		L.RaiseError("ev.%s: %s", key, err.Error())
+	}
+	return 0
+}
+
+func (st *state) setTime(L *glua.LState, le *luaEvent, v glua.LValue) {
+	var t time.Time
+	switch v := v.(type) {
+	case *glua.LNilType:
+	case glua.LString:
+		var err error
+		if t, err = types.ParseTime(string(v)); err != nil {
+			L.RaiseError("ev.time: %s", err.Error())
+		}
+	case glua.LNumber:
+		sec, frac := math.Modf(float64(v))
+		t = time.Unix(int64(sec), int64(frac*1e9)).UTC()
+	default:
+		L.RaiseError("ev.time must be an RFC 3339 string or Unix seconds, not a %s", v.Type())
+	}
+	if err := le.writable().Context.SetTime(t); err != nil {
+		L.RaiseError("ev.time: %s", err.Error())
+	}
+}
+
+// isJSON tells whether data of this media type is JSON; no content type
+// means JSON for a CloudEvent.
+func isJSON(mediaType string) bool {
+	switch mediaType {
+	case "", "application/json", "text/json":
+		return true
+	}
+	return strings.HasSuffix(mediaType, "+json")
+}
+
+// loadData returns ev.data, decoding the JSON data on first use.
+func (st *state) loadData(L *glua.LState, le *luaEvent) glua.LValue {
+	if le.dataSet {
+		return le.data
+	}
+	ev := le.current()
+	raw := ev.Data()
+	var v glua.LValue = glua.LNil
+	switch {
+	case len(raw) == 0:
+	case isJSON(ev.DataMediaType()) && !ev.DataBase64:
+		var err error
+		if v, err = st.json.decode(raw, st.null); err != nil {
+			L.RaiseError("ev.data: %s", err.Error())
+		}
+	default:
+		v = glua.LString(raw)
+	}
+	le.data, le.dataSet = v, true
+	// A table can be changed in place: it has to be encoded again.
+	_, le.dataDirty = v.(*glua.LTable)
+	return v
+}
+
+// record returns the RGW record in the data: the data itself, or the single
+// record of a {"Records":[...]} envelope; nil otherwise. It is part of
+// ev.data, so changing it changes the data.
+func (st *state) record(L *glua.LState, le *luaEvent) glua.LValue {
+	t, ok := st.loadData(L, le).(*glua.LTable)
+	if !ok {
+		return glua.LNil
+	}
+	if recs, ok := t.RawGetString("Records").(*glua.LTable); ok {
+		if rec, ok := recs.RawGetInt(1).(*glua.LTable); ok && recs.Len() == 1 {
+			return rec
+		}
+		return glua.LNil
+	}
+	if t.RawGetString("eventName") != glua.LNil || t.RawGetString("s3") != glua.LNil {
+		return t
+	}
+	return glua.LNil
+}
+
+func (st *state) evClone(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	c := &luaEvent{gen: st.gen, src: le.src, subject: le.subject, inHeader: le.inHeader}
+	if le.mod != nil {
+		c.mod = copyEvent(le.mod)
+	}
+	if le.dataSet {
+		c.data = st.deepCopy(L, le.data, 0)
+		c.dataSet, c.dataDirty = true, le.dataDirty
+	}
+	if le.header != nil {
+		c.header = st.deepCopy(L, le.header, 0).(*glua.LTable)
+	}
+	c.ud = glua.LUserData{Value: c, Env: st.globals, Metatable: st.eventMT}
+	L.Push(&c.ud)
+	return 1
+}
+
+func (st *state) deepCopy(L *glua.LState, v glua.LValue, depth int) glua.LValue {
+	t, ok := v.(*glua.LTable)
+	if !ok {
+		return v
+	}
+	if depth > maxJSONDepth {
+		L.RaiseError("clone: %s", errJSONDepth.Error())
+	}
+	c := L.CreateTable(t.Len(), 0)
+	c.Metatable = t.Metatable
+	for k, v := t.Next(glua.LNil); k != glua.LNil; k, v = t.Next(k) {
+		c.RawSet(k, st.deepCopy(L, v, depth+1))
+	}
+	return c
+}
+
+func (st *state) extIndex(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	L.Push(extValue(le.current().Extensions()[strings.ToLower(L.CheckString(2))]))
+	return 1
+}
+
+func extValue(v any) glua.LValue {
+	switch v := v.(type) {
+	case nil:
+		return glua.LNil
+	case string:
+		return glua.LString(v)
+	case bool:
+		return glua.LBool(v)
+	case int32:
+		return glua.LNumber(v)
+	}
+	s, err := types.Format(v)
+	if err != nil {
+		s = fmt.Sprint(v)
+	}
+	return glua.LString(s)
+}
+
+func (st *state) extNewIndex(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	name := L.CheckString(2)
+	var v any
+	switch lv := L.Get(3).(type) {
+	case *glua.LNilType:
+	case glua.LString:
+		v = string(lv)
+	case glua.LBool:
+		v = bool(lv)
+	case glua.LNumber:
+		f := float64(lv)
+		if f != math.Trunc(f) || f < math.MinInt32 || f > math.MaxInt32 {
+			L.RaiseError("ev.ext.%s: %v is not a 32-bit integer, the only CloudEvents number; use tostring()", name, f)
+		}
+		v = int32(f)
+	default:
+		L.RaiseError("ev.ext.%s must be a string, boolean or integer, not a %s", name, lv.Type())
+	}
+	if err := le.writable().Context.SetExtension(name, v); err != nil {
+		L.RaiseError("ev.ext.%s: %s", name, err.Error())
+	}
+	return 0
+}
+
+func (st *state) extPairs(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	exts := le.current().Extensions()
+	t := L.CreateTable(0, len(exts))
+	for _, k := range slices.Sorted(maps.Keys(exts)) {
+		t.RawSetString(k, extValue(exts[k]))
+	}
+	L.Push(st.globals.RawGetString("next"))
+	L.Push(t)
+	L.Push(glua.LNil)
+	return 3
+}
+
+func (st *state) natsIndex(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	switch key := L.CheckString(2); key {
+	case "subject":
+		L.Push(optString(le.subject))
+	case "header", "headers":
+		L.Push(st.headerTable(L, le))
+	default:
+		L.RaiseError("ev.nats has no field %q (it has subject and header)", key)
+	}
+	return 1
+}
+
+func (st *state) natsNewIndex(L *glua.LState) int {
+	le := st.checkEvent(L, 1)
+	switch key := L.CheckString(2); key {
+	case "subject":
+		switch v := L.Get(3).(type) {
+		case *glua.LNilType:
+			le.subject = ""
+		case glua.LString:
+			if v != "" && !subject.Valid(string(v)) {
+				L.RaiseError("ev.nats.subject: %q is not a valid NATS subject (escape values with rgwnats.token)", string(v))
+			}
+			le.subject = string(v)
+		default:
+			L.RaiseError("ev.nats.subject must be a string, not a %s", v.Type())
+		}
+	case "header", "headers":
+		switch v := L.Get(3).(type) {
+		case *glua.LNilType:
+			le.header, le.inHeader = L.NewTable(), nil
+		case *glua.LTable:
+			le.header, le.inHeader = v, nil
+		default:
+			L.RaiseError("ev.nats.header must be a table, not a %s", v.Type())
+		}
+	default:
+		L.RaiseError("ev.nats has no field %q (it has subject and header)", key)
+	}
+	return 0
+}
+
+func (st *state) headerTable(L *glua.LState, le *luaEvent) *glua.LTable {
+	if le.header == nil {
+		le.header = L.CreateTable(0, len(le.inHeader))
+		for k, vs := range le.inHeader {
+			if len(vs) == 1 {
+				le.header.RawSetString(k, glua.LString(vs[0]))
+				continue
+			}
+			list := L.CreateTable(len(vs), 0)
+			for _, v := range vs {
+				list.Append(glua.LString(v))
+			}
+			le.header.RawSetString(k, list)
+		}
+		le.inHeader = nil
+	}
+	return le.header
+}
+
+// output turns a returned event into an Output, encoding changed data.
+func (st *state) output(le *luaEvent) (Output, error) {
+	fail := func(format string, args ...any) (Output, error) {
+		return Output{}, &ScriptError{Script: st.s.name, EventID: st.cur.id, Msg: fmt.Sprintf(format, args...)}
+	}
+	if le.gen != st.gen {
+		return fail("%s returned an event of an earlier call", st.s.eng.cfg.function)
+	}
+	if le.dataDirty {
+		ev := le.writable()
+		var raw []byte
+		switch v := le.data.(type) {
+		case *glua.LNilType:
+		case glua.LString:
+			if !isJSON(ev.DataMediaType()) {
+				raw = []byte(v)
+				break
+			}
+			raw = appendJSONString(nil, string(v))
+		default:
+			if !isJSON(ev.DataMediaType()) {
+				return fail("ev.data: data of content type %q must be a string, not a %s", ev.DataContentType(), v.Type())
+			}
+			b, err := st.json.encode(v)
+			if err != nil {
+				return fail("ev.data: %s", err.Error())
+			}
+			raw = slices.Clone(b)
+		}
+		ev.DataEncoded, ev.DataBase64 = raw, false
+		if raw != nil && ev.DataContentType() == "" {
+			_ = ev.Context.SetDataContentType(event.ApplicationJSON)
+		}
+	}
+	o := Output{Event: le.current(), Subject: le.subject}
+	switch {
+	case le.header != nil:
+		h, err := headerMap(le.header)
+		if err != nil {
+			return fail("ev.nats.header: %s", err.Error())
+		}
+		o.Header = h
+	case len(le.inHeader) > 0:
+		o.Header = make(map[string][]string, len(le.inHeader))
+		for k, v := range le.inHeader {
+			o.Header[k] = slices.Clone(v)
+		}
+	}
+	return o, nil
+}
+
+// headerMap converts a Lua table of NATS headers: values are strings (or
+// numbers, booleans) or lists of them.
+func headerMap(t *glua.LTable) (map[string][]string, error) {
+	var h map[string][]string
+	for k, v := t.Next(glua.LNil); k != glua.LNil; k, v = t.Next(k) {
+		name, ok := k.(glua.LString)
+		if !ok || !validHeaderName(string(name)) {
+			return nil, fmt.Errorf("invalid header name %v", k)
+		}
+		var vals []string
+		switch v := v.(type) {
+		case glua.LString, glua.LNumber, glua.LBool:
+			vals = []string{v.String()}
+		case *glua.LTable:
+			for i := 1; i <= v.Len(); i++ {
+				e := v.RawGetInt(i)
+				switch e.(type) {
+				case glua.LString, glua.LNumber, glua.LBool:
+					vals = append(vals, e.String())
+				default:
+					return nil, fmt.Errorf("header %s: a %s is not a header value", name, e.Type())
+				}
+			}
+		default:
+			return nil, fmt.Errorf("header %s: a %s is not a header value", name, v.Type())
+		}
+		for _, s := range vals {
+			if strings.ContainsAny(s, "\r\n") {
+				return nil, fmt.Errorf("header %s: value holds a line break", name)
+			}
+		}
+		if h == nil {
+			h = make(map[string][]string)
+		}
+		h[string(name)] = vals
+	}
+	return h, nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == ':' {
+			return false
+		}
+	}
+	return true
+}

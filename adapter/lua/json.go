@@ -1,0 +1,513 @@
+package lua
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	glua "github.com/yuin/gopher-lua"
+)
+
+// maxJSONDepth bounds nesting both ways: deep input cannot exhaust the Go
+// stack, and a table that contains itself fails instead of looping.
+const maxJSONDepth = 200
+
+var errJSONDepth = errors.New("json: nested too deeply (or a table contains itself)")
+
+// jsonCodec converts between JSON text and Lua values inside one state. JSON
+// arrays decode to tables carrying arrayMT, so that an empty array ("metadata":[])
+// encodes back as [] and not as {}. JSON null decodes to the state's null
+// sentinel (rgwnats.json.null, cjson.null) so it survives a round trip inside
+// arrays and objects. Numbers are float64 in gopher-lua: integral values encode
+// without a fraction or exponent, so integers stay integers (exactly up to 2^53).
+//
+// A codec is owned by one state and is not safe for concurrent use; its buffers
+// are reused from call to call.
+type jsonCodec struct {
+	L       *glua.LState
+	arrayMT *glua.LTable
+	null    glua.LValue
+
+	buf  []byte
+	keys []string // a stack of object keys being sorted, shared by nested objects
+	str  []byte   // scratch for unescaping strings
+}
+
+// decode parses one JSON text. null is what JSON null becomes (the sentinel,
+// or LNil for lunajson, whose default is to drop nulls).
+func (c *jsonCodec) decode(data []byte, null glua.LValue) (glua.LValue, error) {
+	d := jsonDecoder{c: c, data: data, null: null}
+	d.skipSpace()
+	v, err := d.value(0)
+	if err != nil {
+		return glua.LNil, err
+	}
+	d.skipSpace()
+	if d.pos != len(d.data) {
+		return glua.LNil, d.errorf("unexpected %q after the value", d.data[d.pos])
+	}
+	return v, nil
+}
+
+type jsonDecoder struct {
+	c    *jsonCodec
+	data []byte
+	pos  int
+	null glua.LValue
+}
+
+func (d *jsonDecoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("json: offset %d: %s", d.pos, fmt.Sprintf(format, args...))
+}
+
+func (d *jsonDecoder) skipSpace() {
+	for d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (d *jsonDecoder) value(depth int) (glua.LValue, error) {
+	if depth > maxJSONDepth {
+		return glua.LNil, errJSONDepth
+	}
+	if d.pos >= len(d.data) {
+		return glua.LNil, d.errorf("unexpected end of input")
+	}
+	switch c := d.data[d.pos]; {
+	case c == '{':
+		return d.object(depth)
+	case c == '[':
+		return d.array(depth)
+	case c == '"':
+		s, err := d.string()
+		if err != nil {
+			return glua.LNil, err
+		}
+		return glua.LString(s), nil
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	case c == 't':
+		return glua.LTrue, d.literal("true")
+	case c == 'f':
+		return glua.LFalse, d.literal("false")
+	case c == 'n':
+		return d.null, d.literal("null")
+	default:
+		return glua.LNil, d.errorf("unexpected %q", c)
+	}
+}
+
+func (d *jsonDecoder) literal(word string) error {
+	if len(d.data)-d.pos < len(word) || string(d.data[d.pos:d.pos+len(word)]) != word {
+		return d.errorf("invalid literal, want %s", word)
+	}
+	d.pos += len(word)
+	return nil
+}
+
+func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
+	d.pos++ // {
+	t := d.c.L.CreateTable(0, 4)
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == '}' {
+		d.pos++
+		return t, nil
+	}
+	for {
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			return glua.LNil, d.errorf("object key must be a string")
+		}
+		key, err := d.string()
+		if err != nil {
+			return glua.LNil, err
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+			return glua.LNil, d.errorf("missing ':' after object key")
+		}
+		d.pos++
+		d.skipSpace()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return glua.LNil, err
+		}
+		if v != glua.LNil {
+			t.RawSetString(key, v)
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return glua.LNil, d.errorf("unterminated object")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case '}':
+			d.pos++
+			return t, nil
+		default:
+			return glua.LNil, d.errorf("want ',' or '}' in object, got %q", d.data[d.pos])
+		}
+	}
+}
+
+func (d *jsonDecoder) array(depth int) (glua.LValue, error) {
+	d.pos++ // [
+	t := d.c.L.CreateTable(4, 0)
+	t.Metatable = d.c.arrayMT
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return t, nil
+	}
+	for i := 1; ; i++ {
+		d.skipSpace()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return glua.LNil, err
+		}
+		t.RawSetInt(i, v)
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return glua.LNil, d.errorf("unterminated array")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			return t, nil
+		default:
+			return glua.LNil, d.errorf("want ',' or ']' in array, got %q", d.data[d.pos])
+		}
+	}
+}
+
+func (d *jsonDecoder) number() (glua.LValue, error) {
+	start := d.pos
+	if d.data[d.pos] == '-' {
+		d.pos++
+	}
+	digits := func() int {
+		n := 0
+		for d.pos < len(d.data) && d.data[d.pos] >= '0' && d.data[d.pos] <= '9' {
+			d.pos++
+			n++
+		}
+		return n
+	}
+	intStart := d.pos
+	n := digits()
+	if n == 0 {
+		return glua.LNil, d.errorf("invalid number")
+	}
+	if n > 1 && d.data[intStart] == '0' {
+		return glua.LNil, d.errorf("invalid number: leading zero")
+	}
+	integral := true
+	if d.pos < len(d.data) && d.data[d.pos] == '.' {
+		integral = false
+		d.pos++
+		if digits() == 0 {
+			return glua.LNil, d.errorf("invalid number: no digits after '.'")
+		}
+	}
+	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
+		integral = false
+		d.pos++
+		if d.pos < len(d.data) && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
+			d.pos++
+		}
+		if digits() == 0 {
+			return glua.LNil, d.errorf("invalid number: no digits in exponent")
+		}
+	}
+	text := d.data[start:d.pos]
+	if integral && n <= 15 {
+		// Exact in a float64 and the common case (sizes, counts): no
+		// string conversion needed.
+		var v int64
+		for _, c := range text[intStart-start:] {
+			v = v*10 + int64(c-'0')
+		}
+		if text[0] == '-' {
+			v = -v
+		}
+		return glua.LNumber(v), nil
+	}
+	f, err := strconv.ParseFloat(string(text), 64)
+	if err != nil {
+		return glua.LNil, d.errorf("invalid number %q", text)
+	}
+	return glua.LNumber(f), nil
+}
+
+// string reads a JSON string starting at its opening quote.
+func (d *jsonDecoder) string() (string, error) {
+	d.pos++ // "
+	start := d.pos
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		if c == '"' {
+			s := string(d.data[start:d.pos])
+			d.pos++
+			return s, nil
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			return "", d.errorf("control character in string")
+		}
+		d.pos++
+	}
+	// Slow path: escapes.
+	b := append(d.c.str[:0], d.data[start:d.pos]...)
+	for {
+		if d.pos >= len(d.data) {
+			return "", d.errorf("unterminated string")
+		}
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			d.pos++
+			d.c.str = b
+			return string(b), nil
+		case c < 0x20:
+			return "", d.errorf("control character in string")
+		case c != '\\':
+			b = append(b, c)
+			d.pos++
+			continue
+		}
+		d.pos++
+		if d.pos >= len(d.data) {
+			return "", d.errorf("unterminated escape")
+		}
+		e := d.data[d.pos]
+		d.pos++
+		switch e {
+		case '"', '\\', '/':
+			b = append(b, e)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, ok := d.hex4()
+			if !ok {
+				return "", d.errorf("invalid \\u escape")
+			}
+			if utf16.IsSurrogate(r) {
+				r2 := utf8.RuneError
+				if len(d.data)-d.pos >= 6 && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
+					save := d.pos
+					d.pos += 2
+					if lo, ok := d.hex4(); ok {
+						r2 = utf16.DecodeRune(r, lo)
+					}
+					if r2 == utf8.RuneError {
+						d.pos = save
+					}
+				}
+				r = r2
+			}
+			b = utf8.AppendRune(b, r)
+		default:
+			return "", d.errorf("invalid escape \\%c", e)
+		}
+	}
+}
+
+func (d *jsonDecoder) hex4() (rune, bool) {
+	if len(d.data)-d.pos < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d.data[d.pos : d.pos+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	d.pos += 4
+	return r, true
+}
+
+// encode returns the JSON text of v. Object keys come out sorted, so the
+// output is deterministic. The result aliases the codec's buffer: copy it
+// before the next call.
+func (c *jsonCodec) encode(v glua.LValue) ([]byte, error) {
+	c.buf = c.buf[:0]
+	c.keys = c.keys[:0]
+	err := c.value(v, 0)
+	return c.buf, err
+}
+
+func (c *jsonCodec) value(v glua.LValue, depth int) error {
+	switch v := v.(type) {
+	case *glua.LNilType:
+		c.buf = append(c.buf, "null"...)
+	case glua.LBool:
+		c.buf = strconv.AppendBool(c.buf, bool(v))
+	case glua.LNumber:
+		return c.number(float64(v))
+	case glua.LString:
+		c.buf = appendJSONString(c.buf, string(v))
+	case *glua.LTable:
+		if depth >= maxJSONDepth {
+			return errJSONDepth
+		}
+		return c.table(v, depth)
+	default:
+		if v == c.null {
+			c.buf = append(c.buf, "null"...)
+			return nil
+		}
+		return fmt.Errorf("json: cannot encode a %s", v.Type())
+	}
+	return nil
+}
+
+func (c *jsonCodec) number(f float64) error {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("json: cannot encode %v", f)
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1e21 {
+		c.buf = strconv.AppendFloat(c.buf, f, 'f', -1, 64)
+		return nil
+	}
+	c.buf = strconv.AppendFloat(c.buf, f, 'g', -1, 64)
+	return nil
+}
+
+// table encodes t as an array when it carries arrayMT or holds exactly the
+// keys 1..n (n > 0), and as an object when all its keys are strings.
+func (c *jsonCodec) table(t *glua.LTable, depth int) error {
+	if t.Metatable == c.arrayMT {
+		return c.array(t, t.Len(), depth)
+	}
+	base := len(c.keys)
+	defer func() { c.keys = c.keys[:base] }()
+	count, maxInt, other := 0, 0, false
+	for k, _ := t.Next(glua.LNil); k != glua.LNil; k, _ = t.Next(k) {
+		count++
+		switch k := k.(type) {
+		case glua.LString:
+			c.keys = append(c.keys, string(k))
+		case glua.LNumber:
+			if i := int(k); float64(i) == float64(k) && i >= 1 {
+				maxInt = max(maxInt, i)
+				continue
+			}
+			other = true
+		default:
+			other = true
+		}
+	}
+	strKeys := len(c.keys) - base
+	switch {
+	case count == 0:
+		c.buf = append(c.buf, "{}"...)
+		return nil
+	case strKeys == 0 && !other && maxInt == count:
+		return c.array(t, count, depth)
+	case strKeys != count:
+		return errors.New("json: cannot encode a table mixing array and object keys (or with sparse, non-string keys)")
+	}
+	keys := c.keys[base:]
+	slices.Sort(keys)
+	c.buf = append(c.buf, '{')
+	for i, k := range keys {
+		if i > 0 {
+			c.buf = append(c.buf, ',')
+		}
+		c.buf = appendJSONString(c.buf, k)
+		c.buf = append(c.buf, ':')
+		if err := c.value(t.RawGetString(k), depth+1); err != nil {
+			return err
+		}
+	}
+	c.buf = append(c.buf, '}')
+	return nil
+}
+
+func (c *jsonCodec) array(t *glua.LTable, n, depth int) error {
+	c.buf = append(c.buf, '[')
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			c.buf = append(c.buf, ',')
+		}
+		if err := c.value(t.RawGetInt(i), depth+1); err != nil {
+			return err
+		}
+	}
+	c.buf = append(c.buf, ']')
+	return nil
+}
+
+// appendJSONString quotes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// encoding/json does; unlike encoding/json, <, > and & stay as they are.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,408 @@
+package lua
+
+import (
+	"strings"
+	"unsafe"
+
+	glua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/pm"
+)
+
+// protectedMT is what getmetatable returns for every table and userdata the
+// host owns, so that scripts cannot reach or change their metatables.
+const protectedMT = glua.LString("protected")
+
+// sandbox opens the safe part of the standard library, replaces what could
+// reach the host or run unbounded inside one built-in call, and installs the
+// event metatables, the helper modules and the RGW globals.
+//
+// Left out: io, os beyond time/date/clock/difftime, debug, coroutine,
+// package, load, loadstring, loadfile, dofile, module, getfenv, setfenv,
+// newproxy, string.dump. require knows only the host's modules.
+func (st *state) sandbox() error {
+	L := st.L
+	for _, lib := range []struct {
+		name string
+		open glua.LGFunction
+	}{
+		{glua.BaseLibName, glua.OpenBase},
+		{glua.TabLibName, glua.OpenTable},
+		{glua.StringLibName, glua.OpenString},
+		{glua.MathLibName, glua.OpenMath},
+		{glua.OsLibName, glua.OpenOs},
+	} {
+		L.Push(L.NewFunction(lib.open))
+		L.Push(glua.LString(lib.name))
+		if err := L.PCall(1, 0, nil); err != nil {
+			return err
+		}
+	}
+	G := L.Get(glua.GlobalsIndex).(*glua.LTable)
+	st.globals = G
+	// The registry's copies of the opened modules are out of the scripts'
+	// reach (no debug, no package), but drop them anyway.
+	L.Get(glua.RegistryIndex).(*glua.LTable).RawSetString("_LOADED", L.NewTable())
+
+	for _, name := range []string{
+		"dofile", "load", "loadfile", "loadstring", "module", "getfenv", "setfenv",
+		"_printregs", "newproxy", "_GOPHER_LUA_VERSION",
+	} {
+		G.RawSetString(name, glua.LNil)
+	}
+	next := G.RawGetString("next")
+	G.RawSetString("pairs", L.NewFunction(func(L *glua.LState) int {
+		v := L.CheckAny(1)
+		if mp := L.GetMetaField(v, "__pairs"); mp != glua.LNil {
+			L.Push(mp)
+			L.Push(v)
+			L.Call(1, 3)
+			return 3
+		}
+		L.CheckTable(1)
+		L.Push(next)
+		L.Push(v)
+		L.Push(glua.LNil)
+		return 3
+	}))
+	rawset := G.RawGetString("rawset").(*glua.LFunction).GFunction
+	G.RawSetString("rawset", L.NewFunction(func(L *glua.LState) int {
+		checkWritable(L, L.CheckTable(1), "rawset")
+		return rawset(L)
+	}))
+	G.RawSetString("collectgarbage", L.NewFunction(func(L *glua.LState) int {
+		// A script must not be able to stop the whole process for a GC.
+		L.Push(glua.LNumber(0))
+		return 1
+	}))
+	G.RawSetString("print", L.NewFunction(st.print))
+	G.RawSetString("require", L.NewFunction(st.require))
+
+	// string: guarded rep, format and gsub, no dump; strings' metatable is
+	// protected and indexes the library itself.
+	str := G.RawGetString("string").(*glua.LTable)
+	str.RawSetString("dump", glua.LNil)
+	str.RawSetString("__index", glua.LNil)
+	str.RawSetString("rep", L.NewFunction(st.strRep))
+	format := str.RawGetString("format").(*glua.LFunction).GFunction
+	str.RawSetString("format", L.NewFunction(func(L *glua.LState) int {
+		checkFormat(L, L.CheckString(1))
+		return format(L)
+	}))
+	str.RawSetString("gsub", L.NewFunction(st.strGsub))
+	strMT := L.NewTable()
+	strMT.RawSetString("__index", str)
+	strMT.RawSetString("__metatable", protectedMT)
+	L.SetMetatable(glua.LString(""), strMT)
+	G.RawSetString("string", st.readOnly("string", str))
+
+	// table: concat bounded; the functions that write raw refuse the
+	// host's read-only tables.
+	tbl := G.RawGetString("table").(*glua.LTable)
+	tbl.RawSetString("concat", L.NewFunction(st.tableConcat))
+	for _, name := range []string{"insert", "remove", "sort"} {
+		orig := tbl.RawGetString(name).(*glua.LFunction).GFunction
+		qualified := "table." + name
+		tbl.RawSetString(name, L.NewFunction(func(L *glua.LState) int {
+			checkWritable(L, L.CheckTable(1), qualified)
+			return orig(L)
+		}))
+	}
+	G.RawSetString("table", st.readOnly("table", tbl))
+	G.RawSetString("math", st.readOnly("math", G.RawGetString("math").(*glua.LTable)))
+
+	osLib := G.RawGetString("os").(*glua.LTable)
+	safeOS := L.NewTable()
+	for _, name := range []string{"time", "date", "clock", "difftime"} {
+		safeOS.RawSetString(name, osLib.RawGetString(name))
+	}
+	G.RawSetString("os", st.readOnly("os", safeOS))
+
+	st.null = L.NewUserData()
+	st.null.Metatable = st.protectedMeta(map[string]glua.LValue{
+		"__tostring": L.NewFunction(func(L *glua.LState) int { L.Push(glua.LString("null")); return 1 }),
+	})
+	st.arrayMT = st.protectedMeta(nil)
+	st.json = jsonCodec{L: L, arrayMT: st.arrayMT, null: st.null}
+
+	st.initEvents()
+	st.initModules()
+	st.initRGW()
+
+	// Request is built for the current event on first read, in both styles:
+	// a read that misses the globals lands here.
+	G.Metatable = st.protectedMeta(map[string]glua.LValue{
+		"__index": L.NewFunction(func(L *glua.LState) int {
+			if L.CheckAny(2) == glua.LString("Request") {
+				L.Push(st.request())
+				return 1
+			}
+			return 0
+		}),
+	})
+	st.envMT = st.protectedMeta(map[string]glua.LValue{"__index": G})
+	return nil
+}
+
+// protectedMeta builds a metatable that getmetatable cannot reveal and
+// setmetatable cannot replace.
+func (st *state) protectedMeta(fields map[string]glua.LValue) *glua.LTable {
+	mt := st.L.NewTable()
+	for k, v := range fields {
+		mt.RawSetString(k, v)
+	}
+	mt.RawSetString("__metatable", protectedMT)
+	return mt
+}
+
+// readOnly wraps a library table in an empty proxy whose reads fall through
+// and whose writes fail, so that no call can change what the next one sees.
+func (st *state) readOnly(name string, inner *glua.LTable) *glua.LTable {
+	L := st.L
+	proxy := L.NewTable()
+	proxy.Metatable = st.protectedMeta(map[string]glua.LValue{
+		"__index": inner,
+		"__newindex": L.NewFunction(func(L *glua.LState) int {
+			L.RaiseError("%s is read-only", name)
+			return 0
+		}),
+		"__pairs": L.NewFunction(func(L *glua.LState) int {
+			L.Push(st.globals.RawGetString("next"))
+			L.Push(inner)
+			L.Push(glua.LNil)
+			return 3
+		}),
+		"__readonly": glua.LTrue,
+	})
+	return proxy
+}
+
+func checkWritable(L *glua.LState, t *glua.LTable, fn string) {
+	if mt, ok := t.Metatable.(*glua.LTable); ok && mt.RawGetString("__readonly") == glua.LTrue {
+		L.RaiseError("%s: the table is read-only", fn)
+	}
+}
+
+func (st *state) require(L *glua.LState) int {
+	name := L.CheckString(1)
+	if m, ok := st.modules[name]; ok {
+		L.Push(m)
+		return 1
+	}
+	L.RaiseError("module %q is not available: require knows only rgwnats, nats, lunajson and cjson", name)
+	return 0
+}
+
+func (st *state) print(L *glua.LState) int {
+	var b strings.Builder
+	for i := 1; i <= L.GetTop(); i++ {
+		if i > 1 {
+			b.WriteByte('\t')
+		}
+		b.WriteString(L.ToStringMeta(L.Get(i)).String())
+	}
+	st.log(L, levelInfo, b.String(), nil)
+	return 0
+}
+
+func (st *state) maxString() int { return st.s.eng.cfg.maxString }
+
+func (st *state) tooLong(L *glua.LState, fn string, n int) {
+	L.RaiseError("%s: result of %d bytes or more exceeds the limit of %d bytes", fn, n, st.maxString())
+}
+
+func (st *state) strRep(L *glua.LState) int {
+	s := L.CheckString(1)
+	n := L.CheckInt(2)
+	if n <= 0 || s == "" {
+		L.Push(glua.LString(""))
+		return 1
+	}
+	if n > st.maxString()/len(s) {
+		st.tooLong(L, "string.rep", len(s)*min(n, st.maxString()))
+	}
+	L.Push(glua.LString(strings.Repeat(s, n)))
+	return 1
+}
+
+// checkFormat refuses what Lua 5.1 refuses and what could make fmt build a
+// huge string: widths and precisions of more than two digits, '*' widths and
+// Go's explicit argument indexes.
+func checkFormat(L *glua.LState, f string) {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		i++
+		if i < len(f) && f[i] == '%' {
+			continue
+		}
+		for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
+			i++
+		}
+		digits := 0
+		for i < len(f) && f[i] >= '0' && f[i] <= '9' {
+			i++
+			digits++
+		}
+		if i < len(f) && f[i] == '.' {
+			i++
+			p := 0
+			for i < len(f) && f[i] >= '0' && f[i] <= '9' {
+				i++
+				p++
+			}
+			digits = max(digits, p)
+		}
+		if digits > 2 {
+			L.RaiseError("string.format: invalid format (width or precision too long)")
+		}
+		if i < len(f) && (f[i] == '*' || f[i] == '[') {
+			L.RaiseError("string.format: invalid format %q", f)
+		}
+	}
+}
+
+func (st *state) tableConcat(L *glua.LState) int {
+	t := L.CheckTable(1)
+	sep := L.OptString(2, "")
+	i := L.OptInt(3, 1)
+	j := L.OptInt(4, t.Len())
+	limit := st.maxString()
+	var b []byte
+	for k := i; k <= j; k++ {
+		if k > i {
+			b = append(b, sep...)
+		}
+		switch v := t.RawGetInt(k).(type) {
+		case glua.LString:
+			b = append(b, v...)
+		case glua.LNumber:
+			b = append(b, v.String()...)
+		default:
+			L.RaiseError("table.concat: invalid value (at index %d) in table for concat", k)
+		}
+		if len(b) > limit {
+			st.tooLong(L, "table.concat", len(b))
+		}
+	}
+	L.Push(glua.LString(b))
+	return 1
+}
+
+// gsubBatch is how many matches one pm.Find call collects: the pattern is
+// compiled once per batch, and memory and the time between deadline checks
+// stay bounded.
+const gsubBatch = 256
+
+// strGsub is string.gsub built in one linear pass with a bounded result. (The
+// library's own copies the whole string once per match, which a deadline
+// cannot interrupt.) Matching semantics are those of gopher-lua's pm.Find.
+func (st *state) strGsub(L *glua.LState) int {
+	str := L.CheckString(1)
+	pat := L.CheckString(2)
+	L.CheckTypes(3, glua.LTString, glua.LTTable, glua.LTFunction)
+	repl := L.Get(3)
+	limit := L.OptInt(4, -1)
+	src := unsafe.Slice(unsafe.StringData(str), len(str)) // read only
+	maxLen := st.maxString()
+	anchored := strings.HasPrefix(pat, "^")
+
+	var out []byte
+	last, count, pos := 0, 0, 0
+	for pos <= len(src) && (limit < 0 || count < limit) {
+		batch := gsubBatch
+		if limit >= 0 {
+			batch = min(batch, limit-count)
+		}
+		mds, err := pm.Find(pat, src, pos, batch)
+		if err != nil {
+			L.RaiseError("string.gsub: %s", err.Error())
+		}
+		for _, m := range mds {
+			start, end := m.Capture(0), m.Capture(1)
+			out = append(out, src[last:start]...)
+			out = st.replacement(L, out, str, m, repl)
+			last = end
+			count++
+			if len(out) > maxLen {
+				st.tooLong(L, "string.gsub", len(out))
+			}
+		}
+		if len(mds) < batch || anchored || len(mds) == 0 {
+			break
+		}
+		if st.deadline.expired.Load() {
+			L.RaiseError("%s", st.deadline.Err())
+		}
+		lm := mds[len(mds)-1]
+		pos = max(lm.Capture(0)+1, lm.Capture(1))
+	}
+	out = append(out, src[last:]...)
+	if len(out) > maxLen {
+		st.tooLong(L, "string.gsub", len(out))
+	}
+	L.Push(glua.LString(out))
+	L.Push(glua.LNumber(count))
+	return 2
+}
+
+// capture returns capture idx (0 = the whole match) of m as a Lua value.
+func capture(L *glua.LState, m *pm.MatchData, str string, idx int) glua.LValue {
+	i := 2 * idx
+	if idx == 0 || i >= m.CaptureLength() && idx == 1 {
+		return glua.LString(str[m.Capture(0):m.Capture(1)])
+	}
+	if i >= m.CaptureLength() {
+		L.RaiseError("string.gsub: invalid capture index %%%d", idx)
+	}
+	if m.IsPosCapture(i) {
+		return glua.LNumber(m.Capture(i))
+	}
+	return glua.LString(str[m.Capture(i):m.Capture(i+1)])
+}
+
+func (st *state) replacement(L *glua.LState, out []byte, str string, m *pm.MatchData, repl glua.LValue) []byte {
+	whole := str[m.Capture(0):m.Capture(1)]
+	var v glua.LValue
+	switch r := repl.(type) {
+	case glua.LString:
+		for i := 0; i < len(r); i++ {
+			c := r[i]
+			if c != '%' || i+1 == len(r) {
+				out = append(out, c)
+				continue
+			}
+			i++
+			c = r[i]
+			if c >= '0' && c <= '9' {
+				out = append(out, glua.LVAsString(capture(L, m, str, int(c-'0')))...)
+			} else {
+				out = append(out, c)
+			}
+		}
+		return out
+	case *glua.LTable:
+		v = L.GetTable(r, capture(L, m, str, 1))
+	case *glua.LFunction:
+		L.Push(r)
+		n := max(1, m.CaptureLength()/2-1)
+		for i := 1; i <= n; i++ {
+			L.Push(capture(L, m, str, i))
+		}
+		L.Call(n, 1)
+		v = L.Get(-1)
+		L.Pop(1)
+	}
+	switch v := v.(type) {
+	case *glua.LNilType:
+		return append(out, whole...)
+	case glua.LBool:
+		if !v {
+			return append(out, whole...)
+		}
+	case glua.LString, glua.LNumber:
+		return append(out, glua.LVAsString(v)...)
+	}
+	L.RaiseError("string.gsub: invalid replacement value (a %s)", v.Type())
+	return out
+}

@@ -1,0 +1,148 @@
+package lua
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	glua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/ast"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+// script is one compiled version of one script file with its pool of states.
+type script struct {
+	eng      *Engine
+	name     string
+	proto    *glua.FunctionProto
+	rgwStyle bool // no transform function: the main chunk runs once per event
+
+	idle    chan *state
+	retired atomic.Bool
+}
+
+func compileScript(e *Engine, f scriptFile) (*script, error) {
+	chunk, err := parse.Parse(bytes.NewReader(f.src), f.name)
+	if err != nil {
+		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
+	}
+	rgwStyle, err := style(chunk, e.cfg.function)
+	if err != nil {
+		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
+	}
+	proto, err := glua.Compile(chunk, f.name)
+	if err != nil {
+		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
+	}
+	return &script{
+		eng:      e,
+		name:     f.name,
+		proto:    proto,
+		rgwStyle: rgwStyle,
+		idle:     make(chan *state, e.cfg.poolSize),
+	}, nil
+}
+
+// style tells a transform script (its top level assigns the global function
+// fn) from an RGW-style one (top-level code that publishes by itself).
+func style(chunk []ast.Stmt, fn string) (rgwStyle bool, err error) {
+	for _, st := range chunk {
+		switch st := st.(type) {
+		case *ast.FuncDefStmt:
+			if id, ok := st.Name.Func.(*ast.IdentExpr); ok && id.Value == fn && st.Name.Receiver == nil {
+				return false, nil
+			}
+		case *ast.AssignStmt:
+			for _, lhs := range st.Lhs {
+				if id, ok := lhs.(*ast.IdentExpr); ok && id.Value == fn {
+					return false, nil
+				}
+			}
+		case *ast.LocalAssignStmt:
+			for _, name := range st.Names {
+				if name == fn {
+					return false, fmt.Errorf("line %d: %s is local; declare it global (function %s(ev) ... end) so that it can be called", st.Line(), fn, fn)
+				}
+			}
+		}
+	}
+	return true, nil
+}
+
+// get hands out an idle state, or a new one: a call never waits for a state.
+func (s *script) get() (*state, error) {
+	select {
+	case st := <-s.idle:
+		return st, nil
+	default:
+		return s.newState()
+	}
+}
+
+// put keeps a healthy state for the next call, unless the pool is full or
+// this version was replaced.
+func (s *script) put(st *state) {
+	if !s.retired.Load() {
+		select {
+		case s.idle <- st:
+			return
+		default:
+		}
+	}
+	st.close()
+}
+
+func (s *script) retire() {
+	s.retired.Store(true)
+	for {
+		select {
+		case st := <-s.idle:
+			st.close()
+		default:
+			return
+		}
+	}
+}
+
+// run calls the script on one event and appends what it produced to outs.
+// A state whose call failed in any way is closed, never reused.
+func (s *script) run(ctx context.Context, in Output, outs []Output) ([]Output, error) {
+	s.eng.stats.calls.Add(1)
+	st, err := s.get()
+	if err != nil {
+		if se, ok := err.(*ScriptError); ok {
+			se.EventID = in.Event.ID()
+		}
+		return outs, err
+	}
+	outs, err = st.call(ctx, in, outs)
+	if err != nil {
+		st.close()
+		return outs, err
+	}
+	s.put(st)
+	return outs, nil
+}
+
+// scriptError turns an error of a protected call into a ScriptError, taking
+// the position gopher-lua put in front of the message.
+func (s *script) scriptError(err error, eventID string) *ScriptError {
+	msg := err.Error()
+	if ae, ok := err.(*glua.ApiError); ok {
+		msg = ae.Object.String()
+	}
+	se := &ScriptError{Script: s.name, EventID: eventID}
+	if rest, ok := strings.CutPrefix(msg, s.name+":"); ok {
+		if i := strings.IndexByte(rest, ':'); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				se.Line = n
+				msg = strings.TrimSpace(rest[i+1:])
+			}
+		}
+	}
+	se.Msg = msg
+	return se
+}

@@ -1,0 +1,240 @@
+package lua
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	glua "github.com/yuin/gopher-lua"
+)
+
+// state is one sandboxed Lua state of a script: it serves one call at a time.
+type state struct {
+	s *script
+	L *glua.LState
+
+	// The deadline of the running call. gopher-lua polls the context's Done
+	// channel between instructions; a per-state context and a reused timer
+	// keep a call free of context allocations. After it fired once the state
+	// is closed, so the closed channel is never seen by a later call.
+	deadline deadlineCtx
+	timer    *time.Timer
+
+	fn      *glua.LFunction // the transform function, or the main chunk (RGW style)
+	globals *glua.LTable
+	envMT   *glua.LTable // RGW style: metatable of each run's fresh environment
+
+	json    jsonCodec
+	null    *glua.LUserData
+	arrayMT *glua.LTable
+	eventMT *glua.LTable
+	extMT   *glua.LTable
+	natsMT  *glua.LTable
+	reqMT   *glua.LTable // Request's tables
+	clone   *glua.LFunction // ev:clone
+	modules map[string]glua.LValue
+
+	gen     uint64 // number of the current call; events of older calls are stale
+	cur     *call  // the running call, nil between calls
+	callBuf call
+}
+
+// call is what a running script call can reach from Go functions.
+type call struct {
+	ctx     context.Context
+	in      Output
+	id      string
+	outputs []Output    // raw publishes, in order
+	request glua.LValue // Request, built on first use
+}
+
+type deadlineCtx struct {
+	done    chan struct{}
+	expired atomic.Bool
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *deadlineCtx) Done() <-chan struct{}       { return c.done }
+func (c *deadlineCtx) Value(any) any               { return nil }
+func (c *deadlineCtx) Err() error {
+	if c.expired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *deadlineCtx) expire() {
+	if c.expired.CompareAndSwap(false, true) {
+		close(c.done)
+	}
+}
+
+// newState creates a sandboxed state holding the compiled script. For a
+// transform script it runs the main chunk once, which defines the function.
+func (s *script) newState() (*state, error) {
+	st := &state{s: s}
+	st.deadline.done = make(chan struct{})
+	st.timer = time.AfterFunc(time.Hour, st.deadline.expire)
+	st.timer.Stop()
+	st.L = glua.NewState(glua.Options{
+		SkipOpenLibs: true,
+		// Deep recursion fails with "stack overflow" instead of growing.
+		CallStackSize:   200,
+		RegistrySize:    4 * 1024,
+		RegistryMaxSize: 64 * 1024,
+	})
+	st.L.SetContext(&st.deadline)
+	if err := st.sandbox(); err != nil {
+		st.close()
+		return nil, fmt.Errorf("lua: %s: setting up the sandbox: %w", s.name, err)
+	}
+	L := st.L
+	main := L.NewFunctionFromProto(s.proto)
+	if s.rgwStyle {
+		st.fn = main
+	} else {
+		st.timer.Reset(s.eng.cfg.timeout)
+		L.Push(main)
+		err := L.PCall(0, 0, nil)
+		if !st.timer.Stop() {
+			st.close()
+			return nil, &ScriptError{Script: s.name, Msg: fmt.Sprintf("main chunk ran past the %v deadline", s.eng.cfg.timeout), Timeout: true}
+		}
+		if err != nil {
+			st.close()
+			return nil, s.scriptError(err, "")
+		}
+		fn, ok := st.globals.RawGetString(s.eng.cfg.function).(*glua.LFunction)
+		if !ok {
+			st.close()
+			return nil, &ScriptError{Script: s.name, Msg: fmt.Sprintf("the script defines no function %s(ev)", s.eng.cfg.function)}
+		}
+		st.fn = fn
+	}
+	s.eng.stats.states.Add(1)
+	return st, nil
+}
+
+func (st *state) close() {
+	st.timer.Stop()
+	st.L.Close()
+}
+
+// call runs the script on one event. On error the state must be closed.
+func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, error) {
+	s := st.s
+	d := s.eng.cfg.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < d {
+			d = left
+		}
+	}
+	st.gen++
+	c := &st.callBuf
+	c.ctx, c.in, c.id, c.request = ctx, in, in.Event.ID(), nil
+	st.cur = c
+	defer st.endCall()
+
+	L := st.L
+	nargs, nret := 0, 0
+	if s.rgwStyle {
+		// RGW gives each run a fresh state: a fresh environment whose
+		// reads fall back to the shared, read-only globals does the same
+		// without copying them.
+		env := L.CreateTable(0, 2)
+		env.Metatable = st.envMT
+		env.RawSetString("_G", env)
+		st.fn.Env = env
+		L.Push(st.fn)
+	} else {
+		L.Push(st.fn)
+		L.Push(st.newEvent(in))
+		nargs, nret = 1, glua.MultRet
+	}
+	st.timer.Reset(d)
+	err := L.PCall(nargs, nret, nil)
+	if !st.timer.Stop() || st.deadline.expired.Load() {
+		return outs, &ScriptError{Script: s.name, Line: st.lineOf(err), EventID: c.id, Timeout: true,
+			Msg: fmt.Sprintf("the call ran past its %v deadline", d)}
+	}
+	if err != nil {
+		return outs, s.scriptError(err, c.id)
+	}
+	n := len(outs)
+	outs = append(outs, c.outputs...)
+	outs, err = st.results(outs)
+	if err != nil {
+		return outs, err
+	}
+	if len(outs) == n {
+		s.eng.stats.filtered.Add(1)
+	}
+	return outs, nil
+}
+
+func (st *state) endCall() {
+	st.L.SetTop(0)
+	c := st.cur
+	clear(c.outputs)
+	*c = call{outputs: c.outputs[:0]}
+	st.cur = nil
+}
+
+// lineOf digs the line out of an error raised at the deadline.
+func (st *state) lineOf(err error) int {
+	if err == nil {
+		return 0
+	}
+	return st.s.scriptError(err, "").Line
+}
+
+// results turns what the transform function returned into outputs: an event,
+// several events, a list of events; nil or false publish nothing.
+func (st *state) results(outs []Output) ([]Output, error) {
+	L := st.L
+	n := L.GetTop()
+	for i := 1; i <= n; i++ {
+		switch v := L.Get(i).(type) {
+		case *glua.LNilType:
+		case glua.LBool:
+			if v {
+				return outs, st.badResult("true")
+			}
+		case *glua.LUserData:
+			le, ok := v.Value.(*luaEvent)
+			if !ok {
+				return outs, st.badResult("userdata")
+			}
+			o, err := st.output(le)
+			if err != nil {
+				return outs, err
+			}
+			outs = append(outs, o)
+		case *glua.LTable:
+			for j := 1; j <= v.Len(); j++ {
+				ud, ok := v.RawGetInt(j).(*glua.LUserData)
+				if !ok {
+					return outs, st.badResult("list holding a " + v.RawGetInt(j).Type().String())
+				}
+				le, ok := ud.Value.(*luaEvent)
+				if !ok {
+					return outs, st.badResult("list holding a userdata")
+				}
+				o, err := st.output(le)
+				if err != nil {
+					return outs, err
+				}
+				outs = append(outs, o)
+			}
+		default:
+			return outs, st.badResult(v.Type().String())
+		}
+	}
+	return outs, nil
+}
+
+func (st *state) badResult(what string) error {
+	return &ScriptError{Script: st.s.name, EventID: st.cur.id,
+		Msg: fmt.Sprintf("%s returned a %s: return the event, several events or a list of them, or nil to publish nothing", st.s.eng.cfg.function, what)}
+}
