@@ -1,0 +1,41 @@
+package rgw
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// benchBody is a real 1 KiB notification (one record, Reef).
+func benchBody(b *testing.B) []byte {
+	body, err := os.ReadFile(filepath.Join(fixtureDir, "reef-put-capture.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
+}
+
+func BenchmarkDecode(b *testing.B) {
+	body := benchBody(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		recs, err := Decode(body)
+		if err != nil || len(recs) != 1 {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeAny(b *testing.B) {
+	body := benchBody(b)
+	raw := recordBytes(b, body)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		recs, err := DecodeAny(raw)
+		if err != nil || len(recs) != 1 {
+			b.Fatal(err)
+		}
+	}
+}
