@@ -35,6 +35,14 @@ func StartEmbedded(listen, storeDir string) (*Embedded, error) {
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
+	} else {
+		// The server only logs a failed listen; find out here, with a clear
+		// error, instead of waiting for it to never become ready.
+		l, err := net.Listen("tcp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("natsout: embedded server: %w", err)
+		}
+		l.Close()
 	}
 	e := &Embedded{}
 	if storeDir == "" {

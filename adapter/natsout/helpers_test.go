@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -162,4 +163,8 @@ func receive(tb testing.TB, ch chan *nats.Msg) *nats.Msg {
 		tb.Fatal("no message received")
 		return nil
 	}
+}
+
+func testLoggerTo(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil))
 }

@@ -1,0 +1,477 @@
+package natsout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func jsConfig(url string) Config {
+	return Config{
+		URL:            url,
+		Mode:           JetStream,
+		Stream:         "RGW",
+		StreamSubjects: []string{"rgw.>"},
+		StreamCreate:   true,
+		AckTimeout:     2 * time.Second,
+	}
+}
+
+// streamMsgs reads the message count of a stream over its own connection.
+func streamMsgs(t *testing.T, url, stream string) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func encode(t testing.TB, id, subj string, enc Encoding) Message {
+	t.Helper()
+	m, err := Encode(rgwEvent(t, id), subj, enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func noErrors(t *testing.T, errs []error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+}
+
+func TestPublishCore(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	for _, enc := range []Encoding{Structured, Binary} {
+		t.Run(enc.String(), func(t *testing.T) {
+			sub := subscribe(t, s.ClientURL(), "rgw.>")
+			p := connect(t, Config{URL: s.ClientURL()})
+			waitReady(t, p)
+			msgs := []Message{
+				encode(t, "core-1", "rgw.jayanth.ObjectCreated.Put", enc),
+				encode(t, "core-2", "rgw.jayanth.ObjectRemoved.Delete", enc),
+			}
+			noErrors(t, p.Publish(context.Background(), msgs))
+			for _, want := range msgs {
+				got := receive(t, sub)
+				if got.Subject != want.Subject {
+					t.Errorf("subject %q, want %q", got.Subject, want.Subject)
+				}
+				ev, err := Decode(got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.ID() != want.MsgID || got.Header.Get(HeaderMsgID) != want.MsgID {
+					t.Errorf("event id %q, Nats-Msg-Id %q, want %q", ev.ID(), got.Header.Get(HeaderMsgID), want.MsgID)
+				}
+				if ext := ev.Extensions()["objectkey"]; ext != "dir/cat picture ünïcode 100%.json" {
+					t.Errorf("objectkey %q", ext)
+				}
+			}
+			if st := p.Stats(); st.Published != 2 || st.Failed != 0 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestPublishJetStreamDeduplicates(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	p := connect(t, jsConfig(s.ClientURL()))
+	waitReady(t, p)
+	ctx := context.Background()
+	first := encode(t, "dup-1", "rgw.jayanth.ObjectCreated.Put", Structured)
+	other := encode(t, "dup-2", "rgw.jayanth.ObjectCreated.Put", Binary)
+	noErrors(t, p.Publish(ctx, []Message{first, other}))
+	// A redelivery: the same events again, one in the other mode.
+	again := encode(t, "dup-1", "rgw.jayanth.ObjectCreated.Put", Binary)
+	noErrors(t, p.Publish(ctx, []Message{again, other}))
+	if n := streamMsgs(t, s.ClientURL(), "RGW"); n != 2 {
+		t.Errorf("stream holds %d messages, want 2", n)
+	}
+	if d := p.Stats().Duplicates; d != 2 {
+		t.Errorf("duplicates %d, want 2", d)
+	}
+}
+
+func TestPublishJetStreamMsgIDWithoutHeader(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	p := connect(t, jsConfig(s.ClientURL()))
+	waitReady(t, p)
+	shared := nats.Header{"X-Shared": {"1"}}
+	m := Message{Subject: "rgw.raw", Header: shared, Data: []byte("raw"), MsgID: "raw-1"}
+	noErrors(t, p.Publish(context.Background(), []Message{m, m}))
+	if n := streamMsgs(t, s.ClientURL(), "RGW"); n != 1 {
+		t.Errorf("stream holds %d messages, want 1 (same MsgID)", n)
+	}
+	if _, ok := shared[HeaderMsgID]; ok {
+		t.Error("Publish wrote into the caller's header")
+	}
+}
+
+func TestPublishJetStreamNoStream(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	var logs logBuffer
+	cfg := jsConfig(s.ClientURL())
+	cfg.StreamCreate = false
+	cfg.AckTimeout = time.Second
+	cfg.Logger = testLoggerTo(&logs)
+	p := connect(t, cfg)
+	waitReady(t, p) // connected; the stream is the operator's business
+	errs := p.Publish(context.Background(), []Message{encode(t, "nostream-1", "rgw.a.b", Structured)})
+	if !errors.Is(errs[0], ErrUnavailable) || !strings.Contains(errs[0].Error(), "nostream-1") {
+		t.Fatalf("error %v, want ErrUnavailable naming the msg id", errs[0])
+	}
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "stream does not exist") })
+	nc, _ := nats.Connect(s.ClientURL())
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.Stream(context.Background(), "RGW"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("stream lookup: %v; the publisher must not create it", err)
+	}
+}
+
+func TestStreamCreateKeepsOperatorSettings(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	nc, _ := nats.Connect(s.ClientURL())
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RGW", Subjects: []string{"other.>"}, MaxMsgs: 100}); err != nil {
+		t.Fatal(err)
+	}
+	p := connect(t, jsConfig(s.ClientURL()))
+	waitReady(t, p)
+	st, err := js.Stream(ctx, "RGW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if !slices.Equal(cfg.Subjects, []string{"other.>", "rgw.>"}) || cfg.MaxMsgs != 100 {
+		t.Errorf("stream subjects %v, max msgs %d; want both subjects and the operator's limit", cfg.Subjects, cfg.MaxMsgs)
+	}
+}
+
+func TestServerDownAndBack(t *testing.T) {
+	for _, mode := range []Mode{Core, JetStream} {
+		t.Run(mode.String(), func(t *testing.T) {
+			port := freePort(t)
+			store := t.TempDir()
+			s := runServer(t, port, store)
+			url := s.ClientURL()
+			cfg := jsConfig(url)
+			cfg.Mode = mode
+			cfg.AckTimeout = 500 * time.Millisecond
+			p := connect(t, cfg)
+			waitReady(t, p)
+			ctx := context.Background()
+			noErrors(t, p.Publish(ctx, []Message{encode(t, "before", "rgw.a.b", Structured)}))
+
+			stopServer(s)
+			// Whatever the client has noticed yet, nothing may claim success.
+			for i := range 5 {
+				id := fmt.Sprintf("down-%d", i)
+				errs := p.Publish(ctx, []Message{encode(t, id, "rgw.a.b", Structured), encode(t, id+"b", "rgw.a.c", Binary)})
+				for _, err := range errs {
+					if !errors.Is(err, ErrUnavailable) {
+						t.Fatalf("publish while the server is down: %v, want ErrUnavailable", err)
+					}
+				}
+				if !strings.Contains(errs[0].Error(), id) {
+					t.Errorf("error %q does not name the msg id", errs[0])
+				}
+			}
+			if p.Ready() {
+				t.Error("Ready while the server is down")
+			}
+
+			s2 := runServer(t, port, store) // same port, same store
+			waitReady(t, p)
+			noErrors(t, p.Publish(ctx, []Message{encode(t, "after", "rgw.a.b", Binary)}))
+			if mode == JetStream {
+				if n := streamMsgs(t, s2.ClientURL(), "RGW"); n != 2 {
+					t.Errorf("stream holds %d messages, want 2 (before and after)", n)
+				}
+			}
+			if st := p.Stats(); st.Reconnects == 0 || st.Failed != 10 || st.Published != 2 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestConnectBeforeServerStarts(t *testing.T) {
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	p := connect(t, jsConfig(url))
+	if p.Ready() {
+		t.Fatal("Ready with no server")
+	}
+	errs := p.Publish(context.Background(), []Message{encode(t, "early", "rgw.a.b", Structured)})
+	if !errors.Is(errs[0], ErrUnavailable) {
+		t.Fatalf("publish with no server: %v", errs[0])
+	}
+	runServer(t, port, t.TempDir())
+	waitReady(t, p)
+	if n := streamMsgs(t, url, "RGW"); n != 0 {
+		t.Errorf("new stream holds %d messages", n)
+	}
+	noErrors(t, p.Publish(context.Background(), []Message{encode(t, "late", "rgw.a.b", Structured)}))
+	if n := streamMsgs(t, url, "RGW"); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}
+
+func TestConcurrentPublish(t *testing.T) {
+	const goroutines, each = 32, 40
+	for _, mode := range []Mode{Core, JetStream} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := runServer(t, -1, t.TempDir())
+			sub := subscribe(t, s.ClientURL(), "rgw.>")
+			cfg := jsConfig(s.ClientURL())
+			cfg.Mode = mode
+			cfg.AckTimeout = 10 * time.Second
+			p := connect(t, cfg)
+			waitReady(t, p)
+			var wg sync.WaitGroup
+			errc := make(chan error, goroutines*each)
+			for g := range goroutines {
+				wg.Go(func() {
+					for i := range each {
+						m := encode(t, fmt.Sprintf("c-%d-%d", g, i), fmt.Sprintf("rgw.g%d.put", g), Structured)
+						for _, err := range p.Publish(context.Background(), []Message{m}) {
+							if err != nil {
+								errc <- err
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errc)
+			for err := range errc {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for len(seen) < goroutines*each {
+				seen[receive(t, sub).Header.Get(HeaderMsgID)] = true
+			}
+			if mode == JetStream {
+				if n := streamMsgs(t, s.ClientURL(), "RGW"); n != goroutines*each {
+					t.Errorf("stream holds %d, want %d", n, goroutines*each)
+				}
+			}
+		})
+	}
+}
+
+func TestCloseDrains(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	sub := subscribe(t, s.ClientURL(), "drain.>")
+	p := connect(t, Config{URL: s.ClientURL()})
+	waitReady(t, p)
+	const n = 2000
+	for i := range n {
+		// Buffered, never flushed by us: only Close's drain sends them.
+		if err := p.Conn().Publish(fmt.Sprintf("drain.%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		receive(t, sub)
+	}
+	if p.Ready() {
+		t.Error("Ready after Close")
+	}
+	errs := p.Publish(ctx, []Message{encode(t, "closed", "drain.x", Structured)})
+	if !errors.Is(errs[0], ErrUnavailable) {
+		t.Errorf("publish after Close: %v", errs[0])
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestCloseWhileReconnecting(t *testing.T) {
+	p := connect(t, Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err == nil {
+		t.Error("Close while reconnecting reported a drain")
+	}
+	if !p.Conn().IsClosed() {
+		t.Error("connection not closed")
+	}
+}
+
+func TestConnectConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	// An unreachable server must not matter: these fail before dialling.
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"missing creds file", Config{CredsFile: missing}},
+		{"creds file without a JWT", Config{CredsFile: garbage}},
+		{"missing nkey seed", Config{NkeySeedFile: missing}},
+		{"garbage nkey seed", Config{NkeySeedFile: garbage}},
+		{"creds and nkey", Config{CredsFile: garbage, NkeySeedFile: garbage}},
+		{"missing CA file", Config{TLSCA: missing}},
+		{"CA file without certificates", Config{TLSCA: garbage}},
+		{"client cert without key", Config{TLSCert: garbage}},
+		{"bad client cert", Config{TLSCert: garbage, TLSKey: garbage}},
+		{"password without user", Config{Password: "x"}},
+		{"stream creation without a name", Config{Mode: JetStream, StreamCreate: true, StreamSubjects: []string{"a"}}},
+		{"stream creation without subjects", Config{Mode: JetStream, StreamCreate: true, Stream: "S"}},
+		{"unknown mode", Config{Mode: Mode(9)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.URL = url
+			p, err := Connect(context.Background(), tt.cfg)
+			if err == nil {
+				p.Close(context.Background())
+				t.Fatal("Connect succeeded")
+			}
+		})
+	}
+}
+
+func TestEmbedded(t *testing.T) {
+	for _, keepStore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("store given %v", keepStore), func(t *testing.T) {
+			store := ""
+			if keepStore {
+				store = t.TempDir()
+			}
+			e, err := StartEmbedded("127.0.0.1:0", store)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tempDir := e.tempDir
+			p := connect(t, jsConfig(e.URL()))
+			waitReady(t, p)
+			noErrors(t, p.Publish(context.Background(), []Message{encode(t, "emb-1", "rgw.a.b", Structured)}))
+			if n := streamMsgs(t, e.URL(), "RGW"); n != 1 {
+				t.Errorf("stream holds %d", n)
+			}
+			if err := p.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			e.Shutdown()
+			if keepStore {
+				if _, err := os.Stat(filepath.Join(store, "jetstream")); err != nil {
+					t.Errorf("store not in the given dir: %v", err)
+				}
+			} else if _, err := os.Stat(tempDir); !os.IsNotExist(err) {
+				t.Errorf("temporary store %s left behind: %v", tempDir, err)
+			}
+		})
+	}
+}
+
+func TestEmbeddedBadAddress(t *testing.T) {
+	for _, listen := range []string{"nohostport", "127.0.0.1:notaport", "127.0.0.1:70000"} {
+		if e, err := StartEmbedded(listen, ""); err == nil {
+			e.Shutdown()
+			t.Errorf("StartEmbedded(%q) succeeded", listen)
+		}
+	}
+	e, err := StartEmbedded("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	port := e.Server().Addr().String()
+	if e2, err := StartEmbedded(port, ""); err == nil {
+		e2.Shutdown()
+		t.Errorf("second server on %s started", port)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestJetStreamAckTimeout(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	// A plain subscriber makes the subject "answered" at the NATS level, but
+	// no stream captures it, so no ack ever comes.
+	subscribe(t, s.ClientURL(), "slow.>")
+	cfg := jsConfig(s.ClientURL())
+	cfg.AckTimeout = 300 * time.Millisecond
+	p := connect(t, cfg)
+	waitReady(t, p)
+	errs := p.Publish(context.Background(), []Message{
+		encode(t, "slow-1", "slow.a", Structured),
+		encode(t, "fast-1", "rgw.a", Structured),
+		encode(t, "slow-2", "slow.b", Structured),
+	})
+	for i, id := range []string{"slow-1", "", "slow-2"} {
+		if id == "" {
+			if errs[i] != nil {
+				t.Errorf("stored message failed: %v", errs[i])
+			}
+			continue
+		}
+		if !errors.Is(errs[i], ErrUnavailable) || !strings.Contains(errs[i].Error(), id) {
+			t.Errorf("message %s: %v, want ErrUnavailable naming it", id, errs[i])
+		}
+	}
+
+	// A cancelled context ends the wait the same way.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	errs = p.Publish(ctx, []Message{encode(t, "slow-3", "slow.c", Structured)})
+	if !errors.Is(errs[0], ErrUnavailable) {
+		t.Errorf("cancelled publish: %v", errs[0])
+	}
+}
