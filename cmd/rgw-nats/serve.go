@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rgw-nats/rgw-nats/function"
+)
+
+// serve hosts the function with its own HTTP server: listen first (so the
+// readiness probe answers during start), start the function, serve until
+// SIGTERM/SIGINT, then let in-flight requests finish and drain NATS.
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: rgw-nats [serve]\n\nConfigured by environment variables:")
+		function.PrintUsage(stderr)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: serve takes no arguments", errUsage)
+	}
+	cfg, err := function.LoadConfig()
+	if err != nil {
+		return err
+	}
+	log := function.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	return serveConfig(ctx, cfg, log, nil)
+}
+
+// endpoints is where a started adapter can be reached.
+type endpoints struct {
+	HTTP string // host:port of the HTTP listener
+	NATS string // URL of the NATS server in use
+}
+
+// serveConfig runs the adapter until ctx ends. When ready is not nil it
+// receives the endpoints once the function can publish (tests use it).
+func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, ready chan<- endpoints) error {
+	f := function.New(function.WithConfig(cfg), function.WithLogger(log))
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           newMux(f),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	if err := f.Start(ctx, nil); err != nil {
+		srv.Close()
+		return err
+	}
+	log.Info("rgw-nats listening", "address", ln.Addr().String(), "nats", f.NATSURL())
+	if ready != nil {
+		go func() {
+			for {
+				if ok, _ := f.Ready(ctx); ok {
+					ready <- endpoints{HTTP: ln.Addr().String(), NATS: f.NATSURL()}
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+	}
+
+	select {
+	case err := <-served:
+		f.Stop(context.Background())
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests, then draining NATS")
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
+	defer cancel()
+	shutdownErr := srv.Shutdown(stopCtx)
+	stopErr := f.Stop(stopCtx)
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return errors.Join(shutdownErr, stopErr)
+}
+
+// newMux routes the health paths to the probes and everything else to Handle.
+func newMux(f *function.Function) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health/readiness", probe(f.Ready))
+	mux.HandleFunc("/health/liveness", probe(f.Alive))
+	mux.HandleFunc("/", f.Handle)
+	return mux
+}
+
+func probe(check func(context.Context) (bool, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ok, err := check(r.Context())
+		if err != nil || !ok {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	}
+}
