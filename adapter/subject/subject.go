@@ -271,8 +271,9 @@ func fieldValue(ev *event.Event, p part) string {
 }
 
 func extString(ev *event.Event, name string) string {
-	v, ok := ev.Extensions()[name]
-	if !ok {
+	// Context.GetExtension reads the map; Event.Extensions would copy it.
+	v, err := ev.Context.GetExtension(name)
+	if err != nil || v == nil {
 		return ""
 	}
 	if s, ok := v.(string); ok {

@@ -1,0 +1,122 @@
+package function_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
+	"github.com/rgw-nats/rgw-nats/function"
+)
+
+// cpuTime is the CPU time this process has used (user + system). Note that
+// the in-process nats-server of a benchmark counts too.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N)/1e3, "cpu-µs/op")
+}
+
+// BenchmarkDecodeMapEncode is the adapter's own work per RGW POST without any
+// I/O: decode the request, map the record, name the subject, encode the NATS
+// message.
+func BenchmarkDecodeMapEncode(b *testing.B) {
+	body := fixture(b, putFixture)
+	h := http.Header{"Content-Type": {"application/json"}}
+	tmpl, _ := subject.Parse("rgw.{bucket}.{event}")
+	for _, enc := range []natsout.Encoding{natsout.Structured, natsout.Binary} {
+		b.Run(enc.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, evs, err := function.Decode(context.Background(), h, body, cloudevent.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := natsout.Encode(&evs[0], tmpl.Execute(&evs[0]), enc, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHandle is one RGW POST through Handle, published to a real
+// nats-server: core mode (publish + flush round trip) and JetStream (ack).
+// The recorder stands in for the network, so the numbers are the adapter's
+// path plus NATS.
+func BenchmarkHandle(b *testing.B) {
+	body := fixture(b, putFixture)
+	for _, mode := range []string{"core", "jetstream"} {
+		b.Run(mode, func(b *testing.B) {
+			s := runNATS(b)
+			cfg := testConfig(b, s.ClientURL())
+			cfg.NATSMode = mode
+			a := startAdapter(b, cfg, s.ClientURL())
+			b.ReportAllocs()
+			start := cpuTime()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				a.f.Handle(w, req)
+				if w.Code != http.StatusAccepted {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+			reportCPU(b, start)
+		})
+	}
+}
+
+// BenchmarkHTTPParallel is the whole path over loopback HTTP with 8
+// concurrent senders per CPU, like RGW posting the queued entries of a
+// persistent topic at once; everything shares the one NATS connection.
+// "close" answers every POST with Connection: close, as the adapter does for
+// RGW by default; "keepalive" reuses connections.
+func BenchmarkHTTPParallel(b *testing.B) {
+	body := fixture(b, putFixture)
+	for _, c := range []struct {
+		mode  string
+		close bool
+	}{{"core", true}, {"core", false}, {"jetstream", false}} {
+		name := c.mode + "/keepalive"
+		if c.close {
+			name = c.mode + "/close"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := runNATS(b)
+			cfg := testConfig(b, s.ClientURL())
+			cfg.NATSMode, cfg.CloseRGW = c.mode, c.close
+			a := startAdapter(b, cfg, s.ClientURL())
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			start := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest(http.MethodPost, a.url, bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted {
+						b.Fatalf("status %d", resp.StatusCode)
+					}
+				}
+			})
+			reportCPU(b, start)
+		})
+	}
+}
