@@ -399,7 +399,13 @@ func (c *jsonCodec) number(f float64) error {
 		c.buf = strconv.AppendFloat(c.buf, f, 'f', -1, 64)
 		return nil
 	}
+	n := len(c.buf)
 	c.buf = strconv.AppendFloat(c.buf, f, 'g', -1, 64)
+	// 1e-07 -> 1e-7, as encoding/json writes it.
+	if b := c.buf[n:]; len(b) >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
+		b[len(b)-2] = b[len(b)-1]
+		c.buf = c.buf[:len(c.buf)-1]
+	}
 	return nil
 }
 

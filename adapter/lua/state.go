@@ -31,7 +31,7 @@ type state struct {
 	eventMT *glua.LTable
 	extMT   *glua.LTable
 	natsMT  *glua.LTable
-	reqMT   *glua.LTable // Request's tables
+	reqMT   *glua.LTable    // Request's tables
 	clone   *glua.LFunction // ev:clone
 	modules map[string]glua.LValue
 
