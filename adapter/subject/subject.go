@@ -249,6 +249,9 @@ func (t *Template) fill(value func(part) string) string {
 }
 
 func fieldValue(ev *event.Event, p part) string {
+	if ev.Context == nil {
+		return ""
+	}
 	switch p.field {
 	case "bucket":
 		return extString(ev, ExtBucket)
@@ -271,6 +274,9 @@ func fieldValue(ev *event.Event, p part) string {
 }
 
 func extString(ev *event.Event, name string) string {
+	if ev.Context == nil {
+		return ""
+	}
 	// Context.GetExtension reads the map; Event.Extensions would copy it.
 	v, err := ev.Context.GetExtension(name)
 	if err != nil || v == nil {
@@ -286,16 +292,16 @@ func extString(ev *event.Event, name string) string {
 // every subject the template can produce: its leading literal tokens followed
 // by ">" (for example "rgw.>" for "rgw.{bucket}.{event}").
 func (t *Template) StreamSubjects() string {
-	var lit string
-	if len(t.parts) > 0 && t.parts[0].field == "" {
-		lit = t.parts[0].literal
+	if len(t.parts) == 0 || t.parts[0].field != "" {
+		return ">"
+	}
+	lit := t.parts[0].literal
+	if len(t.parts) == 1 {
+		return lit // a fixed subject
 	}
 	// Only whole tokens count: "rgw.x{bucket}" contributes "rgw." not "rgw.x".
 	if i := strings.LastIndexByte(lit, '.'); i >= 0 {
 		return lit[:i+1] + ">"
-	}
-	if len(t.parts) == 1 && t.parts[0].field == "" {
-		return lit
 	}
 	return ">"
 }
