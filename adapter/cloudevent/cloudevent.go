@@ -14,10 +14,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
+	"math"
+	"net/url"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
@@ -48,6 +50,8 @@ type Options struct {
 }
 
 // ParseOverrides reads K_CE_OVERRIDES: {"extensions":{"name":"value",...}}.
+// Values are converted to CloudEvents types; a name that is not a valid
+// extension attribute, or a value that has no CloudEvents type, is an error.
 func ParseOverrides(s string) (map[string]any, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
@@ -56,10 +60,21 @@ func ParseOverrides(s string) (map[string]any, error) {
 		Extensions map[string]any `json:"extensions"`
 	}
 	if err := json.Unmarshal([]byte(s), &o); err != nil {
-		return nil, fmt.Errorf("K_CE_OVERRIDES: %w", err)
+		return nil, fmt.Errorf(`K_CE_OVERRIDES: want {"extensions":{"name":"value",...}}: %s`, jsonReason(err))
 	}
 	probe := event.New()
 	for name, v := range o.Extensions {
+		if strings.EqualFold(name, "data") {
+			return nil, fmt.Errorf("K_CE_OVERRIDES: extension %q: the name is reserved for the event data", name)
+		}
+		switch v := v.(type) {
+		case float64:
+			if v != math.Trunc(v) || v < math.MinInt32 || v > math.MaxInt32 {
+				return nil, fmt.Errorf("K_CE_OVERRIDES: extension %q: %v is not a 32-bit integer (quote it to send a string)", name, v)
+			}
+		case map[string]any, []any:
+			return nil, fmt.Errorf("K_CE_OVERRIDES: extension %q: want a string, number or boolean, not a JSON object or array", name)
+		}
 		if err := probe.Context.SetExtension(name, v); err != nil {
 			return nil, fmt.Errorf("K_CE_OVERRIDES: extension %q: %w", name, err)
 		}
@@ -68,13 +83,29 @@ func ParseOverrides(s string) (map[string]any, error) {
 	return probe.Extensions(), nil
 }
 
+// jsonReason says what is wrong with a JSON text without Go type names.
+func jsonReason(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return fmt.Sprintf("invalid JSON at byte %d: %v", syn.Offset, syn)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		if typ.Field == "" {
+			return "got JSON " + typ.Value
+		}
+		return fmt.Sprintf("%s is JSON %s", typ.Field, typ.Value)
+	}
+	return err.Error()
+}
+
 // ID is the CloudEvent id of a record: its eventId, qualified by the
 // notification configuration when there is one (one S3 request that matches
 // two configurations yields two records with the same eventId, and they must
 // not de-duplicate each other). A record without eventId gets an id derived
-// from its bytes, so a redelivery of the same record gets the same id.
+// from its bytes (Raw), so a redelivery of the same record gets the same id.
 func ID(rec *rgw.Record) string {
-	if rec.EventID == "" {
+	if strings.TrimSpace(rec.EventID) == "" {
 		sum := sha256.Sum256(rec.Raw)
 		return "rgw-" + hex.EncodeToString(sum[:16])
 	}
@@ -84,26 +115,46 @@ func ID(rec *rgw.Record) string {
 	return rec.EventID + "." + rec.S3.ConfigurationID
 }
 
-// Source is RGW's CloudEvents source: ceph:s3.<region>.<bucket>.
+// Source is RGW's CloudEvents source: ceph:s3.<region>.<bucket>. Region and
+// bucket are percent-encoded where they hold characters that a URI cannot
+// (RGW's own names never do), so that the source is always a valid
+// URI-reference.
 func Source(rec *rgw.Record) string {
-	return "ceph:s3." + rec.AWSRegion + "." + rec.S3.Bucket.Name
+	u := sourceURI(rec)
+	return u.String()
 }
 
-// FromRecord maps one record to a CloudEvent.
+func sourceURI(rec *rgw.Record) types.URIRef {
+	return types.URIRef{URL: url.URL{
+		Scheme: sourceScheme,
+		Opaque: "s3." + url.PathEscape(rec.AWSRegion) + "." + url.PathEscape(rec.S3.Bucket.Name),
+	}}
+}
+
+const sourceScheme = "ceph"
+
+// FromRecord maps one record to a CloudEvent. The event's data shares its
+// bytes with rec.Raw. Every attribute is built valid (the tests check it with
+// the SDK's Validate), so the SDK's validation is not run per event.
 func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 	if len(rec.Raw) == 0 {
 		return event.Event{}, errors.New("cloudevent: record has no raw bytes (decode it with package rgw)")
 	}
-	ev := event.New(event.CloudEventsVersionV1)
-	ctx := ev.Context.(*event.EventContextV1)
-	ctx.ID = ID(rec)
-	ev.SetSource(Source(rec))
-	ev.SetType(TypePrefix + rec.Name())
-	if rec.S3.Object.Key != "" {
-		ev.SetSubject(rec.S3.Object.Key)
+	name := rec.Name()
+	if strings.TrimSpace(name) == "" {
+		return event.Event{}, fmt.Errorf("cloudevent: record %s has no event name", ID(rec))
+	}
+	ctx := &event.EventContextV1{
+		ID:     ID(rec),
+		Source: sourceURI(rec),
+		Type:   TypePrefix + name,
+	}
+	if key := rec.S3.Object.Key; strings.TrimSpace(key) != "" {
+		// Not SetSubject: it trims spaces, which are part of a key.
+		ctx.Subject = &key
 	}
 	if t, err := rec.Time(); err == nil {
-		ev.SetTime(t)
+		ctx.Time = &types.Timestamp{Time: t}
 	}
 	ct := event.ApplicationJSON
 	ctx.DataContentType = &ct
@@ -111,16 +162,23 @@ func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 	ext := make(map[string]any, 5+len(opts.Extensions))
 	ext[ExtBucket] = rec.S3.Bucket.Name
 	ext[ExtObjectKey] = rec.S3.Object.Key
-	ext[ExtEventName] = rec.Name()
+	ext[ExtEventName] = name
 	if rec.S3.ConfigurationID != "" {
 		ext[ExtConfigurationID] = rec.S3.ConfigurationID
 	}
 	if rec.OpaqueData != "" {
 		ext[ExtOpaqueData] = rec.OpaqueData
 	}
-	maps.Copy(ext, opts.Extensions)
 	ctx.Extensions = ext
+	for k, v := range opts.Extensions {
+		// SetExtension checks the name and converts the value, for
+		// callers that fill Options.Extensions without ParseOverrides.
+		if err := ctx.SetExtension(k, v); err != nil {
+			return event.Event{}, fmt.Errorf("cloudevent: event %s: extension %q: %w", ctx.ID, k, err)
+		}
+	}
 
+	ev := event.Event{Context: ctx}
 	if opts.Envelope {
 		data := make([]byte, 0, len(rec.Raw)+len(envelopeOpen)+len(envelopeClose))
 		data = append(data, envelopeOpen...)
@@ -128,10 +186,6 @@ func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 		ev.DataEncoded = append(data, envelopeClose...)
 	} else {
 		ev.DataEncoded = rec.Raw
-	}
-	ev.DataBase64 = false
-	if err := ev.Validate(); err != nil {
-		return event.Event{}, fmt.Errorf("cloudevent: event %s: %w", ctx.ID, err)
 	}
 	return ev, nil
 }
