@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // Message is one NATS message ready to publish. MsgID is the JetStream
@@ -316,6 +318,13 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 		p.failed.Add(uint64(len(msgs)))
 		return errs
 	}
+	for i := range msgs {
+		// A subject with a space or a wildcard is a protocol error that would
+		// make the server drop the connection everyone shares.
+		if !subject.Valid(msgs[i].Subject) {
+			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: invalid subject", ErrRejected))
+		}
+	}
 	if p.js != nil {
 		p.publishJetStream(ctx, msgs, errs)
 	} else {
@@ -340,6 +349,9 @@ func (p *Publisher) publishCore(ctx context.Context, msgs []Message, errs []erro
 	var nm nats.Msg
 	for i := range msgs {
 		m := &msgs[i]
+		if errs[i] != nil {
+			continue
+		}
 		nm.Subject, nm.Header, nm.Data = m.Subject, m.Header, m.Data
 		if err := p.nc.PublishMsg(&nm); err != nil {
 			errs[i] = publishError(m, classify(err))
@@ -370,6 +382,9 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
+		if errs[i] != nil {
+			continue
+		}
 		nm := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
 		var err error
 		if m.MsgID != "" && m.Header.Get(jetstream.MsgIDHeader) != m.MsgID {

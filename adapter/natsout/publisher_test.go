@@ -475,3 +475,37 @@ func TestJetStreamAckTimeout(t *testing.T) {
 		t.Errorf("cancelled publish: %v", errs[0])
 	}
 }
+
+func TestPublishRejects(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	for _, mode := range []Mode{Core, JetStream} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg := jsConfig(s.ClientURL())
+			cfg.Mode = mode
+			p := connect(t, cfg)
+			waitReady(t, p)
+			good := encode(t, "ok-1", "rgw.a.b", Structured)
+			huge := good
+			huge.MsgID = "huge-1"
+			huge.Data = make([]byte, 2<<20) // over the server's 1 MiB default
+			errs := p.Publish(context.Background(), []Message{
+				{Subject: "rgw.a b", Data: []byte("x"), MsgID: "space-1"},
+				{Subject: "rgw.*", Data: []byte("x"), MsgID: "wild-1"},
+				huge,
+				good,
+			})
+			for i, id := range []string{"space-1", "wild-1", "huge-1"} {
+				if !errors.Is(errs[i], ErrRejected) || !strings.Contains(errs[i].Error(), id) {
+					t.Errorf("message %s: %v, want ErrRejected naming it", id, errs[i])
+				}
+			}
+			if errs[3] != nil {
+				t.Errorf("good message next to rejected ones: %v", errs[3])
+			}
+			// The shared connection survived.
+			if !p.Conn().IsConnected() || p.Stats().Reconnects != 0 {
+				t.Error("rejected messages cost the connection")
+			}
+		})
+	}
+}

@@ -1,0 +1,202 @@
+package natsout
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+)
+
+// benchEvent is an RGW-shaped event whose data is a 1 KiB JSON record.
+func benchEvent(b *testing.B) *event.Event {
+	ev := rgwEvent(b, "1713693798.430517.a60023221945e53a31f07df71f37f032.HTTPNotification")
+	rec := sampleRecord(b)
+	if len(rec) > 1000 {
+		b.Fatalf("sample record is %d bytes", len(rec))
+	}
+	pad := bytes.Repeat([]byte("x"), 1024-len(rec)-len(`,"pad":""`))
+	data := append(append(append(rec[:len(rec)-1:len(rec)-1], `,"pad":"`...), pad...), `"}`...)
+	if len(data) != 1024 {
+		b.Fatalf("data is %d bytes", len(data))
+	}
+	ev.DataEncoded = data
+	return ev
+}
+
+func BenchmarkEncode(b *testing.B) {
+	ev := benchEvent(b)
+	for _, enc := range []Encoding{Structured, Binary} {
+		b.Run(enc.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Encode(ev, "rgw.jayanth.ObjectCreated.Put", enc, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	ev := benchEvent(b)
+	for _, enc := range []Encoding{Structured, Binary} {
+		m, err := Encode(ev, "rgw.jayanth.ObjectCreated.Put", enc, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+		b.Run(enc.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func benchPublisher(b *testing.B, mode Mode) (*Publisher, Message) {
+	s := runServer(b, -1, b.TempDir())
+	cfg := jsConfig(s.ClientURL())
+	cfg.Mode = mode
+	p := connect(b, cfg)
+	waitReady(b, p)
+	m, err := Encode(benchEvent(b), "rgw.jayanth.ObjectCreated.Put", Structured, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, m
+}
+
+// BenchmarkPublishCore is one Publish (publish + flush round trip) per
+// message, as for a single-record RGW request.
+func BenchmarkPublishCore(b *testing.B) {
+	p, m := benchPublisher(b, Core)
+	msgs := []Message{m}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Publish(ctx, msgs)[0]; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPublishCoreParallel is concurrent requests sharing the
+// connection, one message each.
+func BenchmarkPublishCoreParallel(b *testing.B) {
+	p, m := benchPublisher(b, Core)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		msgs := []Message{m}
+		for pb.Next() {
+			if err := p.Publish(ctx, msgs)[0]; err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkPublishJetStream is one Publish (publish + ack) per message, each
+// with a new msg id so that every one is stored.
+func BenchmarkPublishJetStream(b *testing.B) {
+	p, m := benchPublisher(b, JetStream)
+	ctx := context.Background()
+	msgs := []Message{m}
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		msgs[0].MsgID = strconv.Itoa(i)
+		msgs[0].Header = nats.Header{HeaderMsgID: {msgs[0].MsgID}, HeaderContentType: {ContentTypeStructured}}
+		if err := p.Publish(ctx, msgs)[0]; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPublishJetStreamParallel is concurrent requests, one message each.
+func BenchmarkPublishJetStreamParallel(b *testing.B) {
+	p, m := benchPublisher(b, JetStream)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		msgs := []Message{m}
+		for pb.Next() {
+			id := fmt.Sprint(n.Add(1))
+			msgs[0].MsgID = id
+			msgs[0].Header = nats.Header{HeaderMsgID: {id}, HeaderContentType: {ContentTypeStructured}}
+			if err := p.Publish(ctx, msgs)[0]; err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkPublishBatch is a 16-record request: one flush or one wait for
+// all acks per call; reported per message.
+func BenchmarkPublishBatch(b *testing.B) {
+	for _, mode := range []Mode{Core, JetStream} {
+		b.Run(mode.String(), func(b *testing.B) {
+			p, m := benchPublisher(b, mode)
+			ctx := context.Background()
+			msgs := make([]Message, 16)
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				for j := range msgs {
+					i++
+					id := strconv.Itoa(i)
+					msgs[j] = m
+					msgs[j].MsgID = id
+					msgs[j].Header = nats.Header{HeaderMsgID: {id}, HeaderContentType: {ContentTypeStructured}}
+				}
+				for _, err := range p.Publish(ctx, msgs) {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/msg")
+		})
+	}
+}
+
+// BenchmarkBaselineFlush is nats.go alone (PublishMsg + FlushWithContext)
+// on the same message, to show what Publish adds.
+func BenchmarkBaselineFlush(b *testing.B) {
+	s := runServer(b, -1, b.TempDir())
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	m, err := Encode(benchEvent(b), "rgw.jayanth.ObjectCreated.Put", Structured, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+	for b.Loop() {
+		if err := nc.PublishMsg(msg); err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultAckTimeout)
+		err := nc.FlushWithContext(ctx)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
