@@ -43,12 +43,14 @@ func (st *state) sandbox() error {
 	// reach (no debug, no package), but drop them anyway.
 	L.Get(glua.RegistryIndex).(*glua.LTable).RawSetString("_LOADED", L.NewTable())
 
+	// Removed functions stay as stubs that say why they fail.
 	for _, name := range []string{
-		"dofile", "load", "loadfile", "loadstring", "module", "getfenv", "setfenv",
-		"_printregs", "newproxy", "_GOPHER_LUA_VERSION",
+		"dofile", "load", "loadfile", "loadstring", "module", "getfenv", "setfenv", "newproxy",
 	} {
-		G.RawSetString(name, glua.LNil)
+		G.RawSetString(name, st.unavailable(name))
 	}
+	G.RawSetString("_printregs", glua.LNil)
+	G.RawSetString("_GOPHER_LUA_VERSION", glua.LNil)
 	next := G.RawGetString("next")
 	G.RawSetString("pairs", L.NewFunction(func(L *glua.LState) int {
 		v := L.CheckAny(1)
@@ -80,7 +82,7 @@ func (st *state) sandbox() error {
 	// string: guarded rep, format and gsub, no dump; strings' metatable is
 	// protected and indexes the library itself.
 	str := G.RawGetString("string").(*glua.LTable)
-	str.RawSetString("dump", glua.LNil)
+	str.RawSetString("dump", st.unavailable("string.dump"))
 	str.RawSetString("__index", glua.LNil)
 	str.RawSetString("rep", L.NewFunction(st.strRep))
 	format := str.RawGetString("format").(*glua.LFunction).GFunction
@@ -115,6 +117,9 @@ func (st *state) sandbox() error {
 	for _, name := range []string{"time", "date", "clock", "difftime"} {
 		safeOS.RawSetString(name, osLib.RawGetString(name))
 	}
+	for _, name := range []string{"execute", "exit", "getenv", "remove", "rename", "setenv", "setlocale", "tmpname"} {
+		safeOS.RawSetString(name, st.unavailable("os."+name))
+	}
 	G.RawSetString("os", st.readOnly("os", safeOS))
 
 	st.null = L.NewUserData()
@@ -141,6 +146,13 @@ func (st *state) sandbox() error {
 	})
 	st.envMT = st.protectedMeta(map[string]glua.LValue{"__index": G})
 	return nil
+}
+
+func (st *state) unavailable(name string) *glua.LFunction {
+	return st.L.NewFunction(func(L *glua.LState) int {
+		L.RaiseError("%s is not available in the rgw-nats sandbox", name)
+		return 0
+	})
 }
 
 // protectedMeta builds a metatable that getmetatable cannot reveal and

@@ -81,8 +81,12 @@ func (s *script) newState() (*state, error) {
 		SkipOpenLibs: true,
 		// Deep recursion fails with "stack overflow" instead of growing.
 		CallStackSize:   200,
-		RegistrySize:    4 * 1024,
-		RegistryMaxSize: 64 * 1024,
+		// unpack or string.byte of huge ranges fail with "registry
+		// overflow"; a large grow step keeps the growth up to the limit
+		// from copying the registry once per push.
+		RegistrySize:     4 * 1024,
+		RegistryMaxSize:  64 * 1024,
+		RegistryGrowStep: 1024,
 	})
 	st.L.SetContext(&st.deadline)
 	if err := st.sandbox(); err != nil {
