@@ -80,7 +80,7 @@ func (s *script) newState() (*state, error) {
 	st.L = glua.NewState(glua.Options{
 		SkipOpenLibs: true,
 		// Deep recursion fails with "stack overflow" instead of growing.
-		CallStackSize:   200,
+		CallStackSize: 200,
 		// unpack or string.byte of huge ranges fail with "registry
 		// overflow"; a large grow step keeps the growth up to the limit
 		// from copying the registry once per push.
