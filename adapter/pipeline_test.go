@@ -1,0 +1,230 @@
+package adapter_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	natsserver "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rgw-nats/rgw-nats/adapter"
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/rgw"
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
+)
+
+// env is a real nats-server with a stream on everything the tests publish,
+// a publisher in JetStream mode, and an observer connection.
+type env struct {
+	pub *natsout.Publisher
+	js  jetstream.JetStream
+	nc  *nats.Conn
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	opts := natsserver.DefaultTestOptions
+	opts.Port, opts.JetStream, opts.StoreDir = -1, true, t.TempDir()
+	s := natsserver.RunServer(&opts)
+	t.Cleanup(s.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pub, err := natsout.Connect(ctx, natsout.Config{
+		URL: s.ClientURL(), Mode: natsout.JetStream, Stream: "T", Logger: slog.New(slog.DiscardHandler),
+		StreamSubjects: []string{"rgw.>", "internal.>", "public.>", "raw.>"}, StreamCreate: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close(context.Background()) })
+	if err := pub.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return &env{pub: pub, js: js, nc: nc}
+}
+
+// stored returns the subjects of every message in the stream, in order.
+func (e *env) stored(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(ctx)
+	var subjects []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects = append(subjects, m.Subject)
+	}
+	return subjects
+}
+
+func events(t *testing.T, files ...string) []event.Event {
+	t.Helper()
+	var evs []event.Event
+	for _, f := range files {
+		body, err := os.ReadFile(filepath.Join("..", "samples", "events", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := rgw.Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range recs {
+			ev, err := cloudevent.FromRecord(&recs[i], cloudevent.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, ev)
+		}
+	}
+	return evs
+}
+
+func script(t *testing.T, src string) *lua.Engine {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "t.lua")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := lua.New(context.Background(), path, lua.WithReload(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func pipeline(t *testing.T, e *env, tr adapter.Transformer) *adapter.Pipeline {
+	t.Helper()
+	tmpl, err := subject.Parse("rgw.{bucket}.{event}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &adapter.Pipeline{Publisher: e.pub, Subject: tmpl}
+	if tr != nil {
+		p.Transformer = tr
+	}
+	return p
+}
+
+func TestProcessWithoutTransform(t *testing.T) {
+	e := newEnv(t)
+	p := pipeline(t, e, nil)
+	evs := events(t, "reef-put-capture.json", "pacific-16.2.15/delete.json")
+	for _, o := range p.Process(context.Background(), evs) {
+		if o.Err != nil || len(o.Published) != 1 {
+			t.Fatalf("outcome %+v", o)
+		}
+	}
+	got := e.stored(t)
+	if len(got) != 2 || got[0] != "rgw.jayanth.ObjectCreated.Put" || got[1] != "rgw.nb-main.ObjectRemoved.Delete" {
+		t.Fatalf("stored %v", got)
+	}
+}
+
+// A fan-out of copies that share the event id must not be collapsed by
+// JetStream, yet a redelivery of the same event must be.
+func TestProcessFanOutIDs(t *testing.T) {
+	e := newEnv(t)
+	p := pipeline(t, e, script(t, `
+function transform(ev)
+  local copy = ev:clone()
+  ev.nats.subject = "internal.x"
+  copy.nats.subject = "public.x"
+  local third = ev:clone()
+  third.nats.subject = "public.x"
+  return ev, copy, third
+end`))
+	for range 2 {
+		evs := events(t, "reef-put-capture.json")
+		out := p.Process(context.Background(), evs)
+		if out[0].Err != nil || len(out[0].Published) != 3 {
+			t.Fatalf("outcome %+v", out[0])
+		}
+	}
+	got := e.stored(t)
+	if len(got) != 3 || got[0] != "internal.x" || got[1] != "public.x" || got[2] != "public.x" {
+		t.Fatalf("stored %v, want the three outputs once each", got)
+	}
+}
+
+// An event whose transform fails publishes nothing; the others go out.
+func TestProcessPerEventOutcome(t *testing.T) {
+	e := newEnv(t)
+	p := pipeline(t, e, script(t, `
+function transform(ev)
+  if ev.ext.bucket == "jayanth" then error("no thanks") end
+  if ev.ext.bucket == "xraylab-0001" then
+    local ok = ev:clone()
+    ev.ext.note = "\255 not UTF-8"
+    return ok, ev
+  end
+  return ev
+end`))
+	evs := events(t, "reef-put-capture.json", "downstream-xraylab-put-capture.json", "pacific-16.2.15/copy.json")
+	out := p.Process(context.Background(), evs)
+	if !errors.Is(out[0].Err, lua.ErrScript) || out[0].Published != nil {
+		t.Errorf("script error: %+v", out[0])
+	}
+	if !errors.Is(out[1].Err, adapter.ErrOutput) || out[1].Published != nil {
+		t.Errorf("unpublishable second output: %+v", out[1])
+	}
+	if out[2].Err != nil {
+		t.Errorf("good event: %v", out[2].Err)
+	}
+	if got := e.stored(t); len(got) != 1 || got[0] != "rgw.nb-main.ObjectCreated.Copy" {
+		t.Fatalf("stored %v: only the good event, and nothing of a half-failed fan-out", got)
+	}
+}
+
+// Raw payloads published by an RGW-style script go out as they are, over the
+// shared connection, acknowledged like everything else.
+func TestProcessRawPublish(t *testing.T) {
+	e := newEnv(t)
+	p := pipeline(t, e, script(t, `
+local nats = require("nats")
+local client = nats.connect()
+client:connect()
+client:publish("raw.objects", Request.Object.Name)`))
+	out := p.Process(context.Background(), events(t, "reef-put-capture.json"))
+	if out[0].Err != nil || len(out[0].Published) != 0 {
+		t.Fatalf("outcome %+v", out[0])
+	}
+	s, _ := e.js.Stream(context.Background(), "T")
+	m, err := s.GetLastMsgForSubject(context.Background(), "raw.objects")
+	if err != nil || string(m.Data) != "notification.json" {
+		t.Fatalf("raw message %v %v", m, err)
+	}
+}
+
+func TestProcessNATSDown(t *testing.T) {
+	e := newEnv(t)
+	p := pipeline(t, e, nil)
+	e.pub.Close(context.Background())
+	for _, o := range p.Process(context.Background(), events(t, "reef-put-capture.json")) {
+		if o.Err == nil {
+			t.Fatal("published with the connection closed")
+		}
+	}
+}
