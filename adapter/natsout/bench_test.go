@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -65,6 +66,7 @@ func benchPublisher(b *testing.B, mode Mode) (*Publisher, Message) {
 	s := runServer(b, -1, b.TempDir())
 	cfg := jsConfig(s.ClientURL())
 	cfg.Mode = mode
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	p := connect(b, cfg)
 	waitReady(b, p)
 	m, err := Encode(benchEvent(b), "rgw.jayanth.ObjectCreated.Put", Structured, nil)
