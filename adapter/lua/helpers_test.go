@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	glua "github.com/yuin/gopher-lua"
 
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
@@ -62,3 +63,6 @@ func transformOne(t testing.TB, e *Engine, ev *event.Event) []Output {
 	}
 	return outs
 }
+
+func lstr(s string) glua.LValue { return glua.LString(s) }
+func lnil() glua.LValue         { return glua.LNil }
