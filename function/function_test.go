@@ -378,7 +378,7 @@ func TestNATSOutage(t *testing.T) {
 					t.Fatalf("request %d during the outage: %d %q (Retry-After %q), want 503 with Retry-After",
 						i, resp.code, resp.body, resp.header.Get("Retry-After"))
 				}
-				if !strings.Contains(resp.body, "not delivered") {
+				if !strings.Contains(resp.body, "NATS unavailable") {
 					t.Errorf("reason %q", resp.body)
 				}
 			}
@@ -457,5 +457,19 @@ func TestReplyMode(t *testing.T) {
 
 	if r := post(t, a.url, nil, body); r.code != 202 || r.body != "" {
 		t.Fatalf("raw POST in reply mode: %d %q", r.code, r.body)
+	}
+}
+
+// TestJetStreamWithoutStream: the stream is the operator's; when it does not
+// exist nothing can acknowledge the event, so the answer is 503, never 2xx.
+func TestJetStreamWithoutStream(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.NATSMode, cfg.NATSStreamCreate = "jetstream", false
+	cfg.NATSAckTimeout = 300 * time.Millisecond
+	a := startAdapter(t, cfg, s.ClientURL())
+	resp := post(t, a.url, nil, fixture(t, putFixture))
+	if resp.code != http.StatusServiceUnavailable || !strings.Contains(resp.body, "1 of 1 events not delivered") {
+		t.Fatalf("answer %d %q, want 503", resp.code, resp.body)
 	}
 }

@@ -57,6 +57,12 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		f.reject(w, r, &httpError{code: http.StatusUnauthorized, msg: "missing or wrong credentials"})
 		return
 	}
+	if !run.pub.Ready() {
+		// Answer a retry storm during an outage before reading or decoding
+		// anything: RGW resends without backoff, thousands per second.
+		f.unavailable(w, r, "NATS unavailable: not connected")
+		return
+	}
 	mode := DetectMode(r.Header)
 	if mode == ModeRaw && run.cfg.CloseRGW {
 		// RGW that keeps a connection to a process that then dies can stall a

@@ -99,7 +99,11 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return errors.Join(shutdownErr, stopErr)
+	if err := errors.Join(shutdownErr, stopErr); err != nil {
+		return err
+	}
+	log.Info("rgw-nats stopped")
+	return nil
 }
 
 // newMux routes the health paths to the probes and everything else to Handle.
