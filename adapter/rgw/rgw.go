@@ -26,7 +26,9 @@ var (
 	ErrNotNotification = errors.New("not an RGW notification")
 	// ErrNoRecords: the envelope holds an empty "Records" array.
 	ErrNoRecords = errors.New("notification has no records")
-	// ErrBadRecord: a record is not an object or lacks eventName or s3.
+	// ErrBadRecord: a record is not an object, lacks eventName or
+	// s3.bucket.name, or has a member of the wrong type (a size that is not
+	// a whole number of bytes, for one).
 	ErrBadRecord = errors.New("bad notification record")
 )
 
@@ -44,7 +46,8 @@ type Record struct {
 	EventID           string            `json:"eventId"`
 	OpaqueData        string            `json:"opaqueData"`
 
-	// Raw is the record exactly as received.
+	// Raw is the record exactly as received: a slice of the input it was
+	// decoded from, which the caller must not modify while Raw is in use.
 	Raw json.RawMessage `json:"-"`
 }
 
@@ -314,14 +317,8 @@ func jsonKindOf(first byte) string {
 		return "object"
 	case '[':
 		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
 	}
-	return "number"
+	return "boolean"
 }
 
 // Name is the event name without the "s3:" prefix that Octopus and early

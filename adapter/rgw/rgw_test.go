@@ -2,10 +2,12 @@ package rgw
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -770,5 +772,37 @@ func TestObjectMarshalJSON(t *testing.T) {
 	}
 	if !slices.Equal(back.Metadata, rec.S3.Object.Metadata) || back.Key != rec.S3.Object.Key || back.Size != 177 || back.ETag != "e1" {
 		t.Errorf("round trip = %+v", back)
+	}
+}
+
+// Record's own UnmarshalJSON path (json.Unmarshal into a Record, through
+// Object's and KeyVal's methods) reads what DecodeRecord reads, Raw aside.
+func TestUnmarshalRecordDirectly(t *testing.T) {
+	bodies := [][]byte{[]byte(baseRecord),
+		[]byte(edit(t, baseRecord, `"eTag":"e1"`, `"etag":"e1"`, `"size":177`, `"size":"177"`, `"val":"blue"`, `"value":"blue"`))}
+	for _, body := range fixtures(t) {
+		bodies = append(bodies, recordBytes(t, body))
+	}
+	for _, raw := range bodies {
+		want, err := DecodeRecord(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Raw = nil
+		var got Record
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatalf("json.Unmarshal: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("json.Unmarshal into Record:\n got %+v\nwant %+v", got, want)
+		}
+	}
+	var o Object
+	if err := json.Unmarshal([]byte(`{"size":-1}`), &o); err == nil || !strings.Contains(err.Error(), "negative") {
+		t.Errorf("Object.UnmarshalJSON accepted a negative size: %v", err)
+	}
+	var kv KeyVal
+	if err := json.Unmarshal([]byte(`{"key":"k","value":"v"}`), &kv); err != nil || kv != (KeyVal{"k", "v"}) {
+		t.Errorf("KeyVal.UnmarshalJSON = %+v, %v", kv, err)
 	}
 }
