@@ -8,6 +8,10 @@ import (
 	"github.com/yuin/gopher-lua/pm"
 )
 
+// maxResults bounds how many values one built-in may return (unpack,
+// string.byte), as Lua's own stack limit does.
+const maxResults = 8000
+
 // protectedMT is what getmetatable returns for every table and userdata the
 // host owns, so that scripts cannot reach or change their metatables.
 const protectedMT = glua.LString("protected")
@@ -77,6 +81,17 @@ func (st *state) sandbox() error {
 		return 1
 	}))
 	G.RawSetString("print", L.NewFunction(st.print))
+	G.RawSetString("unpack", L.NewFunction(func(L *glua.LState) int {
+		t := L.CheckTable(1)
+		i, j := L.OptInt(2, 1), L.OptInt(3, t.Len())
+		if j-i >= maxResults {
+			L.RaiseError("unpack: too many results to unpack")
+		}
+		for k := i; k <= j; k++ {
+			L.Push(t.RawGetInt(k))
+		}
+		return max(0, j-i+1)
+	}))
 	G.RawSetString("require", L.NewFunction(st.require))
 
 	// string: guarded rep, format and gsub, no dump; strings' metatable is
@@ -91,6 +106,21 @@ func (st *state) sandbox() error {
 		return format(L)
 	}))
 	str.RawSetString("gsub", L.NewFunction(st.strGsub))
+	strByte := str.RawGetString("byte").(*glua.LFunction).GFunction
+	str.RawSetString("byte", L.NewFunction(func(L *glua.LState) int {
+		n := len(L.CheckString(1))
+		abs := func(k int) int {
+			if k < 0 {
+				return n + k + 1
+			}
+			return k
+		}
+		i := abs(L.OptInt(2, 1))
+		if j := min(abs(L.OptInt(3, i)), n); j-max(i, 1) >= maxResults {
+			L.RaiseError("string.byte: string slice too long")
+		}
+		return strByte(L)
+	}))
 	strMT := L.NewTable()
 	strMT.RawSetString("__index", str)
 	strMT.RawSetString("__metatable", protectedMT)

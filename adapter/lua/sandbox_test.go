@@ -60,7 +60,8 @@ func TestSandboxEscapesFail(t *testing.T) {
 		{"table.concat bomb", `local t = {} local s = ("x"):rep(500000) for i = 1, 100 do t[i] = s end table.concat(t)`, "table.concat"},
 		{"gsub bomb", `local s = ("x"):rep(100000) s:gsub("x", ("y"):rep(1000))`, "string.gsub"},
 		{"gsub function bomb", `local big = ("y"):rep(100000) ; ("x"):rep(1000):gsub("x", function() return big end)`, "string.gsub"},
-		{"unpack", `unpack({}, 1, 1e8)`, "registry overflow"},
+		{"unpack", `unpack({}, 1, 1e8)`, "too many results"},
+		{"string.byte", `string.byte(("x"):rep(100000), 1, -1)`, "string slice too long"},
 		{"deep recursion", `local function f(n) return 1 + f(n + 1) end f(1)`, "stack overflow"},
 		{"error with a table", `error({code = 1})`, "table"},
 	} {
@@ -96,6 +97,9 @@ func TestSandboxAllowed(t *testing.T) {
 		  assert(("^x^"):gsub("^%^", "") == "x^")
 		  assert((("ab"):rep(3)) == "ababab")
 		  assert(table.concat({1, "b", 3}, "-") == "1-b-3")
+		  assert(select("#", unpack({1, 2, 3})) == 3 and select(2, unpack({1, 2, 3}, 2)) == 3)
+		  assert(select("#", unpack({}, 1, 7999)) == 7999)
+		  assert(select("#", string.byte("abc", 1, -1)) == 3 and string.byte("abc") == 97)
 		  local t = {3, 1, 2}; table.sort(t); table.insert(t, 4)
 		  assert(table.concat(t, ",") == "1,2,3,4")
 		  local n = 0 for k in pairs(string) do n = n + 1 end
