@@ -47,6 +47,13 @@ type Publisher struct {
 	closed    chan struct{} // closed when the connection is closed for good
 	closeOnce sync.Once
 
+	// Failed connection attempts are logged when their error changes and at
+	// most once a minute otherwise: a retry every 250ms must not flood.
+	attemptMu      sync.Mutex
+	attemptErr     string
+	attemptLogged  time.Time
+	attemptsFailed int
+
 	published  atomic.Uint64
 	failed     atomic.Uint64
 	duplicates atomic.Uint64
@@ -119,6 +126,10 @@ func (p *Publisher) natsOptions(o *options) ([]nats.Option, error) {
 		nats.Name(name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
+		// Keep trying after auth errors too: a server restarting with its
+		// accounts not loaded yet, or credentials fixed by the operator,
+		// must not leave the process without a connection for good.
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(o.reconnectWait),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		// No reconnect buffer: a publish while disconnected fails at once
@@ -130,6 +141,7 @@ func (p *Publisher) natsOptions(o *options) ([]nats.Option, error) {
 		nats.DisconnectErrHandler(p.onDisconnect),
 		nats.ClosedHandler(p.onClosed),
 		nats.ErrorHandler(p.onAsyncError),
+		nats.ReconnectErrHandler(p.onReconnectError),
 	}
 	if cfg.CredsFile != "" {
 		if err := checkCreds(cfg.CredsFile); err != nil {
@@ -195,12 +207,20 @@ func redactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
+func (p *Publisher) resetAttempts() {
+	p.attemptMu.Lock()
+	p.attemptErr, p.attemptsFailed = "", 0
+	p.attemptMu.Unlock()
+}
+
 func (p *Publisher) onConnect(nc *nats.Conn) {
+	p.resetAttempts()
 	p.log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 	p.kickStream()
 }
 
 func (p *Publisher) onReconnect(nc *nats.Conn) {
+	p.resetAttempts()
 	p.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 	p.kickStream()
 }
@@ -220,6 +240,18 @@ func (p *Publisher) onClosed(*nats.Conn) {
 		p.log.Error("nats connection closed")
 	}
 	p.closeOnce.Do(func() { close(p.closed) })
+}
+
+func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {
+	p.attemptMu.Lock()
+	defer p.attemptMu.Unlock()
+	p.attemptsFailed++
+	msg := err.Error()
+	if msg == p.attemptErr && time.Since(p.attemptLogged) < time.Minute {
+		return
+	}
+	p.log.Warn("nats connection attempt failed; retrying", "error", err, "failed_attempts", p.attemptsFailed)
+	p.attemptErr, p.attemptLogged, p.attemptsFailed = msg, time.Now(), 0
 }
 
 func (p *Publisher) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -508,4 +509,28 @@ func TestPublishRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAuthFailureKeepsRetrying(t *testing.T) {
+	opts := natsserver.DefaultTestOptions
+	opts.Port = freePort(t)
+	opts.Authorization = "secret"
+	s := natsserver.RunServer(&opts)
+	t.Cleanup(s.Shutdown)
+	var logs logBuffer
+	p := connect(t, Config{URL: s.ClientURL(), Token: "wrong", Logger: testLoggerTo(&logs)})
+	waitFor(t, func() bool { return strings.Contains(strings.ToLower(logs.String()), "authorization violation") })
+	time.Sleep(300 * time.Millisecond) // several more attempts with the same error
+	if n := strings.Count(logs.String(), "connection attempt failed"); n != 1 {
+		t.Errorf("%d log lines for failed attempts, want 1:\n%s", n, logs.String())
+	}
+	if p.Ready() || p.Conn().IsClosed() {
+		t.Fatalf("ready %v, closed %v; want retrying", p.Ready(), p.Conn().IsClosed())
+	}
+	// The operator fixes the server side: the same Publisher gets in.
+	stopServer(s)
+	opts.Authorization = "wrong"
+	s = natsserver.RunServer(&opts)
+	t.Cleanup(s.Shutdown)
+	waitReady(t, p)
 }
