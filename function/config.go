@@ -33,7 +33,7 @@ type Config struct {
 	// NATS egress.
 	NATSURL            string        `envconfig:"NATS_URL" desc:"NATS server URL(s), comma separated; empty starts an embedded nats-server"`
 	NATSMode           string        `envconfig:"NATS_MODE" default:"core" desc:"core (publish, then flush) or jetstream (publish with Nats-Msg-Id, wait for the ack)"`
-	NATSSubject        string        `envconfig:"NATS_SUBJECT" default:"rgw.{bucket}.{event}" desc:"subject template; fields {bucket} {key} {event} {type} {source} {id} {region} {config} {ext:NAME}"`
+	NATSSubject        string        `envconfig:"NATS_SUBJECT" default:"rgw.{bucket}.{event}" desc:"subject template; fields {bucket} {key} {event} {type} {source} {id} {subject} {ext:NAME}"`
 	NATSStream         string        `envconfig:"NATS_STREAM" default:"RGW" desc:"JetStream stream that must capture the subjects (jetstream mode)"`
 	NATSStreamCreate   bool          `envconfig:"NATS_STREAM_CREATE" default:"false" desc:"create or update the stream at start (always done for the embedded server)"`
 	NATSStreamSubjects string        `envconfig:"NATS_STREAM_SUBJECTS" desc:"subjects of a created stream, comma separated; default derived from NATS_SUBJECT (rgw.>)"`
