@@ -112,7 +112,7 @@ func TestChain(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "sub.lua"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(context.Background(), dir, WithReload(0))
+	e, err := New(context.Background(), dir, WithReload(0), WithTimeout(testTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestChainStopsWhenDropped(t *testing.T) {
 		"1.lua": `function transform(ev) return nil end`,
 		"2.lua": `function transform(ev) error("never called") end`,
 	})
-	e, err := New(context.Background(), dir, WithReload(0))
+	e, err := New(context.Background(), dir, WithReload(0), WithTimeout(testTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestChainPassthroughKeepsEarlierStages(t *testing.T) {
 		"1.lua": `function transform(ev) ev.ext.stage = "one" ev.nats.subject = "s1" return ev end`,
 		"2.lua": `function transform(ev) ev.ext.stage = "two" error("fails") end`,
 	})
-	e, err := New(context.Background(), dir, WithReload(0), WithOnError(Passthrough))
+	e, err := New(context.Background(), dir, WithReload(0), WithTimeout(testTimeout), WithOnError(Passthrough))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func versioned(v string) string {
 func TestReload(t *testing.T) {
 	var logs logBuffer
 	p := writeScript(t, t.TempDir(), "script.lua", versioned("1"))
-	e, err := New(context.Background(), p, WithReload(0), WithLogger(newLogger(&logs)))
+	e, err := New(context.Background(), p, WithReload(0), WithTimeout(testTimeout), WithLogger(newLogger(&logs)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestReloadConfigMapUnderLoad(t *testing.T) {
 	cm := newConfigMap(t, map[string]string{"script.lua": versioned("1")})
 	for _, path := range []string{cm.dir, filepath.Join(cm.dir, "script.lua")} {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			e, err := New(context.Background(), path, WithReload(5*time.Millisecond))
+			e, err := New(context.Background(), path, WithReload(5*time.Millisecond), WithTimeout(testTimeout))
 			if err != nil {
 				t.Fatal(err)
 			}

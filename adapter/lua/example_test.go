@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -56,7 +57,7 @@ function transform(ev)
 end`)
 	defer cleanup()
 
-	e, err := lua.New(context.Background(), path, lua.WithTimeout(lua.DefaultTimeout), lua.WithReload(0))
+	e, err := lua.New(context.Background(), path, lua.WithTimeout(time.Second), lua.WithReload(0))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -85,7 +86,7 @@ function transform(ev)
 end`)
 	defer cleanup()
 
-	e, err := lua.New(context.Background(), path, lua.WithReload(0))
+	e, err := lua.New(context.Background(), path, lua.WithTimeout(time.Second), lua.WithReload(0))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -113,7 +114,7 @@ client:connect()
 client:publish("rgw.ops", Request.RGWOp .. " " .. Request.Bucket.Name .. "/" .. Request.Object.Name)`)
 	defer cleanup()
 
-	e, err := lua.New(context.Background(), path, lua.WithReload(0))
+	e, err := lua.New(context.Background(), path, lua.WithTimeout(time.Second), lua.WithReload(0))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func TestRGWCompatScriptOpensNoConnectionPerEvent(t *testing.T) {
 	}
 	defer pub.Close()
 
-	e, err := lua.New(context.Background(), filepath.Join("..", "..", "samples", "lua", "rgw-compat.lua"), lua.WithReload(0))
+	e, err := lua.New(context.Background(), filepath.Join("..", "..", "samples", "lua", "rgw-compat.lua"), lua.WithReload(0), lua.WithTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

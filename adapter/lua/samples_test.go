@@ -25,7 +25,7 @@ var testKey = []byte("sample-test-key")
 func sample(t testing.TB, name string, opts ...Option) *Engine {
 	t.Helper()
 	e, err := New(context.Background(), filepath.Join("..", "..", "samples", "lua", name),
-		append([]Option{WithReload(0), WithHMACKey(testKey)}, opts...)...)
+		append([]Option{WithReload(0), WithTimeout(testTimeout), WithHMACKey(testKey)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestSampleAnonymizeEveryFixture(t *testing.T) {
 }
 
 func TestSampleAnonymizeNeedsTheKey(t *testing.T) {
-	e, err := New(context.Background(), filepath.Join("..", "..", "samples", "lua", "anonymize.lua"), WithReload(0))
+	e, err := New(context.Background(), filepath.Join("..", "..", "samples", "lua", "anonymize.lua"), WithReload(0), WithTimeout(testTimeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestSamplesChainAnonymizeThenXray(t *testing.T) {
 		}
 		writeScript(t, dir, string(rune('1'+i))+"-"+name, string(src[0].src))
 	}
-	e, err := New(context.Background(), dir, WithReload(0), WithHMACKey(testKey))
+	e, err := New(context.Background(), dir, WithReload(0), WithTimeout(testTimeout), WithHMACKey(testKey))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,83 @@
+package lua
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+)
+
+// The per-event cost of a transform with the pool of compiled, ready states,
+// against a fresh state per event (parse and compile the script, create and
+// sandbox a state, run it, close it), which is what RGW and Argo Events do.
+//
+//	go test -run '^$' -bench . -benchmem ./adapter/lua/
+
+func benchSample(b *testing.B, name string, fresh, envelope bool) {
+	e := sample(b, name)
+	in := fixture(b, "downstream-xraylab-put-capture.json", cloudevent.Options{Envelope: envelope})
+	ctx := context.Background()
+	if !fresh {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.Transform(ctx, in); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return
+	}
+	files, err := readScripts(filepath.Join("..", "..", "samples", "lua", name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := compileScript(e, files[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := s.newState()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := st.call(ctx, Output{Event: in}, nil); err != nil {
+			b.Fatal(err)
+		}
+		st.close()
+	}
+}
+
+func BenchmarkAnonymizePooled(b *testing.B)     { benchSample(b, "anonymize.lua", false, false) }
+func BenchmarkAnonymizeFreshState(b *testing.B) { benchSample(b, "anonymize.lua", true, false) }
+func BenchmarkRGWCompatPooled(b *testing.B)     { benchSample(b, "rgw-compat.lua", false, false) }
+func BenchmarkRGWCompatFresh(b *testing.B)      { benchSample(b, "rgw-compat.lua", true, false) }
+func BenchmarkFilterPooled(b *testing.B)        { benchSample(b, "filter.lua", false, false) }
+func BenchmarkXrayEnvelopePooled(b *testing.B)  { benchSample(b, "xray.lua", false, true) }
+
+// The floor: calling a transform that returns the event as it came.
+func BenchmarkIdentity(b *testing.B) {
+	e := newEngine(b, `function transform(ev) return ev end`)
+	in := fixture(b, "reef-put-capture.json", cloudevent.Options{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Transform(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAnonymizePooledParallel(b *testing.B) {
+	e := sample(b, "anonymize.lua")
+	in := fixture(b, "downstream-xraylab-put-capture.json", cloudevent.Options{})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.Transform(context.Background(), in); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
