@@ -136,8 +136,8 @@ func (c *Config) check() error {
 	switch {
 	case c.Mode != Core && c.Mode != JetStream:
 		return fmt.Errorf("natsout: unknown mode %d", int(c.Mode))
-	case c.CredsFile != "" && c.NkeySeedFile != "":
-		return errors.New("natsout: set either a creds file or an nkey seed file, not both")
+	case countSet(c.CredsFile, c.NkeySeedFile, c.User, c.Token) > 1:
+		return errors.New("natsout: set one NATS authentication: a creds file, an nkey seed, a user and password, or a token")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("natsout: a TLS client certificate needs its key and the other way round")
 	case c.Password != "" && c.User == "":
@@ -148,4 +148,14 @@ func (c *Config) check() error {
 		return fmt.Errorf("natsout: stream %q: creating it needs its subjects", c.Stream)
 	}
 	return nil
+}
+
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

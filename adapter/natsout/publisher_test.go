@@ -363,6 +363,7 @@ func TestConnectConfigErrors(t *testing.T) {
 		{"client cert without key", Config{TLSCert: garbage}},
 		{"bad client cert", Config{TLSCert: garbage, TLSKey: garbage}},
 		{"password without user", Config{Password: "x"}},
+		{"user and token", Config{User: "u", Password: "p", Token: "t"}},
 		{"stream creation without a name", Config{Mode: JetStream, StreamCreate: true, StreamSubjects: []string{"a"}}},
 		{"stream creation without subjects", Config{Mode: JetStream, StreamCreate: true, Stream: "S"}},
 		{"unknown mode", Config{Mode: Mode(9)}},
