@@ -252,15 +252,16 @@ func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, erro
 	if c == nil {
 		return nil, ErrClosed
 	}
-	outs := []Output{{Event: ev}}
-	for _, s := range c.scripts {
-		var err error
-		if outs, err = s.apply(ctx, outs); err != nil {
-			return nil, err
-		}
-		if len(outs) == 0 {
+	in := [1]Output{{Event: ev}}
+	outs, err := c.scripts[0].apply(ctx, in[:])
+	for _, s := range c.scripts[1:] {
+		if err != nil || len(outs) == 0 {
 			break
 		}
+		outs, err = s.apply(ctx, outs)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return outs, nil
 }
