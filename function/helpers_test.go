@@ -236,3 +236,5 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 func cehttpEvent(resp *http.Response) (*event.Event, error) {
 	return cehttp.NewEventFromHTTPResponse(resp)
 }
+
+func decodeMsg(m *nats.Msg) (event.Event, error) { return natsout.Decode(m) }

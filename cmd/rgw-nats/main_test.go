@@ -266,3 +266,45 @@ func TestContentTypeOf(t *testing.T) {
 		}
 	}
 }
+
+// TestLuaTestCommand: a script author runs a sample on real payloads without
+// NATS and sees what would be published where.
+func TestLuaTestCommand(t *testing.T) {
+	t.Setenv("LUA_HMAC_KEY", "k")
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"lua", "test", "../../samples/lua/anonymize.lua",
+		"../../samples/events/downstream-xraylab-put-capture.json", "../../samples/events/reef-put-capture.json"}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"event 1613700188.340170.819c1e1c1b4c7b9853301ba2e6c300f1.xray-images: 1 message(s)",
+		"--> rgw.xraylab-0001.ObjectCreated.Put",
+		`"subject": "demo_XXX_`,
+		"--> rgw.jayanth.ObjectCreated.Put",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "Micheal") {
+		t.Errorf("patient name in the output:\n%s", got)
+	}
+
+	// The filter sample drops what is not a new image; a failing script is an
+	// error with a non-zero exit.
+	out.Reset()
+	if err := run(context.Background(), []string{"lua", "test", "../../samples/lua/filter.lua", "../../samples/events/pacific-16.2.15/delete.json"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), ": dropped") {
+		t.Fatalf("filter: %v\n%s", err, out.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.lua")
+	os.WriteFile(bad, []byte("function transform(ev) error('boom') end"), 0o644)
+	out.Reset()
+	if err := run(context.Background(), []string{"lua", "test", bad, "../../samples/events/reef-put-capture.json"}, &out, io.Discard); err == nil || !strings.Contains(out.String(), "boom") {
+		t.Fatalf("failing script: %v\n%s", err, out.String())
+	}
+	if err := run(context.Background(), []string{"lua", "test"}, io.Discard, io.Discard); exitCode(err) != 2 {
+		t.Fatalf("lua test without a script: %v", err)
+	}
+}
