@@ -118,8 +118,8 @@ const (
 	DefaultTimeout        = 100 * time.Millisecond
 	DefaultReloadInterval = 2 * time.Second
 	// DefaultMaxString bounds the strings that built-ins a deadline cannot
-	// interrupt (string.rep, string.gsub, table.concat) may build.
-	DefaultMaxString = 16 << 20
+	// interrupt (string.rep, string.gsub, table.concat) may build: 1 MiB.
+	DefaultMaxString = 1 << 20
 )
 
 type config struct {
@@ -166,7 +166,7 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 func WithReload(interval time.Duration) Option { return func(c *config) { c.reload = interval } }
 
 // WithMaxString bounds the size of strings built by string.rep, string.gsub,
-// table.concat and the like (default 16 MiB).
+// table.concat and the like (default 1 MiB).
 func WithMaxString(n int) Option { return func(c *config) { c.maxString = n } }
 
 // Engine runs a script, or a chain of scripts, on events. It is safe for

@@ -216,8 +216,10 @@ func version(t *testing.T, e *Engine) string {
 	return v
 }
 
+// versioned is a script of one version; it also counts its calls in the
+// RGW table, which outlives versions.
 func versioned(v string) string {
-	return fmt.Sprintf("function transform(ev) ev.ext.version = %q return ev end", v)
+	return fmt.Sprintf("function transform(ev) ev.ext.version = %q ev.ext.calls = RGW.increment('calls') return ev end", v)
 }
 
 func TestReload(t *testing.T) {
@@ -231,12 +233,19 @@ func TestReload(t *testing.T) {
 	if err := e.Reload(context.Background()); err != nil || e.Stats().Reloads != 0 {
 		t.Fatalf("reload of an unchanged file: %v, %+v", err, e.Stats())
 	}
+	if v := version(t, e); v != "1" {
+		t.Fatalf("version %s", v)
+	}
 	writeScript(t, filepath.Dir(p), "script.lua", versioned("2"))
 	if err := e.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if v := version(t, e); v != "2" || e.Stats().Reloads != 1 {
 		t.Fatalf("version %s, stats %+v", v, e.Stats())
+	}
+	calls := one(t, transformOne(t, e, fixture(t, "reef-put-capture.json", cloudevent.Options{}))).Extensions()["calls"]
+	if calls != int32(3) {
+		t.Errorf("RGW table after a reload: calls = %v, want 3", calls)
 	}
 
 	// A broken version is reported once and the old one keeps serving.

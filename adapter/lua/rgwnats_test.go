@@ -49,6 +49,7 @@ func TestHelpers(t *testing.T) {
 		  rn.log.warn("pairs", "k", "v", "x", 1.5)
 		  rn.log.debug("debug line")
 		  rn.log.error("error line")
+		  print("printed", 1, nil)
 		  -- JSON modules of RGW scripts
 		  local lunajson, cjson = require("lunajson"), require("cjson")
 		  assert(lunajson.decode('{"a":null}').a == nil)
@@ -68,6 +69,7 @@ func TestHelpers(t *testing.T) {
 		`level=WARN msg=pairs k=v x=1.5 script=script.lua`,
 		`level=DEBUG msg="debug line"`,
 		`level=ERROR msg="error line"`,
+		`level=INFO msg="printed\t1\tnil" script=script.lua`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("log lacks %q:\n%s", want, s)

@@ -21,7 +21,7 @@ local function pseudonym(id)
 end
 
 -- "dir/demo_Micheal Phillips_6580_1947-05-22_2017-04-27.jpeg"
---   -> "dir/demo_XXX_1c4ef0d5e8a2_XXXX-XX-XX_2017-04-27.jpeg"
+--   -> "dir/demo_XXX_<12 hex digits>_XXXX-XX-XX_2017-04-27.jpeg"
 -- Keys that do not have this shape are returned unchanged.
 local function anonymize_key(key)
   local dir, base = key:match("^(.*/)([^/]*)$")
