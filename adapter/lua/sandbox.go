@@ -2,10 +2,8 @@ package lua
 
 import (
 	"strings"
-	"unsafe"
 
 	glua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/pm"
 )
 
 // maxResults bounds how many values one built-in may return (unpack,
@@ -105,6 +103,11 @@ func (st *state) sandbox() error {
 		checkFormat(L, L.CheckString(1))
 		return format(L)
 	}))
+	// Pattern matching that checks the deadline (see pattern.go).
+	str.RawSetString("find", L.NewFunction(st.strFind))
+	str.RawSetString("match", L.NewFunction(st.strMatch))
+	str.RawSetString("gmatch", L.NewFunction(st.strGmatch))
+	str.RawSetString("gfind", L.NewFunction(st.strGmatch))
 	str.RawSetString("gsub", L.NewFunction(st.strGsub))
 	strByte := str.RawGetString("byte").(*glua.LFunction).GFunction
 	str.RawSetString("byte", L.NewFunction(func(L *glua.LState) int {
@@ -329,122 +332,4 @@ func (st *state) tableConcat(L *glua.LState) int {
 	}
 	L.Push(glua.LString(b))
 	return 1
-}
-
-// gsubBatch is how many matches one pm.Find call collects: the pattern is
-// compiled once per batch, and memory and the time between deadline checks
-// stay bounded.
-const gsubBatch = 256
-
-// strGsub is string.gsub built in one linear pass with a bounded result. (The
-// library's own copies the whole string once per match, which a deadline
-// cannot interrupt.) Matching semantics are those of gopher-lua's pm.Find.
-func (st *state) strGsub(L *glua.LState) int {
-	str := L.CheckString(1)
-	pat := L.CheckString(2)
-	L.CheckTypes(3, glua.LTString, glua.LTTable, glua.LTFunction)
-	repl := L.Get(3)
-	limit := L.OptInt(4, -1)
-	src := unsafe.Slice(unsafe.StringData(str), len(str)) // read only
-	maxLen := st.maxString()
-	anchored := strings.HasPrefix(pat, "^")
-
-	var out []byte
-	last, count, pos := 0, 0, 0
-	for pos <= len(src) && (limit < 0 || count < limit) {
-		batch := gsubBatch
-		if limit >= 0 {
-			batch = min(batch, limit-count)
-		}
-		mds, err := pm.Find(pat, src, pos, batch)
-		if err != nil {
-			L.RaiseError("string.gsub: %s", err.Error())
-		}
-		for _, m := range mds {
-			start, end := m.Capture(0), m.Capture(1)
-			out = append(out, src[last:start]...)
-			out = st.replacement(L, out, str, m, repl)
-			last = end
-			count++
-			if len(out) > maxLen {
-				st.tooLong(L, "string.gsub", len(out))
-			}
-		}
-		if len(mds) < batch || anchored || len(mds) == 0 {
-			break
-		}
-		if st.deadline.expired.Load() {
-			L.RaiseError("%s", st.deadline.Err())
-		}
-		lm := mds[len(mds)-1]
-		pos = max(lm.Capture(0)+1, lm.Capture(1))
-	}
-	out = append(out, src[last:]...)
-	if len(out) > maxLen {
-		st.tooLong(L, "string.gsub", len(out))
-	}
-	L.Push(glua.LString(out))
-	L.Push(glua.LNumber(count))
-	return 2
-}
-
-// capture returns capture idx (0 = the whole match) of m as a Lua value.
-func capture(L *glua.LState, m *pm.MatchData, str string, idx int) glua.LValue {
-	i := 2 * idx
-	if idx == 0 || i >= m.CaptureLength() && idx == 1 {
-		return glua.LString(str[m.Capture(0):m.Capture(1)])
-	}
-	if i >= m.CaptureLength() {
-		L.RaiseError("string.gsub: invalid capture index %%%d", idx)
-	}
-	if m.IsPosCapture(i) {
-		return glua.LNumber(m.Capture(i))
-	}
-	return glua.LString(str[m.Capture(i):m.Capture(i+1)])
-}
-
-func (st *state) replacement(L *glua.LState, out []byte, str string, m *pm.MatchData, repl glua.LValue) []byte {
-	whole := str[m.Capture(0):m.Capture(1)]
-	var v glua.LValue
-	switch r := repl.(type) {
-	case glua.LString:
-		for i := 0; i < len(r); i++ {
-			c := r[i]
-			if c != '%' || i+1 == len(r) {
-				out = append(out, c)
-				continue
-			}
-			i++
-			c = r[i]
-			if c >= '0' && c <= '9' {
-				out = append(out, glua.LVAsString(capture(L, m, str, int(c-'0')))...)
-			} else {
-				out = append(out, c)
-			}
-		}
-		return out
-	case *glua.LTable:
-		v = L.GetTable(r, capture(L, m, str, 1))
-	case *glua.LFunction:
-		L.Push(r)
-		n := max(1, m.CaptureLength()/2-1)
-		for i := 1; i <= n; i++ {
-			L.Push(capture(L, m, str, i))
-		}
-		L.Call(n, 1)
-		v = L.Get(-1)
-		L.Pop(1)
-	}
-	switch v := v.(type) {
-	case *glua.LNilType:
-		return append(out, whole...)
-	case glua.LBool:
-		if !v {
-			return append(out, whole...)
-		}
-	case glua.LString, glua.LNumber:
-		return append(out, glua.LVAsString(v)...)
-	}
-	L.RaiseError("string.gsub: invalid replacement value (a %s)", v.Type())
-	return out
 }
