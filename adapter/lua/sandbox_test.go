@@ -265,3 +265,19 @@ func TestConcurrentCallsGetTheirOwnState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Loops inside callbacks that Go built-ins call are stopped too.
+func TestDeadlineInCallbacks(t *testing.T) {
+	for _, code := range []string{
+		`xpcall(function() error("x") end, function() while true do end end)`,
+		`local t = setmetatable({}, {__index = function() while true do end end}) local x = t.a`,
+		`table.sort({3, 2, 1, 5, 4}, function(a, b) while true do end end)`,
+		`("abc"):gsub("%w", function() while true do end end)`,
+		`pcall(string.rep, "x", 1e12) while true do end`,
+	} {
+		e := newEngine(t, "function transform(ev) "+code+" return ev end", WithTimeout(50*time.Millisecond))
+		if _, err := e.Transform(context.Background(), fixture(t, "reef-put-capture.json", cloudevent.Options{})); !errors.Is(err, ErrTimeout) {
+			t.Errorf("%s: error %v", code, err)
+		}
+	}
+}
