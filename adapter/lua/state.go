@@ -143,9 +143,10 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 	L := st.L
 	nargs, nret := 0, 0
 	if s.rgwStyle {
-		// RGW gives each run a fresh state: a fresh environment whose
-		// reads fall back to the shared, read-only globals does the same
-		// without copying them.
+		// RGW gives each run a fresh state. A fresh environment per run
+		// whose reads fall back to the state's globals does the same
+		// without copying them: what a run assigns lands in its own
+		// environment, and the library tables refuse writes.
 		env := L.CreateTable(0, 2)
 		env.Metatable = st.envMT
 		env.RawSetString("_G", env)
