@@ -56,7 +56,7 @@ type Config struct {
 	LuaTimeout  time.Duration `envconfig:"LUA_TIMEOUT" default:"100ms" desc:"deadline of one script call"`
 	LuaOnError  string        `envconfig:"LUA_ON_ERROR" default:"reject" desc:"when a script fails: reject (5xx, sender retries), drop, or passthrough"`
 	LuaPoolSize int           `envconfig:"LUA_POOL_SIZE" default:"0" desc:"Lua states kept ready; 0 means two per CPU"`
-	LuaHMACKey  string        `envconfig:"LUA_HMAC_KEY" desc:"secret key of the hmac() helper (pseudonymisation); never put it in a script"`
+	LuaHMACKey  string        `envconfig:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
 	LuaReload   bool          `envconfig:"LUA_RELOAD" default:"true" desc:"watch LUA_SCRIPT and swap in a new version when it changes"`
 
 	// Logging.

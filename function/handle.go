@@ -126,10 +126,10 @@ func (f *Function) answer(w http.ResponseWriter, r *http.Request, run *running, 
 }
 
 // transient reports whether retrying the same request can succeed without
-// anyone changing anything: NATS was away or slow, or a Lua call ran out of
-// time.
+// anyone changing anything: NATS was away or slow, a Lua call ran out of
+// time, or the function is shutting down.
 func transient(err error) bool {
-	return errors.Is(err, natsout.ErrUnavailable) || errors.Is(err, lua.ErrTimeout) ||
+	return errors.Is(err, natsout.ErrUnavailable) || errors.Is(err, lua.ErrTimeout) || errors.Is(err, lua.ErrClosed) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
