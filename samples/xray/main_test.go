@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,8 +136,9 @@ func testConfig(t *testing.T) Config {
 	return c
 }
 
-// collector starts a consumer whose verdicts go to the returned channel.
-func collector(t *testing.T, ctx context.Context, nc *nats.Conn, cfg Config) <-chan Verdict {
+// collector starts a consumer whose verdicts go to the returned channel;
+// stop ends it and waits until it has returned (also done at cleanup).
+func collector(t *testing.T, nc *nats.Conn, cfg Config) (verdicts <-chan Verdict, stop func()) {
 	t.Helper()
 	out := make(chan Verdict, 100)
 	c := &Consumer{
@@ -144,20 +146,27 @@ func collector(t *testing.T, ctx context.Context, nc *nats.Conn, cfg Config) <-c
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Handle: func(_ context.Context, v Verdict) error { out <- v; return nil },
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, nc, ready) }()
 	select {
 	case <-ready:
 	case err := <-done:
+		cancel()
 		t.Fatalf("consumer stopped: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := <-done; err != nil {
-			t.Errorf("consumer: %v", err)
-		}
-	})
-	return out
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("consumer: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return out, stop
 }
 
 func receive(t *testing.T, ch <-chan Verdict) Verdict {
@@ -175,11 +184,9 @@ func receive(t *testing.T, ch <-chan Verdict) Verdict {
 // message exactly once between them.
 func TestQueueGroupSharesWork(t *testing.T) {
 	s := runServer(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cfg := testConfig(t)
-	a := collector(t, ctx, connect(t, s), cfg)
-	b := collector(t, ctx, connect(t, s), cfg)
+	a, _ := collector(t, connect(t, s), cfg)
+	b, _ := collector(t, connect(t, s), cfg)
 
 	pub := connect(t, s)
 	upload := eventOf(t, xrayFixture, true)
@@ -250,20 +257,21 @@ func TestJetStreamDurable(t *testing.T) {
 
 	cfg := testConfig(t)
 	cfg.Stream = "XRAY"
-	first, stop := context.WithCancel(ctx)
-	got := collector(t, first, connect(t, s), cfg)
+	// The first scorer runs on its own connection, as a process would.
+	firstConn := connect(t, s)
+	got, stop := collector(t, firstConn, cfg)
 	for _, want := range []string{"before-1", "before-2"} {
 		if v := receive(t, got); v.ID != want || !v.Score {
 			t.Fatalf("got %+v, want %s scored", v, want)
 		}
 	}
 	waitAcked(t, js, cfg)
+	// The scorer exits: its pull requests go with its connection.
 	stop()
+	firstConn.Close()
 
 	publish("while-down")
-	second, stop2 := context.WithCancel(ctx)
-	defer stop2()
-	got = collector(t, second, connect(t, s), cfg)
+	got, _ = collector(t, connect(t, s), cfg)
 	if v := receive(t, got); v.ID != "while-down" {
 		t.Fatalf("after restart got %+v, want while-down (and nothing handled before)", v)
 	}
@@ -354,7 +362,7 @@ func TestPipelineWithRGWNats(t *testing.T) {
 
 	cfg := testConfig(t)
 	cfg.Stream = env["NATS_STREAM"]
-	got := collector(t, ctx, connect(t, s), cfg)
+	got, _ := collector(t, connect(t, s), cfg)
 
 	for _, fixture := range []string{deleteFixture, xrayFixture} {
 		resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(read(t, fixture)))
