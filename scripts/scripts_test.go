@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -316,4 +317,58 @@ func TestRGWTopicWithAWSCLI(t *testing.T) {
 	if strings.Contains(stdout, "s3cr3t") {
 		t.Errorf("the summary prints the password: %s", stdout)
 	}
+}
+
+// TestDemoRuns runs the whole local demo on free ports: build, adapter with
+// its embedded NATS, tail, every sample sent, everything stopped. It checks
+// that each payload was accepted and that events arrived on NATS.
+func TestDemoRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the full demo")
+	}
+	samples, err := filepath.Glob(repoRoot + "/samples/events/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := filepath.Glob(repoRoot + "/samples/events/*/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(samples) + len(more)
+	if n == 0 {
+		t.Fatal("no samples")
+	}
+	cmd := exec.Command("./demo.sh")
+	for _, kv := range os.Environ() { // the demo passes rgw-nats variables through
+		if !strings.HasPrefix(kv, "NATS_") && !strings.HasPrefix(kv, "LUA_") && !strings.HasPrefix(kv, "CE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
+		"DEMO_HTTP_PORT="+port(t), "DEMO_NATS_PORT="+port(t),
+		"NATS_URL=nats://127.0.0.1:1", // must be ignored: the demo uses its embedded server
+	)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo.sh: %v\n%s", err, out)
+	}
+	if got := strings.Count(string(out), ": 202 Accepted"); got != n {
+		t.Errorf("%d of %d payloads accepted\n%s", got, n, out)
+	}
+	m := regexp.MustCompile(`(?m)^(\d+) events arrived on NATS from (\d+) payloads$`).FindStringSubmatch(string(out))
+	if m == nil || m[1] == "0" || m[2] != strconv.Itoa(n) {
+		t.Errorf("summary %q: want events from %d payloads\n%s", m, n, out)
+	}
+	if !strings.Contains(string(out), "rgw-nats stopped cleanly") {
+		t.Errorf("rgw-nats did not stop cleanly\n%s", out)
+	}
+}
+
+func port(t *testing.T) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
