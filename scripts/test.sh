@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${1:-}" in
+-h | --help)
+  echo "Usage: scripts/test.sh    (FUZZTIME=10s by default; FUZZTIME=0 skips fuzzing)"
+  exit 0 ;;
+"") ;;
+*)
+  echo "scripts/test.sh takes no arguments (see --help)" >&2
+  exit 2 ;;
+esac
+
 fuzztime=${FUZZTIME:-10s}
 
 echo "== go test ./..."
