@@ -308,3 +308,32 @@ func TestLuaTestCommand(t *testing.T) {
 		t.Fatalf("lua test without a script: %v", err)
 	}
 }
+
+// TestREADMELuaExample runs the README's Lua example as documented: it must
+// keep working as the API evolves.
+func TestREADMELuaExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Lua transforms")
+	_, rest, ok2 := strings.Cut(rest, "```lua\n")
+	src, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no Lua example under ## Lua transforms")
+	}
+	script := filepath.Join(t.TempDir(), "example.lua")
+	os.WriteFile(script, []byte(src), 0o644)
+	t.Setenv("LUA_HMAC_KEY", "dev")
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"lua", "test", script,
+		"../../samples/events/reef-put-capture.json", "../../samples/events/pacific-16.2.15/delete.json"}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	for _, want := range []string{"2 message(s)", "--> images.jayanth", "Priority: high", "--> public.images", `"team": "radiology"`, "main-removed: dropped"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
