@@ -20,6 +20,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
+	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
 // env is a real nats-server with a stream on everything the tests publish,
@@ -78,15 +79,11 @@ func (e *env) stored(t *testing.T) []string {
 	return subjects
 }
 
-func events(t *testing.T, files ...string) []event.Event {
+func mapped(t *testing.T, files ...string) []event.Event {
 	t.Helper()
 	var evs []event.Event
 	for _, f := range files {
-		body, err := os.ReadFile(filepath.Join("..", "samples", "events", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs, err := rgw.Decode(body)
+		recs, err := rgw.Decode(events.Read(f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +128,7 @@ func pipeline(t *testing.T, e *env, tr adapter.Transformer) *adapter.Pipeline {
 func TestProcessWithoutTransform(t *testing.T) {
 	e := newEnv(t)
 	p := pipeline(t, e, nil)
-	evs := events(t, "reef-put-capture.json", "pacific-16.2.15/delete.json")
+	evs := mapped(t, "reef-put-capture.json", "pacific-16.2.15/delete.json")
 	for _, o := range p.Process(context.Background(), evs) {
 		if o.Err != nil || len(o.Published) != 1 {
 			t.Fatalf("outcome %+v", o)
@@ -157,7 +154,7 @@ function transform(ev)
   return ev, copy, third
 end`))
 	for range 2 {
-		evs := events(t, "reef-put-capture.json")
+		evs := mapped(t, "reef-put-capture.json")
 		out := p.Process(context.Background(), evs)
 		if out[0].Err != nil || len(out[0].Published) != 3 {
 			t.Fatalf("outcome %+v", out[0])
@@ -182,7 +179,7 @@ function transform(ev)
   end
   return ev
 end`))
-	evs := events(t, "reef-put-capture.json", "downstream-xraylab-put-capture.json", "pacific-16.2.15/copy.json")
+	evs := mapped(t, "reef-put-capture.json", "downstream-xraylab-put-capture.json", "pacific-16.2.15/copy.json")
 	out := p.Process(context.Background(), evs)
 	if !errors.Is(out[0].Err, lua.ErrScript) || out[0].Published != nil {
 		t.Errorf("script error: %+v", out[0])
@@ -207,7 +204,7 @@ local nats = require("nats")
 local client = nats.connect()
 client:connect()
 client:publish("raw.objects", Request.Object.Name)`))
-	out := p.Process(context.Background(), events(t, "reef-put-capture.json"))
+	out := p.Process(context.Background(), mapped(t, "reef-put-capture.json"))
 	if out[0].Err != nil || len(out[0].Published) != 0 {
 		t.Fatalf("outcome %+v", out[0])
 	}
@@ -222,7 +219,7 @@ func TestProcessNATSDown(t *testing.T) {
 	e := newEnv(t)
 	p := pipeline(t, e, nil)
 	e.pub.Close(context.Background())
-	for _, o := range p.Process(context.Background(), events(t, "reef-put-capture.json")) {
+	for _, o := range p.Process(context.Background(), mapped(t, "reef-put-capture.json")) {
 		if o.Err == nil {
 			t.Fatal("published with the connection closed")
 		}

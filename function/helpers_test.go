@@ -7,9 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
 // runNATS starts a real nats-server with JetStream on a free port.
@@ -177,32 +175,10 @@ func decode(t testing.TB, m *nats.Msg) event.Event {
 	return ev
 }
 
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "samples", "events", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func fixture(_ testing.TB, name string) []byte { return events.Read(name) }
 
 // fixtures lists every RGW payload shipped in samples/events.
-func fixtures(t testing.TB) []string {
-	t.Helper()
-	var names []string
-	root := filepath.Join("..", "samples", "events")
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".json") {
-			rel, _ := filepath.Rel(root, p)
-			names = append(names, rel)
-		}
-		return err
-	})
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no fixtures: %v", err)
-	}
-	return names
-}
+func fixtures(testing.TB) []string { return events.Names() }
 
 func streamMsgs(t testing.TB, nc *nats.Conn, stream string) uint64 {
 	t.Helper()

@@ -3,10 +3,7 @@ package cloudevent
 import (
 	"bytes"
 	"encoding/json"
-	"io/fs"
 	"net/url"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,31 +12,15 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
+	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
-// fixtureDir holds real RGW payloads (copied into the repository).
-const fixtureDir = "../../samples/events"
-
+// fixtures returns every captured payload, keyed by its name in samples/events.
 func fixtures(tb testing.TB) map[string][]byte {
 	tb.Helper()
 	out := map[string][]byte{}
-	err := filepath.WalkDir(fixtureDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(path) != ".json" {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(fixtureDir, path)
-		out[filepath.ToSlash(rel)] = b
-		return err
-	})
-	if err != nil {
-		tb.Fatalf("reading fixtures: %v", err)
-	}
-	if len(out) == 0 {
-		tb.Fatalf("no fixtures under %s", fixtureDir)
+	for _, name := range events.Names() {
+		out[name] = events.Read(name)
 	}
 	return out
 }

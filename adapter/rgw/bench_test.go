@@ -1,19 +1,13 @@
 package rgw
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
 // benchBody is a real 1 KiB notification (one record, Reef).
-func benchBody(b *testing.B) []byte {
-	body, err := os.ReadFile(filepath.Join(fixtureDir, "reef-put-capture.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return body
-}
+func benchBody(*testing.B) []byte { return events.Read("reef-put-capture.json") }
 
 func BenchmarkDecode(b *testing.B) {
 	body := benchBody(b)

@@ -4,41 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
-// fixtureDir holds real RGW payloads (copied into the repository).
-const fixtureDir = "../../samples/events"
-
-// fixtures returns every *.json payload under fixtureDir, keyed by its path
-// relative to fixtureDir.
+// fixtures returns every captured payload, keyed by its name in samples/events.
 func fixtures(tb testing.TB) map[string][]byte {
 	tb.Helper()
 	out := map[string][]byte{}
-	err := filepath.WalkDir(fixtureDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(path) != ".json" {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(fixtureDir, path)
-		out[filepath.ToSlash(rel)] = b
-		return err
-	})
-	if err != nil {
-		tb.Fatalf("reading fixtures: %v", err)
-	}
-	if len(out) == 0 {
-		tb.Fatalf("no fixtures under %s", fixtureDir)
+	for _, name := range events.Names() {
+		out[name] = events.Read(name)
 	}
 	return out
 }
@@ -262,7 +242,7 @@ func TestDecodeFixtures(t *testing.T) {
 	files := fixtures(t)
 	for name := range fixtureWants {
 		if _, ok := files[name]; !ok {
-			t.Errorf("fixture %s is described here but missing from %s", name, fixtureDir)
+			t.Errorf("fixture %s is described here but missing from samples/events", name)
 		}
 	}
 	for name, body := range files {
