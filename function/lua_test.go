@@ -244,3 +244,35 @@ func TestLuaReloadUnderLoad(t *testing.T) {
 		t.Fatalf("%d of %d requests failed during the reload", failed.Load(), sent.Load())
 	}
 }
+
+// TestPartialFailureRetry: a two-record POST where one record fails is not
+// acknowledged; RGW's retry re-publishes the record that did make it, and
+// JetStream keeps one copy of each.
+func TestPartialFailureRetry(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.NATSMode = "jetstream"
+	cfg.LuaScript = writeScript(t, `
+function transform(ev)
+  if ev.ext.bucket == "jayanth" then
+    local tries = (RGW["tries"] or 0) + 1
+    RGW["tries"] = tries
+    if tries == 1 then error("first attempt fails") end
+  end
+  return ev
+end`)
+	a := startAdapter(t, cfg, s.ClientURL())
+	one := wantFor(t, fixture(t, putFixture))[0].data
+	two := wantFor(t, fixture(t, "reef-put-capture.json"))[0].data
+	body := []byte(`{"Records":[` + string(one) + `,` + string(two) + `]}`)
+
+	if resp := post(t, a.url, nil, body); resp.code != 500 || !strings.Contains(resp.body, "1 of 2 events not delivered") {
+		t.Fatalf("first attempt: %d %q, want 500 naming the failed record", resp.code, resp.body)
+	}
+	if resp := post(t, a.url, nil, body); resp.code != 202 {
+		t.Fatalf("retry: %d %q", resp.code, resp.body)
+	}
+	if n := streamMsgs(t, a.nc, cfg.NATSStream); n != 2 {
+		t.Fatalf("stream holds %d messages, want each record once", n)
+	}
+}
