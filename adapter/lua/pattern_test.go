@@ -58,6 +58,11 @@ func TestPatterns(t *testing.T) {
 		{`string.match("[x]", "[]]")`, "]"},
 		{`string.match("a-b", "[a-]+")`, "a-"},
 		{`string.match("x^y", "[%^]")`, "^"},
+		// Lua 5.1 reads "0--" in a set as the empty range '0'..'-': no
+		// match (gopher-lua's own matcher says otherwise; the fuzz target
+		// below leaves such sets out).
+		{`string.find("0000", "[0--]")`, "nil"},
+		{`string.find("-", "[0--]")`, "nil"},
 		{`string.match("x", "[^%a]")`, "nil"},
 		{`string.match("A1 b2", "%u%d")`, "A1"},
 		{`string.match("tab\there", "%s")`, "\t"},
@@ -175,10 +180,12 @@ func FuzzPatternAgainstGopherLua(f *testing.F) {
 		return strings.Join(r, ","), true
 	}
 	f.Fuzz(func(t *testing.T, src, pat string) {
-		// Keep the reference implementation's exponential cases out, and %g,
-		// a class of Lua 5.2 and later (RGW's Lua) that gopher-lua lacks.
+		// Keep the reference implementation's exponential cases out; %g,
+		// a class of Lua 5.2 and later (RGW's Lua) that gopher-lua lacks;
+		// and "--", where a set range ends in '-' and gopher-lua departs
+		// from Lua 5.1 (see TestPatterns).
 		if len(src) > 12 || len(pat) > 10 || strings.Count(pat, "-")+strings.Count(pat, "*")+strings.Count(pat, "+") > 3 ||
-			strings.Contains(strings.ToLower(pat), "%g") {
+			strings.Contains(strings.ToLower(pat), "%g") || strings.Contains(pat, "--") {
 			return
 		}
 		for _, fn := range []string{"find", "match"} {
