@@ -67,7 +67,33 @@ func (l *logBuffer) String() string {
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := &testOutput{out: tb.Output()}
+	tb.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// testOutput writes to a test's output until the test ends. nats.go calls
+// its connection handlers (which log) on its own goroutine, which may run
+// after the test has returned; writing to its output then is a data race.
+type testOutput struct {
+	mu   sync.Mutex
+	out  io.Writer
+	done bool
+}
+
+func (w *testOutput) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.out.Write(p)
+}
+
+func (w *testOutput) close() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }
 
 // connect opens a Publisher that reconnects quickly and closes with the test.
