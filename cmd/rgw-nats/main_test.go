@@ -5,8 +5,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -332,4 +334,59 @@ func TestREADMELuaExample(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// TestBuildWithoutEmbeddedServer: the nonatsserver build (a smaller image for
+// clusters) says clearly that it needs NATS_URL, and works with one.
+func TestBuildWithoutEmbeddedServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := filepath.Join(t.TempDir(), "rgw-nats")
+	build := exec.Command("go", "build", "-tags", "nonatsserver", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+
+	bare := exec.Command(bin)
+	bare.Env = append(os.Environ(), "NATS_URL=", "LISTEN_ADDRESS=127.0.0.1:0")
+	out, err := bare.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "set NATS_URL") {
+		t.Fatalf("without NATS_URL: err %v, output %q", err, out)
+	}
+
+	opts := natsserver.DefaultTestOptions
+	opts.Port = -1
+	s := natsserver.RunServer(&opts)
+	defer s.Shutdown()
+	port := freeTCPPort(t)
+	srv := exec.Command(bin)
+	srv.Env = append(os.Environ(), "NATS_URL="+s.ClientURL(), "LISTEN_ADDRESS=127.0.0.1:"+port)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/health/readiness")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the nonatsserver build never became ready with NATS_URL set")
+		}
+	}
+}
+
+func freeTCPPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
