@@ -15,16 +15,6 @@ import (
 	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
-// fixtures returns every captured payload, keyed by its name in samples/events.
-func fixtures(tb testing.TB) map[string][]byte {
-	tb.Helper()
-	out := map[string][]byte{}
-	for _, name := range events.Names() {
-		out[name] = events.Read(name)
-	}
-	return out
-}
-
 // recordBytes cuts the single record out of an envelope as it is in the file.
 func recordBytes(tb testing.TB, body []byte) []byte {
 	tb.Helper()
@@ -131,7 +121,7 @@ func decodeOne(t *testing.T, body []byte) rgw.Record {
 }
 
 func TestFromRecordFixtures(t *testing.T) {
-	files := fixtures(t)
+	files := events.All()
 	for name := range fixtureEvents {
 		if _, ok := files[name]; !ok {
 			t.Errorf("fixture %s is described here but missing", name)

@@ -9,13 +9,14 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
+	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
 // FuzzFromRecord decodes anything package rgw accepts and maps it: mapping
 // must never panic, and every event it returns must be valid and survive the
 // structured JSON format.
 func FuzzFromRecord(f *testing.F) {
-	for _, body := range fixtures(f) {
+	for _, body := range events.All() {
 		f.Add(body)
 		f.Add(recordBytes(f, body))
 	}

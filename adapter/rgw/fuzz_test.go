@@ -7,12 +7,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
 // seedFuzz adds every fixture, each fixture's bare record, and the variants
 // of the table tests.
 func seedFuzz(f *testing.F) {
-	for _, body := range fixtures(f) {
+	for _, body := range events.All() {
 		f.Add(body)
 		f.Add(recordBytes(f, body))
 	}

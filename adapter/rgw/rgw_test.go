@@ -13,16 +13,6 @@ import (
 	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
-// fixtures returns every captured payload, keyed by its name in samples/events.
-func fixtures(tb testing.TB) map[string][]byte {
-	tb.Helper()
-	out := map[string][]byte{}
-	for _, name := range events.Names() {
-		out[name] = events.Read(name)
-	}
-	return out
-}
-
 // recordBytes cuts the single record out of an envelope as it appears in the
 // file, for comparison with Record.Raw.
 func recordBytes(tb testing.TB, body []byte) []byte {
@@ -239,7 +229,7 @@ var fixtureWants = map[string]want{
 }
 
 func TestDecodeFixtures(t *testing.T) {
-	files := fixtures(t)
+	files := events.All()
 	for name := range fixtureWants {
 		if _, ok := files[name]; !ok {
 			t.Errorf("fixture %s is described here but missing from samples/events", name)
@@ -760,7 +750,7 @@ func TestObjectMarshalJSON(t *testing.T) {
 func TestUnmarshalRecordDirectly(t *testing.T) {
 	bodies := [][]byte{[]byte(baseRecord),
 		[]byte(edit(t, baseRecord, `"eTag":"e1"`, `"etag":"e1"`, `"size":177`, `"size":"177"`, `"val":"blue"`, `"value":"blue"`))}
-	for _, body := range fixtures(t) {
+	for _, body := range events.All() {
 		bodies = append(bodies, recordBytes(t, body))
 	}
 	for _, raw := range bodies {

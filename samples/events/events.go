@@ -38,3 +38,12 @@ func Read(name string) []byte {
 	}
 	return b
 }
+
+// All returns every payload keyed by its name (see Names).
+func All() map[string][]byte {
+	all := make(map[string][]byte)
+	for _, name := range Names() {
+		all[name] = Read(name)
+	}
+	return all
+}
