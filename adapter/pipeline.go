@@ -1,13 +1,21 @@
-// Package adapter is the pipeline between RGW and NATS: it takes CloudEvents
-// (already mapped from RGW records by package cloudevent), runs the optional
-// Lua transform on each, names the NATS subject, encodes the CloudEvents NATS
-// binding and publishes everything a request produced over the shared
-// connection, then reports per event whether NATS has all of it.
+// Package adapter is the whole path from a request to NATS, built by one
+// constructor from one typed Config: decode the request (package ingress:
+// raw RGW, CloudEvents binary, structured or batch, KafkaSource/CephSource/RGW
+// cloudevents=true wrapping), map records to CloudEvents (cloudevent), run
+// the Lua transform (lua), name the subject (subject), encode the CloudEvents
+// NATS binding (binding) and publish everything the request produced in one
+// batch over the shared connection (natsout). It then says, per event and
+// for the request, what became of it: published, dropped, already in NATS,
+// dead-lettered, or failed with a class (permanent or transient) and a
+// reason.
 //
-// Its sub-packages do one thing each: rgw (decoding), cloudevent (mapping),
-// subject (subject templates), lua (transforms), natsout (NATS). This package
-// and its sub-packages know nothing of HTTP servers or Knative: they must not
-// import net/http or package function.
+// Every error is classified once (failure.go holds the one table); a
+// permanent per-event failure goes to the dead letter, a recently confirmed
+// event id is not published again, and a deadline one event hits again and
+// again is taken as permanent.
+//
+// This package and its sub-packages know nothing of HTTP servers or Knative:
+// they must not import net/http or package function, nor link nats-server.
 package adapter
 
 import (
@@ -15,19 +23,22 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
-	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // Publisher publishes a request's messages and says, per message, whether
-// NATS has it. *natsout.Publisher is the real one.
+// NATS has it. *natsout.Publisher is the real one; Recorder keeps them.
 type Publisher interface {
-	Publish(ctx context.Context, msgs []natsout.Message) []error
+	Publish(ctx context.Context, msgs []binding.Message) []error
 }
 
 // Transformer turns one event into what should be published for it; zero
@@ -36,113 +47,338 @@ type Transformer interface {
 	Transform(ctx context.Context, ev *event.Event) ([]lua.Output, error)
 }
 
-// Pipeline processes events. Publisher and Subject are required; a nil
-// Transformer publishes every event unchanged.
+// Config is everything the pipeline needs to know, parsed and checked by
+// the caller (package function reads it from the environment).
+type Config struct {
+	Mapping  cloudevent.Options // record -> CloudEvent
+	Subject  *subject.Template  // required
+	Encoding binding.Encoding
+
+	// DeadLetter is the subject template of dead letters; nil turns the
+	// dead letter off (permanent failures are then answered as such).
+	DeadLetter *subject.Template
+
+	// DedupWindow and DedupMaxIDs bound the memory of confirmed event ids;
+	// either zero turns duplicate suppression off.
+	DedupWindow time.Duration
+	DedupMaxIDs int
+
+	// PoisonAttempts deadlines for one event id within PoisonWindow make it
+	// permanent; zero never does.
+	PoisonAttempts int
+	PoisonWindow   time.Duration
+
+	// EventTimeout bounds everything done for one event with a transform
+	// (the Lua call and turning its outputs into messages); zero: the
+	// transformer's own deadline only.
+	EventTimeout time.Duration
+
+	// MaxRequestBytes bounds the payload bytes one request may publish;
+	// zero: unbounded.
+	MaxRequestBytes int
+}
+
+// Pipeline processes requests. It is safe for concurrent use.
 type Pipeline struct {
-	Publisher   Publisher
-	Transformer Transformer
-	Subject     *subject.Template
-	Encoding    natsout.Encoding
+	cfg    Config
+	pub    Publisher
+	tr     Transformer
+	seen   *idWindow // confirmed ids
+	poison *idWindow // deadline hits per id
+	now    func() time.Time
+}
+
+// New builds the pipeline. A nil Transformer publishes every event
+// unchanged.
+func New(cfg Config, pub Publisher, tr Transformer) (*Pipeline, error) {
+	if cfg.Subject == nil {
+		return nil, errors.New("adapter: Config.Subject is required")
+	}
+	if pub == nil {
+		return nil, errors.New("adapter: a Publisher is required")
+	}
+	return &Pipeline{
+		cfg:    cfg,
+		pub:    pub,
+		tr:     tr,
+		seen:   newIDWindow(cfg.DedupWindow, cfg.DedupMaxIDs),
+		poison: newIDWindow(cfg.PoisonWindow, max(cfg.DedupMaxIDs, 10000)),
+		now:    time.Now,
+	}, nil
+}
+
+// Request is one request as it came in.
+type Request struct {
+	Header ingress.Header
+	Body   []byte
+}
+
+// Status is what became of one event.
+type Status int
+
+const (
+	Failed       Status = iota // Err says why; Class whether a retry can help
+	Published                  // everything produced for it is in NATS
+	Dropped                    // the transform chose to publish nothing
+	Duplicate                  // confirmed recently: not published again
+	DeadLettered               // failed permanently; the dead letter is in NATS
+)
+
+func (s Status) String() string {
+	return [...]string{"failed", "published", "dropped", "duplicate", "deadlettered"}[s]
 }
 
 // Outcome is what became of one input event.
 type Outcome struct {
-	// Err is nil when everything produced for the event is in NATS (or the
-	// transform deliberately dropped it).
-	Err error
+	EventID string
+	Status  Status
+	// Err, Class and Reason describe the failure (also for a dead-lettered
+	// event: what put it there).
+	Err    error
+	Class  Class
+	Reason string
+	// Attempts counts the deadline hits of this event id within the poison
+	// window (0 when none).
+	Attempts int
 	// Published are the events that went out for it (not raw payloads), in
 	// the order the transform produced them.
 	Published []*event.Event
 }
 
-// ErrOutput is wrapped when a transform produced something that cannot be
-// published (an invalid subject or event): retrying will not help, but
-// nothing was published for the event either.
-var ErrOutput = errors.New("unpublishable transform output")
+// Result is what became of one request.
+type Result struct {
+	Mode ingress.Mode
+	// Err is a failure of the request as a whole (bad input) with its
+	// class; nil when the request decoded.
+	Err      error
+	Outcomes []Outcome
+	// Class is the request's answer: 0 when every event is published,
+	// dropped, a duplicate or dead-lettered; Transient when any failure can
+	// pass on a retry (a retry publishes nothing twice: confirmed ids are
+	// remembered); Permanent otherwise.
+	Class  Class
+	Reason string
+	// DeadLettered is set when the whole request went to the dead letter.
+	DeadLettered bool
+}
 
-// Process runs every event through the transform and publishes all results in
-// one batch, so a multi-record request costs one flush or one round of acks.
-// The returned slice has one Outcome per input event.
+// FirstErr is the first failure, for a one-line answer.
+func (r *Result) FirstErr() error {
+	if r.Err != nil {
+		return r.Err
+	}
+	for i := range r.Outcomes {
+		if o := &r.Outcomes[i]; o.Status == Failed {
+			return o.Err
+		}
+	}
+	return nil
+}
+
+// Failed counts the events that did not make it.
+func (r *Result) Failed() int {
+	n := 0
+	for i := range r.Outcomes {
+		if r.Outcomes[i].Status == Failed {
+			n++
+		}
+	}
+	return n
+}
+
+// Handle decodes one request and processes its events.
+func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
+	in, err := ingress.Decode(req.Header, req.Body, p.cfg.Mapping)
+	res := Result{Mode: in.Mode}
+	if err != nil {
+		res.Class, res.Reason = classify(err)
+		res.Err = err
+		// RGW retries a refused request forever and resends everything
+		// queued behind it; a CloudEvents sender (Knative) does not retry a
+		// 4xx and has its own dead-letter sink.
+		if in.FromRGW && p.cfg.DeadLetter != nil {
+			dl := p.deadLetter(req, nil, res.Reason, err, 0)
+			if errs := p.pub.Publish(ctx, []binding.Message{dl}); errs[0] != nil {
+				res.Class, res.Reason = classify(errs[0])
+				res.Err = fmt.Errorf("dead letter for a request that could not be decoded (%w): %w", err, errs[0])
+				return res
+			}
+			res.Class, res.DeadLettered = 0, true
+		}
+		return res
+	}
+	res.Outcomes = p.Process(ctx, in.Events)
+	if p.cfg.DeadLetter != nil {
+		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
+	}
+	for i := range res.Outcomes {
+		o := &res.Outcomes[i]
+		if o.Status != Failed {
+			continue
+		}
+		if o.Class == Transient || res.Class == 0 {
+			res.Class, res.Reason = o.Class, o.Reason
+		}
+	}
+	return res
+}
+
+// Process runs every event through the transform and publishes all results
+// in one batch, so a multi-record request costs one flush or one round of
+// acks. It returns one Outcome per event. It does not dead-letter: Handle
+// does, since a dead letter carries the request's bytes.
 func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
 	outcomes := make([]Outcome, len(events))
-	msgs := make([]natsout.Message, 0, len(events))
+	msgs := make([]binding.Message, 0, len(events))
 	owners := make([]int, 0, len(events)) // msgs[j] was produced for events[owners[j]]
+	now := p.now()
+	budget := p.cfg.MaxRequestBytes
 
 	for i := range events {
 		ev := &events[i]
-		if p.Transformer == nil {
-			m, err := p.encode(ev, "", nil)
-			if err != nil {
-				outcomes[i].Err = fmt.Errorf("event %s: %w", ev.ID(), err)
-				continue
-			}
-			msgs = append(msgs, m)
-			owners = append(owners, i)
-			outcomes[i].Published = []*event.Event{ev}
-			continue
-		}
-		outs, err := p.Transformer.Transform(ctx, ev)
-		if err != nil {
-			outcomes[i].Err = fmt.Errorf("event %s: %w", ev.ID(), err)
+		o := &outcomes[i]
+		o.EventID = ev.ID()
+		if p.seen.contains(o.EventID, now) {
+			o.Status = Duplicate
 			continue
 		}
 		first := len(msgs)
-		for k, o := range outs {
-			m, err := p.output(ev, o)
-			if err != nil {
-				outcomes[i].Err = fmt.Errorf("event %s: output %d: %w", ev.ID(), k, err)
-				break
-			}
-			m.MsgID = uniqueMsgID(msgs[first:], m.MsgID, k)
-			if m.Header != nil {
-				m.Header.Set(nats.MsgIdHdr, m.MsgID)
-			}
-			msgs = append(msgs, m)
-			owners = append(owners, i)
-			if o.Event != nil {
-				outcomes[i].Published = append(outcomes[i].Published, o.Event)
-			}
-		}
-		if outcomes[i].Err != nil {
-			// Publish all of an event's outputs or none of them.
-			msgs, owners = msgs[:first], owners[:first]
-			outcomes[i].Published = nil
-		}
-	}
-	if len(msgs) == 0 {
-		return outcomes
-	}
-	for j, err := range p.Publisher.Publish(ctx, msgs) {
-		if err == nil {
+		var err error
+		msgs, err = p.produce(ctx, ev, o, msgs, &budget)
+		if err != nil {
+			msgs = msgs[:first] // publish all of an event's outputs or none
+			o.Published = nil
+			p.fail(o, fmt.Errorf("event %s: %w", o.EventID, err), now)
 			continue
 		}
-		o := &outcomes[owners[j]]
-		if o.Err == nil {
-			o.Err = fmt.Errorf("event %s: %w", events[owners[j]].ID(), err)
+		if len(msgs) == first {
+			o.Status = Dropped
+			continue
+		}
+		for range len(msgs) - first {
+			owners = append(owners, i)
+		}
+	}
+	if len(msgs) > 0 {
+		for j, err := range p.pub.Publish(ctx, msgs) {
+			if o := &outcomes[owners[j]]; err != nil && o.Err == nil {
+				p.fail(o, fmt.Errorf("event %s: %w", o.EventID, err), now)
+			}
+		}
+	}
+	for i := range outcomes {
+		o := &outcomes[i]
+		switch {
+		case o.Status == Failed && o.Err == nil:
+			o.Status = Published
+			fallthrough
+		case o.Status == Dropped:
+			p.confirm(o.EventID, now)
 		}
 	}
 	return outcomes
 }
 
-func (p *Pipeline) output(in *event.Event, o lua.Output) (natsout.Message, error) {
+// produce appends the messages for one event: the transform's outputs, or
+// the event itself without a transform.
+func (p *Pipeline) produce(ctx context.Context, ev *event.Event, o *Outcome, msgs []binding.Message, budget *int) ([]binding.Message, error) {
+	if p.tr == nil {
+		m, err := p.encode(ev, "", nil)
+		if err != nil {
+			return msgs, err
+		}
+		if err := p.spend(budget, &m); err != nil {
+			return msgs, err
+		}
+		o.Published = []*event.Event{ev}
+		return append(msgs, m), nil
+	}
+	if p.cfg.EventTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.EventTimeout)
+		defer cancel()
+	}
+	outs, err := p.tr.Transform(ctx, ev)
+	if err != nil {
+		return msgs, err
+	}
+	first := len(msgs)
+	for k, out := range outs {
+		// The deadline covers turning outputs into messages too: a script
+		// that returns a thousand large clones must not take seconds after
+		// its own call ended.
+		if err := ctx.Err(); err != nil {
+			return msgs, fmt.Errorf("output %d: %w: encoding the outputs: %w", k, lua.ErrTimeout, err)
+		}
+		m, err := p.output(ev, out)
+		if err != nil {
+			return msgs, fmt.Errorf("output %d: %w", k, err)
+		}
+		if err := p.spend(budget, &m); err != nil {
+			return msgs, fmt.Errorf("output %d: %w", k, err)
+		}
+		m.MsgID = uniqueMsgID(msgs[first:], m.MsgID, k)
+		if m.Header != nil {
+			m.Header.Set(nats.MsgIdHdr, m.MsgID)
+		}
+		msgs = append(msgs, m)
+		if out.Event != nil {
+			o.Published = append(o.Published, out.Event)
+		}
+	}
+	return msgs, nil
+}
+
+func (p *Pipeline) spend(budget *int, m *binding.Message) error {
+	if p.cfg.MaxRequestBytes <= 0 {
+		return nil
+	}
+	*budget -= len(m.Data)
+	if *budget < 0 {
+		return fmt.Errorf("%w: the request's messages pass %d bytes", ErrLimit, p.cfg.MaxRequestBytes)
+	}
+	return nil
+}
+
+// fail records a failure, classified once here. A deadline that the same
+// event hits PoisonAttempts times is not going to pass on the next try.
+func (p *Pipeline) fail(o *Outcome, err error, now time.Time) {
+	o.Status, o.Err = Failed, err
+	o.Class, o.Reason = classify(err)
+	if o.Reason != ReasonTimeout || p.cfg.PoisonAttempts <= 0 {
+		return
+	}
+	o.Attempts = p.poison.add(o.EventID, now)
+	if o.Attempts >= p.cfg.PoisonAttempts {
+		o.Class, o.Reason = Permanent, ReasonPoison
+		o.Err = fmt.Errorf("%w (deadline hit %d times within %v: taken as permanent)", err, o.Attempts, p.cfg.PoisonWindow)
+	}
+}
+
+func (p *Pipeline) confirm(id string, now time.Time) {
+	p.seen.add(id, now)
+	p.poison.forget(id)
+}
+
+func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error) {
 	if o.Event == nil {
 		if !subject.Valid(o.Subject) {
-			return natsout.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, o.Subject)
+			return binding.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, o.Subject)
 		}
 		h := nats.Header(o.Header)
 		if h == nil {
 			h = nats.Header{}
 		}
-		return natsout.Message{Subject: o.Subject, Header: h, Data: o.Raw, MsgID: in.ID()}, nil
+		return binding.Message{Subject: o.Subject, Header: h, Data: o.Raw, MsgID: in.ID()}, nil
 	}
 	return p.encode(o.Event, o.Subject, nats.Header(o.Header))
 }
 
-func (p *Pipeline) encode(ev *event.Event, subj string, h nats.Header) (natsout.Message, error) {
+func (p *Pipeline) encode(ev *event.Event, subj string, h nats.Header) (binding.Message, error) {
 	if subj == "" {
-		subj = p.Subject.Execute(ev)
+		subj = p.cfg.Subject.Execute(ev)
 	}
-	m, err := natsout.Encode(ev, subj, p.Encoding, h)
+	m, err := binding.Encode(ev, subj, p.cfg.Encoding, h)
 	if err != nil {
 		return m, fmt.Errorf("%w: %w", ErrOutput, err)
 	}
@@ -153,7 +389,7 @@ func (p *Pipeline) encode(ev *event.Event, subj string, h nats.Header) (natsout.
 // one event (a fan-out of copies that share the event id): a repeated id gets
 // the output's index appended. The result depends only on the transform's
 // output, so a redelivered event yields the same ids again.
-func uniqueMsgID(earlier []natsout.Message, id string, k int) string {
+func uniqueMsgID(earlier []binding.Message, id string, k int) string {
 	for _, m := range earlier {
 		if m.MsgID == id {
 			return id + "#" + strconv.Itoa(k)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 	"github.com/rgw-nats/rgw-nats/samples/events"
 )
 
@@ -33,10 +33,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	opts := natsserver.DefaultTestOptions
-	opts.Port, opts.JetStream, opts.StoreDir = -1, true, t.TempDir()
-	s := natsserver.RunServer(&opts)
-	t.Cleanup(s.Shutdown)
+	s := testutil.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	pub, err := natsout.Connect(ctx, natsout.Config{
@@ -118,9 +115,9 @@ func pipeline(t *testing.T, e *env, tr adapter.Transformer) *adapter.Pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &adapter.Pipeline{Publisher: e.pub, Subject: tmpl}
-	if tr != nil {
-		p.Transformer = tr
+	p, err := adapter.New(adapter.Config{Subject: tmpl}, e.pub, tr)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return p
 }

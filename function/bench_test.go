@@ -2,17 +2,17 @@ package function_test
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
-	"github.com/rgw-nats/rgw-nats/function"
 )
 
 // cpuTime is the CPU time this process has used (user + system). Note that
@@ -32,17 +32,18 @@ func reportCPU(b *testing.B, start time.Duration) {
 // message.
 func BenchmarkDecodeMapEncode(b *testing.B) {
 	body := fixture(b, putFixture)
-	h := http.Header{"Content-Type": {"application/json"}}
+	h := ingress.Header{"Content-Type": {"application/json"}}
 	tmpl, _ := subject.Parse("rgw.{bucket}.{event}")
-	for _, enc := range []natsout.Encoding{natsout.Structured, natsout.Binary} {
+	for _, enc := range []binding.Encoding{binding.Structured, binding.Binary} {
 		b.Run(enc.String(), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_, evs, err := function.Decode(context.Background(), h, body, cloudevent.Options{})
+				req, err := ingress.Decode(h, body, cloudevent.Options{})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := natsout.Encode(&evs[0], tmpl.Execute(&evs[0]), enc, nil); err != nil {
+				evs := req.Events
+				if _, err := binding.Encode(&evs[0], tmpl.Execute(&evs[0]), enc, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -56,8 +57,8 @@ func BenchmarkDecodeMapEncode(b *testing.B) {
 // path plus NATS.
 func BenchmarkHandle(b *testing.B) {
 	body := fixture(b, putFixture)
-	for _, mode := range []string{"core", "jetstream"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, mode := range []natsout.Mode{natsout.Core, natsout.JetStream} {
+		b.Run(mode.String(), func(b *testing.B) {
 			s := runNATS(b)
 			cfg := testConfig(b, s.ClientURL())
 			cfg.NATSMode = mode
@@ -86,12 +87,12 @@ func BenchmarkHandle(b *testing.B) {
 func BenchmarkHTTPParallel(b *testing.B) {
 	body := fixture(b, putFixture)
 	for _, c := range []struct {
-		mode  string
+		mode  natsout.Mode
 		close bool
-	}{{"core", true}, {"core", false}, {"jetstream", false}} {
-		name := c.mode + "/keepalive"
+	}{{natsout.Core, true}, {natsout.Core, false}, {natsout.JetStream, false}} {
+		name := c.mode.String() + "/keepalive"
 		if c.close {
-			name = c.mode + "/close"
+			name = c.mode.String() + "/close"
 		}
 		b.Run(name, func(b *testing.B) {
 			s := runNATS(b)

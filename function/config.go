@@ -1,11 +1,21 @@
 package function
 
 import (
+	"encoding"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // Config is the whole configuration of the service. It is read from the
@@ -13,85 +23,154 @@ import (
 // default and a one-line description, which `rgw-nats --help` prints.
 type Config struct {
 	// HTTP ingress.
-	ListenAddress string        `envconfig:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
-	Port          string        `envconfig:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
-	MaxBodyBytes  int64         `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body accepted; larger gets 413"`
-	AuthUsername  string        `envconfig:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
-	AuthPassword  string        `envconfig:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
-	AuthToken     string        `envconfig:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
-	RetryAfter    int           `envconfig:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503"`
-	CloseRGW      bool          `envconfig:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
-	Reply         bool          `envconfig:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
-	ReplyType     string        `envconfig:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
-	CEOverrides   string        `envconfig:"K_CE_OVERRIDES" desc:"JSON {\"extensions\":{...}} set on every event (injected by a Knative SinkBinding)"`
-	Shutdown      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long SIGTERM waits for in-flight requests and the NATS drain"`
+	ListenAddress string               `env:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
+	Port          string               `env:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
+	MaxBodyBytes  int64                `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body accepted; larger gets 413"`
+	AuthUsername  string               `env:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
+	AuthPassword  string               `env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
+	AuthToken     string               `env:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
+	RetryAfter    int                  `env:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503"`
+	CloseRGW      bool                 `env:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
+	Reply         bool                 `env:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
+	ReplyType     string               `env:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
+	CEOverrides   cloudevent.Overrides `env:"K_CE_OVERRIDES" desc:"JSON {\"extensions\":{...}} set on every event (injected by a Knative SinkBinding)"`
+	Shutdown      time.Duration        `env:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long SIGTERM waits for in-flight requests and the NATS drain"`
 
 	// CloudEvents.
-	CEMode string `envconfig:"CE_MODE" default:"structured" desc:"CloudEvents NATS binding: structured (JSON payload) or binary (ce- headers)"`
-	CEData string `envconfig:"CE_DATA" default:"record" desc:"event data: record (the RGW record) or envelope ({\"Records\":[record]}, as RGW sends it)"`
+	CEMode binding.Encoding `env:"CE_MODE" default:"structured" desc:"CloudEvents NATS binding: structured (JSON payload) or binary (ce- headers)"`
+	CEData cloudevent.Data  `env:"CE_DATA" default:"record" desc:"event data: record (the RGW record) or envelope ({\"Records\":[record]}, as RGW sends it)"`
 
 	// NATS egress.
-	NATSURL            string        `envconfig:"NATS_URL" desc:"NATS server URL(s), comma separated; empty starts an embedded nats-server"`
-	NATSMode           string        `envconfig:"NATS_MODE" default:"core" desc:"core (publish, then flush) or jetstream (publish with Nats-Msg-Id, wait for the ack)"`
-	NATSSubject        string        `envconfig:"NATS_SUBJECT" default:"rgw.{bucket}.{event}" desc:"subject template; fields {bucket} {key} {event} {type} {source} {id} {subject} {ext:NAME}"`
-	NATSStream         string        `envconfig:"NATS_STREAM" default:"RGW" desc:"JetStream stream that must capture the subjects (jetstream mode)"`
-	NATSStreamCreate   bool          `envconfig:"NATS_STREAM_CREATE" default:"false" desc:"create or update the stream at start (always done for the embedded server)"`
-	NATSStreamSubjects string        `envconfig:"NATS_STREAM_SUBJECTS" desc:"subjects of a created stream, comma separated; default derived from NATS_SUBJECT (rgw.>)"`
-	NATSAckTimeout     time.Duration `envconfig:"NATS_ACK_TIMEOUT" default:"5s" desc:"how long to wait for a flush or a JetStream ack before answering 503"`
-	NATSCreds          string        `envconfig:"NATS_CREDS" desc:"path of a NATS .creds file (JWT + nkey seed)"`
-	NATSNkey           string        `envconfig:"NATS_NKEY" desc:"path of an nkey seed file"`
-	NATSUser           string        `envconfig:"NATS_USER" desc:"NATS user name"`
-	NATSPassword       string        `envconfig:"NATS_PASSWORD" desc:"NATS password"`
-	NATSToken          string        `envconfig:"NATS_TOKEN" desc:"NATS authentication token"`
-	NATSTLSCA          string        `envconfig:"NATS_TLS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
-	NATSTLSCert        string        `envconfig:"NATS_TLS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
-	NATSTLSKey         string        `envconfig:"NATS_TLS_KEY" desc:"PEM key of NATS_TLS_CERT"`
-	NATSClientName     string        `envconfig:"NATS_CLIENT_NAME" default:"rgw-nats" desc:"connection name shown by the NATS server"`
-	NATSEmbeddedListen string        `envconfig:"NATS_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"host:port of the embedded nats-server (port 0 picks a free one)"`
-	NATSStoreDir       string        `envconfig:"NATS_STORE_DIR" desc:"JetStream store of the embedded server; empty uses a temporary directory"`
+	NATSURL             string           `env:"NATS_URL" desc:"NATS server URL(s), comma separated; empty starts an embedded nats-server"`
+	NATSMode            natsout.Mode     `env:"NATS_MODE" default:"core" desc:"core (publish, then flush) or jetstream (publish with Nats-Msg-Id, wait for the ack)"`
+	NATSSubject         subject.Template `env:"NATS_SUBJECT" default:"rgw.{bucket}.{event}" desc:"subject template; fields {bucket} {key} {event} {type} {source} {id} {subject} {ext:NAME}"`
+	NATSStream          string           `env:"NATS_STREAM" default:"RGW" desc:"JetStream stream that must capture the subjects (jetstream mode)"`
+	NATSStreamCreate    bool             `env:"NATS_STREAM_CREATE" default:"false" desc:"create or update the stream at start (always done for the embedded server)"`
+	NATSStreamSubjects  string           `env:"NATS_STREAM_SUBJECTS" desc:"subjects of a created stream, comma separated; default derived from NATS_SUBJECT (rgw.>)"`
+	NATSAckTimeout      time.Duration    `env:"NATS_ACK_TIMEOUT" default:"5s" desc:"how long to wait for a flush or a JetStream ack before answering 503"`
+	NATSCreds           string           `env:"NATS_CREDS" desc:"path of a NATS .creds file (JWT + nkey seed)"`
+	NATSNkey            string           `env:"NATS_NKEY" desc:"path of an nkey seed file"`
+	NATSUser            string           `env:"NATS_USER" desc:"NATS user name"`
+	NATSPassword        string           `env:"NATS_PASSWORD" desc:"NATS password"`
+	NATSToken           string           `env:"NATS_TOKEN" desc:"NATS authentication token"`
+	NATSTLSCA           string           `env:"NATS_TLS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
+	NATSTLSCert         string           `env:"NATS_TLS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
+	NATSTLSKey          string           `env:"NATS_TLS_KEY" desc:"PEM key of NATS_TLS_CERT"`
+	NATSClientName      string           `env:"NATS_CLIENT_NAME" default:"rgw-nats" desc:"connection name shown by the NATS server"`
+	NATSEmbeddedListen  string           `env:"NATS_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"host:port of the embedded nats-server (port 0 picks a free one)"`
+	NATSStoreDir        string           `env:"NATS_STORE_DIR" desc:"JetStream store of the embedded server; empty uses a temporary directory"`
+	NATSStreamDupWindow time.Duration    `env:"NATS_STREAM_DUPLICATE_WINDOW" default:"10m" desc:"duplicate window (Nats-Msg-Id) of a created stream; cover RGW's retry horizon"`
+	NATSStreamReplicas  int              `env:"NATS_STREAM_REPLICAS" default:"1" desc:"replicas of a created stream (3 on a 3-node cluster)"`
+
+	// Failures and duplicates.
+	DeadLetter        bool             `env:"DEAD_LETTER" default:"true" desc:"publish an event that fails permanently to the dead-letter subject and answer 2xx (RGW retries every other answer forever)"`
+	DeadLetterSubject subject.Template `env:"DEAD_LETTER_SUBJECT" default:"rgwnats.deadletter.{bucket}" desc:"subject template of dead letters; keep it outside the subjects consumers read"`
+	PoisonAttempts    int              `env:"POISON_ATTEMPTS" default:"3" desc:"Lua deadline hits of one event id (within POISON_WINDOW) after which it is a permanent failure; 0 never"`
+	PoisonWindow      time.Duration    `env:"POISON_WINDOW" default:"10m" desc:"how long deadline hits of an event id are counted"`
+	DedupWindow       time.Duration    `env:"DEDUP_WINDOW" default:"10m" desc:"how long a confirmed event id is remembered: a resent event is answered 2xx without publishing again; 0 off"`
+	DedupMaxIDs       int              `env:"DEDUP_MAX_IDS" default:"100000" desc:"most event ids remembered (about 64 bytes each)"`
+	MaxRequestBytes   int              `env:"MAX_REQUEST_OUTPUT_BYTES" default:"8388608" desc:"bytes all messages of one request may hold; more is a permanent failure"`
 
 	// Lua transform.
-	LuaScript   string        `envconfig:"LUA_SCRIPT" desc:"Lua script file, or a directory of *.lua run in name order as a chain"`
-	LuaFunction string        `envconfig:"LUA_FUNCTION" default:"transform" desc:"name of the function a script defines to transform one event"`
-	LuaTimeout  time.Duration `envconfig:"LUA_TIMEOUT" default:"100ms" desc:"deadline of one script call"`
-	LuaOnError  string        `envconfig:"LUA_ON_ERROR" default:"reject" desc:"when a script fails: reject (5xx, sender retries), drop, or passthrough"`
-	LuaPoolSize int           `envconfig:"LUA_POOL_SIZE" default:"0" desc:"Lua states kept ready; 0 means two per CPU"`
-	LuaHMACKey  string        `envconfig:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
-	LuaReload   bool          `envconfig:"LUA_RELOAD" default:"true" desc:"watch LUA_SCRIPT and swap in a new version when it changes"`
+	LuaScript   string        `env:"LUA_SCRIPT" desc:"Lua script file, or a directory of *.lua run in name order as a chain"`
+	LuaFunction string        `env:"LUA_FUNCTION" default:"transform" desc:"name of the function a script defines to transform one event"`
+	LuaTimeout  time.Duration `env:"LUA_TIMEOUT" default:"100ms" desc:"deadline of one script call"`
+	LuaOnError  lua.Policy    `env:"LUA_ON_ERROR" default:"reject" desc:"when a script fails: reject (the event is a permanent failure: dead letter), drop, or passthrough"`
+	LuaPoolSize int           `env:"LUA_POOL_SIZE" default:"0" desc:"Lua states kept ready; 0 means two per CPU"`
+	LuaHMACKey  string        `env:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
+	LuaReload   bool          `env:"LUA_RELOAD" default:"true" desc:"watch LUA_SCRIPT and swap in a new version when it changes"`
 
 	// Logging.
-	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+	LogLevel  string `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string `env:"LOG_FORMAT" default:"json" desc:"json or text"`
 }
 
-// LoadConfig reads Config from the environment and checks it.
-func LoadConfig() (Config, error) {
+// LoadConfig reads Config from the process environment and checks it.
+func LoadConfig() (Config, error) { return ConfigFrom(os.LookupEnv) }
+
+// ConfigFromMap reads Config from an environment given as a map, as
+// Knative's func scaffolding hands it to Start.
+func ConfigFromMap(env map[string]string) (Config, error) {
+	return ConfigFrom(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+}
+
+// ConfigFrom reads Config through lookup: every field from its variable, or
+// its default when the variable is unset, each parsed once into its type;
+// then it checks the whole. Errors name the variable.
+func ConfigFrom(lookup func(string) (string, bool)) (Config, error) {
 	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
+	v := reflect.ValueOf(&c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		text, ok := lookup(name)
+		if !ok {
+			text = f.Tag.Get("default")
+		}
+		if err := setField(v.Field(i), text); err != nil {
+			return c, fmt.Errorf("configuration: %s=%q: %w", name, text, err)
+		}
 	}
 	return c, c.Validate()
 }
 
-// Validate reports the first setting that cannot work.
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+func setField(f reflect.Value, text string) error {
+	if f.Addr().Type().Implements(textUnmarshaler) {
+		if text == "" && f.Kind() == reflect.Map {
+			return nil
+		}
+		return f.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(text))
+	}
+	if text == "" && f.Kind() != reflect.String {
+		return nil // unset: the zero value
+	}
+	switch f.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(text)
+		f.SetInt(int64(d))
+		return err
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(text)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(text)
+		f.SetBool(b)
+		return err
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(text, 10, 64)
+		f.SetInt(n)
+		return err
+	default:
+		return fmt.Errorf("unsupported field type %s", f.Type())
+	}
+	return nil
+}
+
+// Validate reports the first setting that cannot work. Modes and policies
+// were checked as they were parsed.
 func (c *Config) Validate() error {
 	switch {
-	case c.CEMode != "structured" && c.CEMode != "binary":
-		return fmt.Errorf("configuration: CE_MODE must be structured or binary, not %q", c.CEMode)
-	case c.CEData != "record" && c.CEData != "envelope":
-		return fmt.Errorf("configuration: CE_DATA must be record or envelope, not %q", c.CEData)
-	case c.NATSMode != "core" && c.NATSMode != "jetstream":
-		return fmt.Errorf("configuration: NATS_MODE must be core or jetstream, not %q", c.NATSMode)
-	case c.LuaOnError != "reject" && c.LuaOnError != "drop" && c.LuaOnError != "passthrough":
-		return fmt.Errorf("configuration: LUA_ON_ERROR must be reject, drop or passthrough, not %q", c.LuaOnError)
 	case c.MaxBodyBytes <= 0:
-		return fmt.Errorf("configuration: MAX_BODY_BYTES must be positive")
+		return errors.New("configuration: MAX_BODY_BYTES must be positive")
 	case (c.AuthUsername == "") != (c.AuthPassword == ""):
-		return fmt.Errorf("configuration: AUTH_USERNAME and AUTH_PASSWORD go together")
+		return errors.New("configuration: AUTH_USERNAME and AUTH_PASSWORD go together")
 	case c.NATSAckTimeout <= 0:
-		return fmt.Errorf("configuration: NATS_ACK_TIMEOUT must be positive")
+		return errors.New("configuration: NATS_ACK_TIMEOUT must be positive")
 	case c.LuaTimeout <= 0:
-		return fmt.Errorf("configuration: LUA_TIMEOUT must be positive")
+		return errors.New("configuration: LUA_TIMEOUT must be positive")
+	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:
+		return errors.New("configuration: DEDUP_MAX_IDS, POISON_ATTEMPTS and MAX_REQUEST_OUTPUT_BYTES must not be negative, NATS_STREAM_REPLICAS at least 1")
+	}
+	if c.DeadLetter {
+		for _, s := range c.streamSubjects() {
+			if subject.Overlap(s, c.DeadLetterSubject.StreamSubjects()) {
+				return fmt.Errorf("configuration: DEAD_LETTER_SUBJECT %q falls inside the event subjects %q: consumers would take dead letters for events", c.DeadLetterSubject.String(), s)
+			}
+		}
 	}
 	return nil
 }
@@ -106,10 +185,31 @@ func (c *Config) Addr() string {
 
 // PrintUsage writes every variable with its default and description.
 func PrintUsage(w io.Writer) error {
-	var c Config
-	return envconfig.Usagef("", &c, w, usageFormat)
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		def := ""
+		if d := f.Tag.Get("default"); d != "" {
+			def = " (default " + d + ")"
+		}
+		if _, err := fmt.Fprintf(w, "  %s%s\n      %s\n", f.Tag.Get("env"), def, f.Tag.Get("desc")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-const usageFormat = `{{range .}}  {{usage_key .}}{{if usage_default .}} (default {{usage_default .}}){{end}}
-      {{usage_description .}}
-{{end}}`
+// streamSubjects are the subjects a created stream captures for events:
+// NATS_STREAM_SUBJECTS, or what NATS_SUBJECT can produce.
+func (c *Config) streamSubjects() []string {
+	if c.NATSStreamSubjects == "" {
+		return []string{c.NATSSubject.StreamSubjects()}
+	}
+	var out []string
+	for s := range strings.SplitSeq(c.NATSStreamSubjects, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

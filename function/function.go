@@ -1,14 +1,13 @@
 // Package function is rgw-nats as a Knative function: New returns a value
 // with Handle(w, r) and the lifecycle hooks Start, Stop, Ready and Alive that
 // Knative's func-go scaffolding and this project's own binary both call.
-// Handle decodes an HTTP request (a raw RGW POST or CloudEvents in binary,
-// structured or batch mode) into events, runs them through the adapter
-// pipeline and answers with the status code that makes RGW or Knative do the
-// right thing: 2xx only once NATS has every event.
 //
-// It holds the HTTP and Knative side only; everything about RGW, CloudEvents
-// mapping, Lua and NATS lives in package adapter and its sub-packages. It
-// must not import package main or anything under cmd/.
+// It is the HTTP shell only: method, ingress auth, body limit, health, and
+// the one table from what the adapter pipeline made of a request to the
+// status code that makes RGW or Knative do the right thing (2xx only once
+// NATS has every event). It reads the configuration. Decoding, mapping, Lua
+// and NATS live in package adapter and its sub-packages. It must not import
+// package main, anything under cmd/, or nats-server.
 package function
 
 import (
@@ -18,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -26,7 +24,6 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // Function is the Knative function. Its zero value is not usable: get one
@@ -39,17 +36,18 @@ type Function struct {
 	startOnce sync.Once
 	started   atomic.Pointer[running] // nil until Start has finished
 	stopping  atomic.Bool
-	failures  *throttle
+	early     *throttle // failure log until Start has built the real one
 }
 
-// running is everything Start builds.
+// running is everything Start builds; it is never changed afterwards, so a
+// request reads it without locks.
 type running struct {
 	cfg      Config
+	log      *slog.Logger
+	failures *throttle
 	pipe     *adapter.Pipeline
 	pub      *natsout.Publisher
-	embedded *natsout.Embedded
 	engine   *lua.Engine
-	mapping  cloudevent.Options
 	auth     authenticator
 }
 
@@ -76,25 +74,36 @@ func New(opts ...Option) *Function {
 	for _, o := range opts {
 		o(f)
 	}
+	l := f.log
+	if l == nil {
+		l = slog.Default()
+	}
+	f.early = newThrottle(l, failureLogRate)
 	return f
 }
 
-// Start reads the configuration (unless given with WithConfig), starts the
-// embedded NATS server when no NATS_URL is set, opens the one NATS connection,
-// compiles the Lua scripts and builds the pipeline. It does not wait for NATS
-// to be reachable: Ready says when the function can publish. The env argument
-// is what func-go passes (the environment as a map); this package reads
-// os.Environ itself through envconfig, so it is unused.
-func (f *Function) Start(ctx context.Context, _ map[string]string) error {
+// Start reads the configuration, unless given with WithConfig, from env
+// (what func-go hands over: the environment as a map) or, when env is nil,
+// from the process environment. It opens the one NATS connection, compiles
+// the Lua scripts and builds the pipeline. It does not wait for NATS to be
+// reachable: Ready says when the function can publish. NATS_URL is required
+// here; the rgw-nats binary starts an embedded server when it is unset.
+func (f *Function) Start(ctx context.Context, env map[string]string) error {
 	err := errors.New("function: already started")
-	f.startOnce.Do(func() { err = f.start(ctx) })
+	f.startOnce.Do(func() { err = f.start(ctx, env) })
 	return err
 }
 
-func (f *Function) start(ctx context.Context) error {
+func (f *Function) start(ctx context.Context, env map[string]string) error {
 	cfg := f.cfg
 	if cfg == nil {
-		c, err := LoadConfig()
+		var c Config
+		var err error
+		if env != nil {
+			c, err = ConfigFromMap(env)
+		} else {
+			c, err = LoadConfig()
+		}
 		if err != nil {
 			return err
 		}
@@ -102,81 +111,81 @@ func (f *Function) start(ctx context.Context) error {
 	} else if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if f.log == nil {
-		f.log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-	}
-	f.failures = newThrottle(f.log, failureLogRate)
-
-	r := &running{cfg: *cfg, auth: newAuthenticator(cfg)}
-	overrides, err := cloudevent.ParseOverrides(cfg.CEOverrides)
-	if err != nil {
-		return err
-	}
-	r.mapping = cloudevent.Options{Envelope: cfg.CEData == "envelope", Extensions: overrides}
-
-	tmpl, err := subject.Parse(cfg.NATSSubject)
-	if err != nil {
-		return fmt.Errorf("NATS_SUBJECT: %w", err)
-	}
-	ncfg := natsConfig(cfg, tmpl, f.log)
 	if cfg.NATSURL == "" {
-		r.embedded, err = natsout.StartEmbedded(cfg.NATSEmbeddedListen, cfg.NATSStoreDir)
-		if err != nil {
-			return fmt.Errorf("embedded NATS server: %w", err)
-		}
-		ncfg.URL = r.embedded.URL()
-		ncfg.StreamCreate = true
-		f.log.Info("embedded NATS server started (set NATS_URL to use your own)", "url", ncfg.URL, "stream", ncfg.Stream, "subjects", strings.Join(ncfg.StreamSubjects, ","))
+		return errors.New("configuration: NATS_URL is not set (the rgw-nats binary starts an embedded NATS server without it; a function needs a server)")
 	}
-	if r.pub, err = natsout.Connect(ctx, ncfg, f.natsOp...); err != nil {
-		r.close(ctx)
+	log := f.log
+	if log == nil {
+		log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	}
+	r := &running{cfg: *cfg, log: log, failures: newThrottle(log, failureLogRate), auth: newAuthenticator(cfg)}
+	var err error
+	if r.pub, err = natsout.Connect(ctx, natsConfig(cfg, log), f.natsOp...); err != nil {
 		return fmt.Errorf("NATS: %w", err)
 	}
-
-	enc := natsout.Structured
-	if cfg.CEMode == "binary" {
-		enc = natsout.Binary
-	}
-	r.pipe = &adapter.Pipeline{Publisher: r.pub, Subject: tmpl, Encoding: enc}
+	var tr adapter.Transformer
 	if cfg.LuaScript != "" {
-		if r.engine, err = lua.New(ctx, cfg.LuaScript, LuaOptions(cfg, f.log)...); err != nil {
+		if r.engine, err = lua.New(ctx, cfg.LuaScript, LuaOptions(cfg, log)...); err != nil {
 			r.close(ctx)
 			return fmt.Errorf("LUA_SCRIPT: %w", err)
 		}
-		r.pipe.Transformer = r.engine
+		tr = r.engine
+	}
+	if r.pipe, err = adapter.New(PipelineConfig(cfg), r.pub, tr); err != nil {
+		r.close(ctx)
+		return err
 	}
 	f.started.Store(r)
 	return nil
 }
 
-func natsConfig(cfg *Config, tmpl *subject.Template, log *slog.Logger) natsout.Config {
+// PipelineConfig is the adapter configuration the service configuration
+// asks for; `rgw-nats lua test` builds its pipeline from it too.
+func PipelineConfig(cfg *Config) adapter.Config {
+	pc := adapter.Config{
+		Mapping:         cloudevent.Options{Envelope: cfg.CEData == cloudevent.DataEnvelope, Extensions: cfg.CEOverrides},
+		Subject:         &cfg.NATSSubject,
+		Encoding:        cfg.CEMode,
+		DedupWindow:     cfg.DedupWindow,
+		DedupMaxIDs:     cfg.DedupMaxIDs,
+		PoisonAttempts:  cfg.PoisonAttempts,
+		PoisonWindow:    cfg.PoisonWindow,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+	}
+	if cfg.LuaScript != "" {
+		pc.EventTimeout = cfg.LuaTimeout
+	}
+	if cfg.DeadLetter {
+		pc.DeadLetter = &cfg.DeadLetterSubject
+	}
+	return pc
+}
+
+func natsConfig(cfg *Config, log *slog.Logger) natsout.Config {
 	c := natsout.Config{
-		URL:          cfg.NATSURL,
-		Name:         cfg.NATSClientName,
-		CredsFile:    cfg.NATSCreds,
-		NkeySeedFile: cfg.NATSNkey,
-		User:         cfg.NATSUser,
-		Password:     cfg.NATSPassword,
-		Token:        cfg.NATSToken,
-		TLSCA:        cfg.NATSTLSCA,
-		TLSCert:      cfg.NATSTLSCert,
-		TLSKey:       cfg.NATSTLSKey,
-		Stream:       cfg.NATSStream,
-		StreamCreate: cfg.NATSStreamCreate,
-		AckTimeout:   cfg.NATSAckTimeout,
-		Logger:       log,
+		URL:             cfg.NATSURL,
+		Name:            cfg.NATSClientName,
+		CredsFile:       cfg.NATSCreds,
+		NkeySeedFile:    cfg.NATSNkey,
+		User:            cfg.NATSUser,
+		Password:        cfg.NATSPassword,
+		Token:           cfg.NATSToken,
+		TLSCA:           cfg.NATSTLSCA,
+		TLSCert:         cfg.NATSTLSCert,
+		TLSKey:          cfg.NATSTLSKey,
+		Mode:            cfg.NATSMode,
+		Stream:          cfg.NATSStream,
+		StreamCreate:    cfg.NATSStreamCreate,
+		StreamSubjects:  cfg.streamSubjects(),
+		DuplicateWindow: cfg.NATSStreamDupWindow,
+		Replicas:        cfg.NATSStreamReplicas,
+		AckTimeout:      cfg.NATSAckTimeout,
+		Logger:          log,
 	}
-	if cfg.NATSMode == "jetstream" {
-		c.Mode = natsout.JetStream
-	}
-	if cfg.NATSStreamSubjects != "" {
-		for s := range strings.SplitSeq(cfg.NATSStreamSubjects, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				c.StreamSubjects = append(c.StreamSubjects, s)
-			}
-		}
-	} else {
-		c.StreamSubjects = []string{tmpl.StreamSubjects()}
+	if cfg.DeadLetter {
+		dl := cfg.DeadLetterSubject.StreamSubjects()
+		c.StreamSubjects = append(c.StreamSubjects, dl)
+		c.MustCapture = []string{dl}
 	}
 	return c
 }
@@ -184,7 +193,6 @@ func natsConfig(cfg *Config, tmpl *subject.Template, log *slog.Logger) natsout.C
 // LuaOptions are the Lua engine options the configuration asks for; the
 // offline `rgw-nats lua test` uses the same ones as the service.
 func LuaOptions(cfg *Config, log *slog.Logger) []lua.Option {
-	policy, _ := lua.ParsePolicy(cfg.LuaOnError) // Validate has checked it
 	pool := cfg.LuaPoolSize
 	if pool <= 0 {
 		pool = 2 * runtime.GOMAXPROCS(0)
@@ -192,7 +200,7 @@ func LuaOptions(cfg *Config, log *slog.Logger) []lua.Option {
 	opts := []lua.Option{
 		lua.WithFunction(cfg.LuaFunction),
 		lua.WithTimeout(cfg.LuaTimeout),
-		lua.WithOnError(policy),
+		lua.WithOnError(cfg.LuaOnError),
 		lua.WithPoolSize(pool),
 		lua.WithLogger(log),
 	}
@@ -225,9 +233,6 @@ func (r *running) close(ctx context.Context) error {
 	if r.pub != nil {
 		errs = append(errs, r.pub.Close(ctx))
 	}
-	if r.embedded != nil {
-		r.embedded.Shutdown()
-	}
 	return errors.Join(errs...)
 }
 
@@ -243,21 +248,11 @@ func (f *Function) Ready(context.Context) (bool, error) {
 // the function out of rotation.
 func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
 
-// NATSURL is the URL of the NATS server in use (the embedded one's when no
-// NATS_URL is configured), or "" before Start.
-func (f *Function) NATSURL() string {
-	r := f.started.Load()
-	if r == nil {
-		return ""
-	}
-	if r.embedded != nil {
-		return r.embedded.URL()
-	}
-	return r.cfg.NATSURL
-}
-
 // Logger is the function's logger (available after Start).
 func (f *Function) Logger() *slog.Logger {
+	if r := f.started.Load(); r != nil {
+		return r.log
+	}
 	if f.log == nil {
 		return slog.Default()
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 	"github.com/rgw-nats/rgw-nats/function"
 )
@@ -138,9 +140,9 @@ func TestIngressModes(t *testing.T) {
 			append(wantFor(t, envelope), wantFor(t, other)...)},
 	}
 
-	for _, ceMode := range []string{"structured", "binary"} {
-		for _, natsMode := range []string{"core", "jetstream"} {
-			t.Run(ceMode+"/"+natsMode, func(t *testing.T) {
+	for _, ceMode := range []binding.Encoding{binding.Structured, binding.Binary} {
+		for _, natsMode := range []natsout.Mode{natsout.Core, natsout.JetStream} {
+			t.Run(ceMode.String()+"/"+natsMode.String(), func(t *testing.T) {
 				s := runNATS(t)
 				cfg := testConfig(t, s.ClientURL())
 				cfg.CEMode, cfg.NATSMode = ceMode, natsMode
@@ -327,7 +329,7 @@ func TestRawAnswerClosesConnection(t *testing.T) {
 func TestJetStreamDeduplicatesRedelivery(t *testing.T) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
-	cfg.NATSMode = "jetstream"
+	cfg.NATSMode = natsout.JetStream
 	a := startAdapter(t, cfg, s.ClientURL())
 	body := fixture(t, putFixture)
 	lenient := fixture(t, "docs-example-lenient.json") // empty eventId: derived id
@@ -357,8 +359,8 @@ func freePort(t *testing.T) int {
 // with Retry-After and readiness drops; once NATS is back the same process
 // delivers again.
 func TestNATSOutage(t *testing.T) {
-	for _, mode := range []string{"core", "jetstream"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []natsout.Mode{natsout.Core, natsout.JetStream} {
+		t.Run(mode.String(), func(t *testing.T) {
 			port, store := freePort(t), t.TempDir()
 			s := runNATSOn(t, port, store)
 			cfg := testConfig(t, s.ClientURL())
@@ -467,7 +469,7 @@ func TestReplyMode(t *testing.T) {
 func TestJetStreamWithoutStream(t *testing.T) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
-	cfg.NATSMode, cfg.NATSStreamCreate = "jetstream", false
+	cfg.NATSMode, cfg.NATSStreamCreate = natsout.JetStream, false
 	cfg.NATSAckTimeout = 300 * time.Millisecond
 	a := startAdapter(t, cfg, s.ClientURL())
 	resp := post(t, a.url, nil, fixture(t, putFixture))

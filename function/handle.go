@@ -19,18 +19,11 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/rgw-nats/rgw-nats/adapter"
-	"github.com/rgw-nats/rgw-nats/adapter/lua"
-	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 )
 
-// Handle is the function's HTTP entry point: every path, POST only.
-//
-//	202            every event is in NATS (or was dropped on purpose by Lua)
-//	200 + event    the same, with REPLY=true and a single CloudEvent delivered
-//	400, 413, 415  the request is wrong; nothing was published
-//	401            ingress auth is configured and the request lacks it
-//	405            not a POST
-//	500, 503       something failed; Retry-After is set and the sender retries
+// Handle is the function's HTTP entry point: every path, POST only. The
+// answer follows from what the pipeline made of the request (answerOf).
 func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
@@ -44,93 +37,133 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")
-		f.reject(w, r, &httpError{code: http.StatusMethodNotAllowed, msg: "method " + r.Method + " not allowed: POST notifications or CloudEvents"})
+		f.fail(w, r, nil, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: POST notifications or CloudEvents")
 		return
 	}
 	run := f.started.Load()
 	if run == nil || f.stopping.Load() {
-		f.unavailable(w, r, "not ready: starting or stopping")
+		f.unavailable(w, r, run, "not ready: starting or stopping")
 		return
 	}
 	if !run.auth.allow(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="rgw-nats", charset="UTF-8"`)
-		f.reject(w, r, &httpError{code: http.StatusUnauthorized, msg: "missing or wrong credentials"})
+		f.fail(w, r, run, http.StatusUnauthorized, "missing or wrong credentials")
 		return
 	}
 	if !run.pub.Ready() {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
-		f.unavailable(w, r, "NATS unavailable: not connected")
+		f.unavailable(w, r, run, "NATS unavailable: not connected")
 		return
 	}
-	mode := DetectMode(r.Header)
-	if mode == ModeRaw && run.cfg.CloseRGW {
+	h := ingress.Header(r.Header)
+	mode := ingress.DetectMode(h)
+	if mode == ingress.Raw && run.cfg.CloseRGW {
 		// RGW that keeps a connection to a process that then dies can stall a
 		// persistent topic for minutes; a fresh connection per POST costs
 		// little and recovers within seconds of a restart.
 		w.Header().Set("Connection", "close")
 	}
-	body, err := readBody(r, w, run.cfg.MaxBodyBytes)
+	body, code, err := readBody(r, w, run.cfg.MaxBodyBytes)
 	if err != nil {
-		f.reject(w, r, err)
+		f.fail(w, r, run, code, err.Error())
 		return
 	}
-	_, events, err := Decode(r.Context(), r.Header, body, run.mapping)
-	if err != nil {
-		f.reject(w, r, err)
-		return
+	start := time.Now()
+	res := run.pipe.Handle(r.Context(), adapter.Request{Header: h, Body: body})
+	a := answerOf(&res)
+	if run.log.Enabled(r.Context(), slog.LevelDebug) {
+		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.code,
+			"reason", res.Reason, "deadlettered", deadLettered(&res), "duration", time.Since(start))
 	}
-	outcomes := run.pipe.Process(r.Context(), events)
-	f.answer(w, r, run, mode, outcomes)
+	switch {
+	case a.code/100 == 2:
+		if res.DeadLettered || deadLettered(&res) > 0 {
+			run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", res.Reason, "error", deadLetterCause(&res), "path", r.URL.Path)
+		}
+		if run.cfg.Reply && mode != ingress.Raw && len(res.Outcomes) == 1 && len(res.Outcomes[0].Published) == 1 {
+			if err := reply(r.Context(), w, res.Outcomes[0].Published[0], run.cfg.ReplyType); err == nil {
+				return
+			}
+		}
+		w.WriteHeader(a.code)
+	case a.retry:
+		f.unavailable(w, r, run, summary(&res))
+	default:
+		f.fail(w, r, run, a.code, summary(&res))
+	}
 }
 
-func (f *Function) answer(w http.ResponseWriter, r *http.Request, run *running, mode Mode, outcomes []adapter.Outcome) {
-	var (
-		failed   int
-		first    error
-		retry    = true
-		outCount int
-	)
-	for _, o := range outcomes {
-		outCount += len(o.Published)
-		if o.Err == nil {
-			continue
-		}
-		failed++
-		if first == nil {
-			first = o.Err
-		}
-		if !transient(o.Err) {
-			retry = false
-		}
-	}
-	if failed > 0 {
-		msg := fmt.Sprintf("%d of %d events not delivered: %s", failed, len(outcomes), oneLine(first))
-		if retry {
-			f.unavailable(w, r, msg)
-			return
-		}
-		// A script error or an unpublishable output: still answered with a
-		// 5xx so that the event is not lost (RGW and Knative retry), and a
-		// fixed script can take it.
-		w.Header().Set("Retry-After", strconv.Itoa(run.cfg.RetryAfter))
-		f.fail(w, r, http.StatusInternalServerError, msg)
-		return
-	}
-	if run.cfg.Reply && mode != ModeRaw && len(outcomes) == 1 && outCount == 1 {
-		if err := reply(r.Context(), w, outcomes[0].Published[0], run.cfg.ReplyType); err == nil {
-			return
-		}
-	}
-	w.WriteHeader(http.StatusAccepted)
+// answer is how a request is answered.
+type answer struct {
+	code  int
+	retry bool // 503 with Retry-After: the sender should try again
 }
 
-// transient reports whether retrying the same request can succeed without
-// anyone changing anything: NATS was away or slow, a Lua call ran out of
-// time, or the function is shutting down.
-func transient(err error) bool {
-	return errors.Is(err, natsout.ErrUnavailable) || errors.Is(err, lua.ErrTimeout) || errors.Is(err, lua.ErrClosed) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+// answers is the one table from what became of a request to its HTTP
+// answer. Knative retries 5xx, 404, 408, 409 and 429 and sends other 4xx to
+// its dead-letter sink; RGW retries every non-2xx forever, which is why
+// permanent failures go to our own dead letter (then: delivered) unless it
+// is turned off.
+var answers = map[string]answer{
+	"delivered":   {http.StatusAccepted, false},              // published, dropped, duplicate or dead-lettered
+	"invalid":     {http.StatusBadRequest, false},            // bad input not dead-lettered (not from RGW, or dead letter off)
+	"unsupported": {http.StatusUnsupportedMediaType, false},  // a Content-Type that cannot be a notification
+	"permanent":   {http.StatusUnprocessableEntity, false},   // permanent failure with the dead letter off
+	"transient":   {http.StatusServiceUnavailable, true},     // NATS away, no ack, Lua deadline, busy, shutdown
+	"too large":   {http.StatusRequestEntityTooLarge, false}, // body over MAX_BODY_BYTES (readBody)
+	"bad body":    {http.StatusBadRequest, false},            // the body could not be read
+}
+
+func answerOf(res *adapter.Result) answer {
+	switch {
+	case res.Class == 0:
+		return answers["delivered"]
+	case res.Class == adapter.Transient:
+		return answers["transient"]
+	case errors.Is(res.Err, ingress.ErrUnsupported):
+		return answers["unsupported"]
+	case res.Err != nil:
+		return answers["invalid"]
+	}
+	return answers["permanent"]
+}
+
+func deadLettered(res *adapter.Result) int {
+	n := 0
+	for i := range res.Outcomes {
+		if res.Outcomes[i].Status == adapter.DeadLettered {
+			n++
+		}
+	}
+	if res.DeadLettered {
+		n++
+	}
+	return n
+}
+
+func deadLetterCause(res *adapter.Result) string {
+	if res.Err != nil {
+		return ingress.OneLine(res.Err)
+	}
+	for i := range res.Outcomes {
+		if o := &res.Outcomes[i]; o.Status == adapter.DeadLettered {
+			return ingress.OneLine(o.Err)
+		}
+	}
+	return ""
+}
+
+// summary is the one-line reason of a failed request.
+func summary(res *adapter.Result) string {
+	err := res.FirstErr()
+	if err == nil {
+		return "failed"
+	}
+	if res.Err != nil {
+		return ingress.OneLine(err)
+	}
+	return fmt.Sprintf("%d of %d events not delivered (%s, %s): %s", res.Failed(), len(res.Outcomes), res.Class, res.Reason, ingress.OneLine(err))
 }
 
 // reply answers a Knative delivery with the published event, its type
@@ -143,34 +176,28 @@ func reply(ctx context.Context, w http.ResponseWriter, published *event.Event, s
 	return cehttp.WriteResponseWriter(ctx, binding.ToMessage(&ev), http.StatusOK, w)
 }
 
-func (f *Function) unavailable(w http.ResponseWriter, r *http.Request, msg string) {
+func (f *Function) unavailable(w http.ResponseWriter, r *http.Request, run *running, msg string) {
 	retry := 1
-	if run := f.started.Load(); run != nil {
+	if run != nil {
 		retry = run.cfg.RetryAfter
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(retry))
-	f.fail(w, r, http.StatusServiceUnavailable, msg)
-}
-
-func (f *Function) reject(w http.ResponseWriter, r *http.Request, err error) {
-	var he *httpError
-	if !errors.As(err, &he) {
-		he = &httpError{code: http.StatusBadRequest, msg: oneLine(err)}
-	}
-	f.fail(w, r, he.code, he.msg)
+	f.fail(w, r, run, http.StatusServiceUnavailable, msg)
 }
 
 // fail writes a one-line plain-text reason and logs one line.
-func (f *Function) fail(w http.ResponseWriter, r *http.Request, code int, msg string) {
+func (f *Function) fail(w http.ResponseWriter, r *http.Request, run *running, code int, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	io.WriteString(w, msg+"\n")
-	if f.failures != nil {
-		f.failures.log(r.Context(), slog.LevelWarn, "request failed",
-			"status", code, "reason", msg, "path", r.URL.Path, "remote", r.RemoteAddr)
+	t := f.early
+	if run != nil {
+		t = run.failures
 	}
+	t.log(r.Context(), slog.LevelWarn, "request failed",
+		"status", code, "reason", msg, "path", r.URL.Path, "remote", r.RemoteAddr)
 }
 
 // authenticator checks optional ingress credentials in constant time.
@@ -255,4 +282,35 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// readBody reads at most limit bytes; one allocation when Content-Length is
+// known. A failure comes with its status code.
+func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, int, error) {
+	if r.ContentLength > limit {
+		return nil, answers["too large"].code, tooLarge(limit)
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var (
+		b   []byte
+		err error
+	)
+	if n := r.ContentLength; n >= 0 {
+		b = make([]byte, n)
+		_, err = io.ReadFull(body, b)
+	} else {
+		b, err = io.ReadAll(body)
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, answers["too large"].code, tooLarge(limit)
+		}
+		return nil, answers["bad body"].code, fmt.Errorf("reading body: %s", ingress.OneLine(err))
+	}
+	return b, 0, nil
+}
+
+func tooLarge(limit int64) error {
+	return fmt.Errorf("body larger than %d bytes (MAX_BODY_BYTES)", limit)
 }

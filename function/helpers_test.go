@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/function"
 	"github.com/rgw-nats/rgw-nats/samples/events"
@@ -165,7 +166,7 @@ func none(t testing.TB, ch chan *nats.Msg) {
 
 func decode(t testing.TB, m *nats.Msg) event.Event {
 	t.Helper()
-	ev, err := natsout.Decode(m)
+	ev, err := binding.Decode(m)
 	if err != nil {
 		t.Fatalf("message on %s is not a CloudEvent: %v\n%s", m.Subject, err, m.Data)
 	}
@@ -213,4 +214,4 @@ func cehttpEvent(resp *http.Response) (*event.Event, error) {
 	return cehttp.NewEventFromHTTPResponse(resp)
 }
 
-func decodeMsg(m *nats.Msg) (event.Event, error) { return natsout.Decode(m) }
+func decodeMsg(m *nats.Msg) (event.Event, error) { return binding.Decode(m) }

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 )
 
 // writeScript puts a script in a fresh directory and returns its path.
@@ -37,15 +40,15 @@ func TestLuaFailurePolicies(t *testing.T) {
 	bad := fixture(t, "downstream-xraylab-put-capture.json")
 	good := fixture(t, putFixture)
 	for _, c := range []struct {
-		policy    string
+		policy    lua.Policy
 		code      int
 		published bool // is the failing event published (untransformed)?
 	}{
-		{"reject", 500, false},
-		{"drop", 202, false},
-		{"passthrough", 202, true},
+		{lua.Reject, 422, false},
+		{lua.Drop, 202, false},
+		{lua.Passthrough, 202, true},
 	} {
-		t.Run(c.policy, func(t *testing.T) {
+		t.Run(c.policy.String(), func(t *testing.T) {
 			s := runNATS(t)
 			cfg := testConfig(t, s.ClientURL())
 			cfg.LuaScript, cfg.LuaOnError = writeScript(t, failing), c.policy
@@ -251,7 +254,7 @@ func TestLuaReloadUnderLoad(t *testing.T) {
 func TestPartialFailureRetry(t *testing.T) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
-	cfg.NATSMode = "jetstream"
+	cfg.NATSMode = natsout.JetStream
 	cfg.LuaScript = writeScript(t, `
 function transform(ev)
   if ev.ext.bucket == "jayanth" then

@@ -35,7 +35,7 @@ func TestREADMEConfigTable(t *testing.T) {
 	read := map[string]bool{}
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		env := f.Tag.Get("envconfig")
+		env := f.Tag.Get("env")
 		read[env] = true
 		col, ok := documented[env]
 		if !ok {

@@ -2,31 +2,28 @@ package knative_test
 
 import (
 	"encoding/json"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
 	"github.com/rgw-nats/rgw-nats/function"
 )
 
-// serviceEnv is every variable rgw-nats reads: the envconfig tags of its one
+// serviceEnv is every variable rgw-nats reads: the env tags of its one
 // configuration struct.
 func serviceEnv(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
 	typ := reflect.TypeFor[function.Config]()
 	for i := range typ.NumField() {
-		if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("envconfig"), ","); name != "" {
+		if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("env"), ","); name != "" {
 			names[name] = true
 		}
 	}
 	if len(names) < 10 || !names["NATS_URL"] || !names["LUA_SCRIPT"] {
-		t.Fatalf("function.Config has no usable envconfig tags: %v", names)
+		t.Fatalf("function.Config has no usable env tags: %v", names)
 	}
 	return names
 }
@@ -134,19 +131,6 @@ func TestNoEnvDrift(t *testing.T) {
 	}
 }
 
-// setServiceEnv replaces the process environment as far as rgw-nats reads
-// it with env, restoring it when the test ends.
-func setServiceEnv(t *testing.T, env map[string]string) {
-	t.Helper()
-	for name := range serviceEnv(t) {
-		t.Setenv(name, "") // registers the restore
-		os.Unsetenv(name)  // unset, not empty: envconfig applies defaults only to unset variables
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-}
-
 // TestManifestConfigLoads runs the service's own configuration loading on
 // the environment each build gives the container, so values are checked as
 // strictly as names: a bad mode, duration or subject template fails here.
@@ -170,16 +154,11 @@ func TestManifestConfigLoads(t *testing.T) {
 						env["K_CE_OVERRIDES"] = string(j)
 					}
 				}
-				setServiceEnv(t, env)
-				cfg, err := function.LoadConfig()
+				// Every value is parsed into its type here (modes, subject
+				// templates, K_CE_OVERRIDES), as the pod would at start.
+				cfg, err := function.ConfigFromMap(env)
 				if err != nil {
 					t.Fatalf("rgw-nats would not start: %v", err)
-				}
-				if _, err := subject.Parse(cfg.NATSSubject); err != nil {
-					t.Errorf("NATS_SUBJECT %q: %v", cfg.NATSSubject, err)
-				}
-				if _, err := cloudevent.ParseOverrides(cfg.CEOverrides); err != nil {
-					t.Errorf("K_CE_OVERRIDES %q: %v", cfg.CEOverrides, err)
 				}
 				if cfg.NATSURL == "" {
 					t.Errorf("NATS_URL is not set: the pod would run an embedded NATS server of its own")

@@ -3,7 +3,6 @@ package knative_test
 import (
 	"fmt"
 	"maps"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -184,16 +183,14 @@ func TestTriggerFilters(t *testing.T) {
 // defaultOf is the default value of one of the service's variables.
 func defaultOf(t *testing.T, name string) string {
 	t.Helper()
-	setServiceEnv(t, nil)
-	os.Unsetenv(name)
-	cfg, err := function.LoadConfig()
+	cfg, err := function.ConfigFromMap(map[string]string{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Read the field through the same tag the drift test uses.
 	v := reflect.ValueOf(cfg)
 	for i := range v.NumField() {
-		if tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("envconfig"), ","); tag == name {
+		if tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("env"), ","); tag == name {
 			return fmt.Sprint(v.Field(i).Interface())
 		}
 	}

@@ -11,8 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -26,6 +24,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // secured is a server set up with one way of authenticating or with TLS,
@@ -424,8 +423,8 @@ func runSecured(t *testing.T, sc secured) {
 				cfg.URL = fmt.Sprintf(c.url, port)
 			}
 			cfg.AckTimeout = time.Second
-			var logs logBuffer
-			cfg.Logger = teeLogger(t, &logs)
+			var logs testutil.Buffer
+			cfg.Logger = testutil.LoggerTo(t, &logs)
 			p, err := Connect(context.Background(), cfg, WithReconnectWait(50*time.Millisecond))
 			if err != nil {
 				t.Fatalf("Connect: %v", err)
@@ -465,7 +464,7 @@ func runSecured(t *testing.T, sc secured) {
 			if !errors.Is(errs[0], ErrUnavailable) || !strings.Contains(errs[0].Error(), msg.MsgID) {
 				t.Errorf("publish: %v, want ErrUnavailable naming the msg id", errs[0])
 			}
-			waitFor(t, func() bool {
+			testutil.WaitFor(t, func() bool {
 				return strings.Contains(strings.ToLower(logs.String()), c.refused)
 			})
 			if err := observer.Flush(); err != nil {
@@ -478,12 +477,4 @@ func runSecured(t *testing.T, sc secured) {
 			}
 		})
 	}
-}
-
-// teeLogger logs to logs and to the test's output (shown when it fails or
-// with -v), at debug level.
-func teeLogger(tb testing.TB, logs *logBuffer) *slog.Logger {
-	w := &testOutput{out: tb.Output()}
-	tb.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(io.MultiWriter(logs, w), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -1,7 +1,6 @@
 package natsout
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,67 +8,19 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
-// benchEvent is an RGW-shaped event whose data is a 1 KiB JSON record.
-func benchEvent(b *testing.B) *event.Event {
-	ev := rgwEvent(b, "1713693798.430517.a60023221945e53a31f07df71f37f032.HTTPNotification")
-	rec := sampleRecord(b)
-	if len(rec) > 1000 {
-		b.Fatalf("sample record is %d bytes", len(rec))
-	}
-	pad := bytes.Repeat([]byte("x"), 1024-len(rec)-len(`,"pad":""`))
-	data := append(append(append(rec[:len(rec)-1:len(rec)-1], `,"pad":"`...), pad...), `"}`...)
-	if len(data) != 1024 {
-		b.Fatalf("data is %d bytes", len(data))
-	}
-	ev.DataEncoded = data
-	return ev
-}
-
-func BenchmarkEncode(b *testing.B) {
-	ev := benchEvent(b)
-	for _, enc := range []Encoding{Structured, Binary} {
-		b.Run(enc.String(), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := Encode(ev, "rgw.jayanth.ObjectCreated.Put", enc, nil); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-func BenchmarkDecode(b *testing.B) {
-	ev := benchEvent(b)
-	for _, enc := range []Encoding{Structured, Binary} {
-		m, err := Encode(ev, "rgw.jayanth.ObjectCreated.Put", enc, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		msg := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
-		b.Run(enc.String(), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := Decode(msg); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
 func benchPublisher(b *testing.B, mode Mode) (*Publisher, Message) {
-	s := runServer(b, -1, b.TempDir())
+	s := testutil.NATSOn(b, -1, b.TempDir())
 	cfg := jsConfig(s.ClientURL())
 	cfg.Mode = mode
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	p := connect(b, cfg)
 	waitReady(b, p)
-	m, err := Encode(benchEvent(b), "rgw.jayanth.ObjectCreated.Put", Structured, nil)
+	m, err := binding.Encode(testutil.Event1KiB(b), "rgw.jayanth.ObjectCreated.Put", binding.Structured, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -119,7 +70,7 @@ func BenchmarkPublishJetStream(b *testing.B) {
 	for b.Loop() {
 		i++
 		msgs[0].MsgID = strconv.Itoa(i)
-		msgs[0].Header = nats.Header{HeaderMsgID: {msgs[0].MsgID}, HeaderContentType: {ContentTypeStructured}}
+		msgs[0].Header = nats.Header{binding.HeaderMsgID: {msgs[0].MsgID}, binding.HeaderContentType: {binding.ContentTypeStructured}}
 		if err := p.Publish(ctx, msgs)[0]; err != nil {
 			b.Fatal(err)
 		}
@@ -138,7 +89,7 @@ func BenchmarkPublishJetStreamParallel(b *testing.B) {
 		for pb.Next() {
 			id := fmt.Sprint(n.Add(1))
 			msgs[0].MsgID = id
-			msgs[0].Header = nats.Header{HeaderMsgID: {id}, HeaderContentType: {ContentTypeStructured}}
+			msgs[0].Header = nats.Header{binding.HeaderMsgID: {id}, binding.HeaderContentType: {binding.ContentTypeStructured}}
 			if err := p.Publish(ctx, msgs)[0]; err != nil {
 				b.Error(err)
 				return
@@ -163,7 +114,7 @@ func BenchmarkPublishBatch(b *testing.B) {
 					id := strconv.Itoa(i)
 					msgs[j] = m
 					msgs[j].MsgID = id
-					msgs[j].Header = nats.Header{HeaderMsgID: {id}, HeaderContentType: {ContentTypeStructured}}
+					msgs[j].Header = nats.Header{binding.HeaderMsgID: {id}, binding.HeaderContentType: {binding.ContentTypeStructured}}
 				}
 				for _, err := range p.Publish(ctx, msgs) {
 					if err != nil {
@@ -179,13 +130,13 @@ func BenchmarkPublishBatch(b *testing.B) {
 // BenchmarkBaselineFlush is nats.go alone (PublishMsg + FlushWithContext)
 // on the same message, to show what Publish adds.
 func BenchmarkBaselineFlush(b *testing.B) {
-	s := runServer(b, -1, b.TempDir())
+	s := testutil.NATSOn(b, -1, b.TempDir())
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	m, err := Encode(benchEvent(b), "rgw.jayanth.ObjectCreated.Put", Structured, nil)
+	m, err := binding.Encode(testutil.Event1KiB(b), "rgw.jayanth.ObjectCreated.Put", binding.Structured, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,13 +1,12 @@
-// Package natsout is the NATS egress of rgw-nats: it encodes CloudEvents as
-// NATS messages following the CloudEvents NATS binding (structured or binary
-// mode, with the event id as Nats-Msg-Id), publishes them over one
-// process-wide connection that reconnects forever (core NATS with a flush, or
-// JetStream with an ack), tells the caller per message whether NATS really has
-// it, and can run an embedded nats-server for a first run on a bare machine.
+// Package natsout is the NATS egress of rgw-nats: it opens the one
+// process-wide connection (reconnecting forever, every authentication and
+// TLS option), publishes encoded messages over it (core NATS with a flush, or
+// JetStream with an ack), and tells the caller per message whether NATS
+// really has it. Encoding is package binding's job.
 //
-// It depends on nats.go, the nats-server, sdk-go's event types and
-// adapter/subject only. It must not import anything of HTTP servers, Lua,
-// Knative, or the adapter pipeline and function packages.
+// It depends on nats.go, adapter/binding and adapter/subject only. It must
+// not import net/http, nats-server, Lua, Knative, or the adapter pipeline
+// and function packages.
 package natsout
 
 import (
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 )
 
 // ErrUnavailable is wrapped by every publish error after which NATS may not
@@ -26,10 +27,16 @@ import (
 // message (and msg id) is the right reaction; the service answers 503.
 var ErrUnavailable = errors.New("nats unavailable")
 
-// ErrRejected is wrapped by errors that retrying the same message cannot fix:
-// an event that cannot be encoded, an invalid subject, a payload larger than
-// the server accepts.
-var ErrRejected = errors.New("message rejected")
+// ErrNoStream is wrapped when JetStream has no stream that captures a
+// message's subject while the server is reachable and answers stream
+// look-ups: a configuration error that every retry meets again (a script
+// that publishes outside the stream's subjects). Its message names the
+// subject and the stream expected.
+var ErrNoStream = errors.New("no JetStream stream captures the subject")
+
+// ErrRejected is binding.ErrRejected: a message that retrying cannot get
+// published (too large, invalid subject).
+var ErrRejected = binding.ErrRejected
 
 // Mode selects how a publish is confirmed.
 type Mode int
@@ -60,8 +67,20 @@ func ParseMode(s string) (Mode, error) {
 	case "jetstream":
 		return JetStream, nil
 	}
-	return Core, fmt.Errorf("natsout: NATS mode must be core or jetstream, not %q", s)
+	return Core, fmt.Errorf("NATS mode must be core or jetstream, not %q", s)
 }
+
+// UnmarshalText makes Mode a configuration value (NATS_MODE).
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	if err == nil {
+		*m = v
+	}
+	return err
+}
+
+// MarshalText writes the name ParseMode reads.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
 // DefaultAckTimeout bounds a flush or a JetStream ack when Config.AckTimeout
 // is zero.
@@ -90,6 +109,14 @@ type Config struct {
 	Stream         string   // JetStream stream checked or created at connect
 	StreamSubjects []string // subjects of the stream when StreamCreate is set
 	StreamCreate   bool     // create the stream, or add missing subjects to it
+	// DuplicateWindow and Replicas of a created stream; zero: the server's
+	// defaults (2 minutes, 1 replica). An existing stream keeps its own.
+	DuplicateWindow time.Duration
+	Replicas        int
+	// MustCapture are subjects some stream must capture (the dead letter's):
+	// in JetStream mode each stream setup warns, naming the subject, when
+	// none does.
+	MustCapture []string
 
 	AckTimeout time.Duration // bound of a flush or ack; zero means DefaultAckTimeout
 	Logger     *slog.Logger  // nil means slog.Default()

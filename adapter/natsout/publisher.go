@@ -15,17 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
-// Message is one NATS message ready to publish. MsgID is the JetStream
-// de-duplication id (the CloudEvent id); it also names the message in errors.
-type Message struct {
-	Subject string
-	Header  nats.Header
-	Data    []byte
-	MsgID   string
-}
+// Message is binding.Message, what Publish takes.
+type Message = binding.Message
 
 // Publisher publishes over one NATS connection that it keeps open and
 // reconnects forever. It is safe for concurrent use; a Publish call holds no
@@ -444,7 +439,7 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 				p.acked(ack)
 				continue
 			case err := <-f.Err():
-				errs[i] = publishError(&msgs[i], classify(err))
+				errs[i] = publishError(&msgs[i], p.classifyJS(ctx, msgs[i].Subject, err))
 				continue
 			case <-timer.C:
 				expired = true
@@ -459,11 +454,46 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 		case ack := <-f.Ok():
 			p.acked(ack)
 		case err := <-f.Err():
-			errs[i] = publishError(&msgs[i], classify(err))
+			errs[i] = publishError(&msgs[i], p.classifyJS(ctx, msgs[i].Subject, err))
 		default:
 			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout))
 		}
 	}
+}
+
+// classifyJS tells a subject that no stream captures (permanent) from a
+// stream that is there but did not answer (its leader moving, JetStream
+// starting): both come back as "no responders". Only the failure path pays
+// for the look-up.
+func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) error {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
+		return classify(err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, min(p.ackTimeout, 2*time.Second))
+	defer cancel()
+	_, lerr := p.js.StreamNameBySubject(lctx, subj)
+	if errors.Is(lerr, jetstream.ErrStreamNotFound) {
+		expect := ""
+		if p.cfg.Stream != "" {
+			if subs := p.streamSubjects(lctx); subs != nil {
+				expect = fmt.Sprintf(" (stream %q captures %v)", p.cfg.Stream, subs)
+			} else {
+				expect = fmt.Sprintf(" (stream %q does not exist)", p.cfg.Stream)
+			}
+		}
+		return fmt.Errorf("%w: %q%s", ErrNoStream, subj, expect)
+	}
+	return classify(err)
+}
+
+// streamSubjects is what the configured stream captures, for an error
+// message.
+func (p *Publisher) streamSubjects(ctx context.Context) []string {
+	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	if err != nil {
+		return nil
+	}
+	return s.CachedInfo().Config.Subjects
 }
 
 func (p *Publisher) acked(ack *jetstream.PubAck) {

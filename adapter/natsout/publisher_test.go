@@ -15,6 +15,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 func jsConfig(url string) Config {
@@ -53,9 +55,9 @@ func streamMsgs(t *testing.T, url, stream string) uint64 {
 	return info.State.Msgs
 }
 
-func encode(t testing.TB, id, subj string, enc Encoding) Message {
+func encode(t testing.TB, id, subj string, enc binding.Encoding) Message {
 	t.Helper()
-	m, err := Encode(rgwEvent(t, id), subj, enc, nil)
+	m, err := binding.Encode(testutil.RGWEvent(t, id), subj, enc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,10 +74,10 @@ func noErrors(t *testing.T, errs []error) {
 }
 
 func TestPublishCore(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
-	for _, enc := range []Encoding{Structured, Binary} {
+	s := testutil.NATSOn(t, -1, t.TempDir())
+	for _, enc := range []binding.Encoding{binding.Structured, binding.Binary} {
 		t.Run(enc.String(), func(t *testing.T) {
-			sub := subscribe(t, s.ClientURL(), "rgw.>")
+			sub := testutil.Subscribe(t, s.ClientURL(), "rgw.>")
 			p := connect(t, Config{URL: s.ClientURL()})
 			waitReady(t, p)
 			msgs := []Message{
@@ -84,16 +86,16 @@ func TestPublishCore(t *testing.T) {
 			}
 			noErrors(t, p.Publish(context.Background(), msgs))
 			for _, want := range msgs {
-				got := receive(t, sub)
+				got := testutil.Receive(t, sub, 1)[0]
 				if got.Subject != want.Subject {
 					t.Errorf("subject %q, want %q", got.Subject, want.Subject)
 				}
-				ev, err := Decode(got)
+				ev, err := binding.Decode(got)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ev.ID() != want.MsgID || got.Header.Get(HeaderMsgID) != want.MsgID {
-					t.Errorf("event id %q, Nats-Msg-Id %q, want %q", ev.ID(), got.Header.Get(HeaderMsgID), want.MsgID)
+				if ev.ID() != want.MsgID || got.Header.Get(binding.HeaderMsgID) != want.MsgID {
+					t.Errorf("event id %q, Nats-Msg-Id %q, want %q", ev.ID(), got.Header.Get(binding.HeaderMsgID), want.MsgID)
 				}
 				if ext := ev.Extensions()["objectkey"]; ext != "dir/cat picture ünïcode 100%.json" {
 					t.Errorf("objectkey %q", ext)
@@ -107,15 +109,15 @@ func TestPublishCore(t *testing.T) {
 }
 
 func TestPublishJetStreamDeduplicates(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATSOn(t, -1, t.TempDir())
 	p := connect(t, jsConfig(s.ClientURL()))
 	waitReady(t, p)
 	ctx := context.Background()
-	first := encode(t, "dup-1", "rgw.jayanth.ObjectCreated.Put", Structured)
-	other := encode(t, "dup-2", "rgw.jayanth.ObjectCreated.Put", Binary)
+	first := encode(t, "dup-1", "rgw.jayanth.ObjectCreated.Put", binding.Structured)
+	other := encode(t, "dup-2", "rgw.jayanth.ObjectCreated.Put", binding.Binary)
 	noErrors(t, p.Publish(ctx, []Message{first, other}))
 	// A redelivery: the same events again, one in the other mode.
-	again := encode(t, "dup-1", "rgw.jayanth.ObjectCreated.Put", Binary)
+	again := encode(t, "dup-1", "rgw.jayanth.ObjectCreated.Put", binding.Binary)
 	noErrors(t, p.Publish(ctx, []Message{again, other}))
 	if n := streamMsgs(t, s.ClientURL(), "RGW"); n != 2 {
 		t.Errorf("stream holds %d messages, want 2", n)
@@ -126,7 +128,7 @@ func TestPublishJetStreamDeduplicates(t *testing.T) {
 }
 
 func TestPublishJetStreamMsgIDWithoutHeader(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATSOn(t, -1, t.TempDir())
 	p := connect(t, jsConfig(s.ClientURL()))
 	waitReady(t, p)
 	shared := nats.Header{"X-Shared": {"1"}}
@@ -135,25 +137,28 @@ func TestPublishJetStreamMsgIDWithoutHeader(t *testing.T) {
 	if n := streamMsgs(t, s.ClientURL(), "RGW"); n != 1 {
 		t.Errorf("stream holds %d messages, want 1 (same MsgID)", n)
 	}
-	if _, ok := shared[HeaderMsgID]; ok {
+	if _, ok := shared[binding.HeaderMsgID]; ok {
 		t.Error("Publish wrote into the caller's header")
 	}
 }
 
 func TestPublishJetStreamNoStream(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
-	var logs logBuffer
+	s := testutil.NATSOn(t, -1, t.TempDir())
+	var logs testutil.Buffer
 	cfg := jsConfig(s.ClientURL())
 	cfg.StreamCreate = false
 	cfg.AckTimeout = time.Second
-	cfg.Logger = testLoggerTo(&logs)
+	cfg.Logger = slogTo(&logs)
 	p := connect(t, cfg)
 	waitReady(t, p) // connected; the stream is the operator's business
-	errs := p.Publish(context.Background(), []Message{encode(t, "nostream-1", "rgw.a.b", Structured)})
-	if !errors.Is(errs[0], ErrUnavailable) || !strings.Contains(errs[0].Error(), "nostream-1") {
-		t.Fatalf("error %v, want ErrUnavailable naming the msg id", errs[0])
+	errs := p.Publish(context.Background(), []Message{encode(t, "nostream-1", "rgw.a.b", binding.Structured)})
+	// No stream captures the subject while the server answers: a
+	// configuration error every retry meets again, named as such.
+	if !errors.Is(errs[0], ErrNoStream) || errors.Is(errs[0], ErrUnavailable) ||
+		!strings.Contains(errs[0].Error(), "nostream-1") || !strings.Contains(errs[0].Error(), `"rgw.a.b"`) {
+		t.Fatalf("error %v, want ErrNoStream naming the msg id and the subject", errs[0])
 	}
-	waitFor(t, func() bool { return strings.Contains(logs.String(), "stream does not exist") })
+	testutil.WaitFor(t, func() bool { return strings.Contains(logs.String(), "stream does not exist") })
 	nc, _ := nats.Connect(s.ClientURL())
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
@@ -163,7 +168,7 @@ func TestPublishJetStreamNoStream(t *testing.T) {
 }
 
 func TestStreamCreateKeepsOperatorSettings(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATSOn(t, -1, t.TempDir())
 	nc, _ := nats.Connect(s.ClientURL())
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
@@ -186,9 +191,9 @@ func TestStreamCreateKeepsOperatorSettings(t *testing.T) {
 func TestServerDownAndBack(t *testing.T) {
 	for _, mode := range []Mode{Core, JetStream} {
 		t.Run(mode.String(), func(t *testing.T) {
-			port := freePort(t)
+			port := testutil.FreePort(t)
 			store := t.TempDir()
-			s := runServer(t, port, store)
+			s := testutil.NATSOn(t, port, store)
 			url := s.ClientURL()
 			cfg := jsConfig(url)
 			cfg.Mode = mode
@@ -196,13 +201,13 @@ func TestServerDownAndBack(t *testing.T) {
 			p := connect(t, cfg)
 			waitReady(t, p)
 			ctx := context.Background()
-			noErrors(t, p.Publish(ctx, []Message{encode(t, "before", "rgw.a.b", Structured)}))
+			noErrors(t, p.Publish(ctx, []Message{encode(t, "before", "rgw.a.b", binding.Structured)}))
 
-			stopServer(s)
+			testutil.StopNATS(s)
 			// Whatever the client has noticed yet, nothing may claim success.
 			for i := range 5 {
 				id := fmt.Sprintf("down-%d", i)
-				errs := p.Publish(ctx, []Message{encode(t, id, "rgw.a.b", Structured), encode(t, id+"b", "rgw.a.c", Binary)})
+				errs := p.Publish(ctx, []Message{encode(t, id, "rgw.a.b", binding.Structured), encode(t, id+"b", "rgw.a.c", binding.Binary)})
 				for _, err := range errs {
 					if !errors.Is(err, ErrUnavailable) {
 						t.Fatalf("publish while the server is down: %v, want ErrUnavailable", err)
@@ -216,9 +221,9 @@ func TestServerDownAndBack(t *testing.T) {
 				t.Error("Ready while the server is down")
 			}
 
-			s2 := runServer(t, port, store) // same port, same store
+			s2 := testutil.NATSOn(t, port, store) // same port, same store
 			waitReady(t, p)
-			noErrors(t, p.Publish(ctx, []Message{encode(t, "after", "rgw.a.b", Binary)}))
+			noErrors(t, p.Publish(ctx, []Message{encode(t, "after", "rgw.a.b", binding.Binary)}))
 			if mode == JetStream {
 				if n := streamMsgs(t, s2.ClientURL(), "RGW"); n != 2 {
 					t.Errorf("stream holds %d messages, want 2 (before and after)", n)
@@ -232,22 +237,22 @@ func TestServerDownAndBack(t *testing.T) {
 }
 
 func TestConnectBeforeServerStarts(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	p := connect(t, jsConfig(url))
 	if p.Ready() {
 		t.Fatal("Ready with no server")
 	}
-	errs := p.Publish(context.Background(), []Message{encode(t, "early", "rgw.a.b", Structured)})
+	errs := p.Publish(context.Background(), []Message{encode(t, "early", "rgw.a.b", binding.Structured)})
 	if !errors.Is(errs[0], ErrUnavailable) {
 		t.Fatalf("publish with no server: %v", errs[0])
 	}
-	runServer(t, port, t.TempDir())
+	testutil.NATSOn(t, port, t.TempDir())
 	waitReady(t, p)
 	if n := streamMsgs(t, url, "RGW"); n != 0 {
 		t.Errorf("new stream holds %d messages", n)
 	}
-	noErrors(t, p.Publish(context.Background(), []Message{encode(t, "late", "rgw.a.b", Structured)}))
+	noErrors(t, p.Publish(context.Background(), []Message{encode(t, "late", "rgw.a.b", binding.Structured)}))
 	if n := streamMsgs(t, url, "RGW"); n != 1 {
 		t.Errorf("stream holds %d messages, want 1", n)
 	}
@@ -257,8 +262,8 @@ func TestConcurrentPublish(t *testing.T) {
 	const goroutines, each = 32, 40
 	for _, mode := range []Mode{Core, JetStream} {
 		t.Run(mode.String(), func(t *testing.T) {
-			s := runServer(t, -1, t.TempDir())
-			sub := subscribe(t, s.ClientURL(), "rgw.>")
+			s := testutil.NATSOn(t, -1, t.TempDir())
+			sub := testutil.Subscribe(t, s.ClientURL(), "rgw.>")
 			cfg := jsConfig(s.ClientURL())
 			cfg.Mode = mode
 			cfg.AckTimeout = 10 * time.Second
@@ -269,7 +274,7 @@ func TestConcurrentPublish(t *testing.T) {
 			for g := range goroutines {
 				wg.Go(func() {
 					for i := range each {
-						m := encode(t, fmt.Sprintf("c-%d-%d", g, i), fmt.Sprintf("rgw.g%d.put", g), Structured)
+						m := encode(t, fmt.Sprintf("c-%d-%d", g, i), fmt.Sprintf("rgw.g%d.put", g), binding.Structured)
 						for _, err := range p.Publish(context.Background(), []Message{m}) {
 							if err != nil {
 								errc <- err
@@ -285,7 +290,7 @@ func TestConcurrentPublish(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			for len(seen) < goroutines*each {
-				seen[receive(t, sub).Header.Get(HeaderMsgID)] = true
+				seen[testutil.Receive(t, sub, 1)[0].Header.Get(binding.HeaderMsgID)] = true
 			}
 			if mode == JetStream {
 				if n := streamMsgs(t, s.ClientURL(), "RGW"); n != goroutines*each {
@@ -297,8 +302,8 @@ func TestConcurrentPublish(t *testing.T) {
 }
 
 func TestCloseDrains(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
-	sub := subscribe(t, s.ClientURL(), "drain.>")
+	s := testutil.NATSOn(t, -1, t.TempDir())
+	sub := testutil.Subscribe(t, s.ClientURL(), "drain.>")
 	p := connect(t, Config{URL: s.ClientURL()})
 	waitReady(t, p)
 	const n = 2000
@@ -314,12 +319,12 @@ func TestCloseDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range n {
-		receive(t, sub)
+		testutil.Receive(t, sub, 1)
 	}
 	if p.Ready() {
 		t.Error("Ready after Close")
 	}
-	errs := p.Publish(ctx, []Message{encode(t, "closed", "drain.x", Structured)})
+	errs := p.Publish(ctx, []Message{encode(t, "closed", "drain.x", binding.Structured)})
 	if !errors.Is(errs[0], ErrUnavailable) {
 		t.Errorf("publish after Close: %v", errs[0])
 	}
@@ -329,7 +334,7 @@ func TestCloseDrains(t *testing.T) {
 }
 
 func TestCloseWhileReconnecting(t *testing.T) {
-	p := connect(t, Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))})
+	p := connect(t, Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", testutil.FreePort(t))})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.Close(ctx); err == nil {
@@ -348,7 +353,7 @@ func TestConnectConfigErrors(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "missing")
 	// An unreachable server must not matter: these fail before dialling.
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", testutil.FreePort(t))
 	tests := []struct {
 		name string
 		cfg  Config
@@ -381,18 +386,18 @@ func TestConnectConfigErrors(t *testing.T) {
 }
 
 func TestJetStreamAckTimeout(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATSOn(t, -1, t.TempDir())
 	// A plain subscriber makes the subject "answered" at the NATS level, but
 	// no stream captures it, so no ack ever comes.
-	subscribe(t, s.ClientURL(), "slow.>")
+	testutil.Subscribe(t, s.ClientURL(), "slow.>")
 	cfg := jsConfig(s.ClientURL())
 	cfg.AckTimeout = 300 * time.Millisecond
 	p := connect(t, cfg)
 	waitReady(t, p)
 	errs := p.Publish(context.Background(), []Message{
-		encode(t, "slow-1", "slow.a", Structured),
-		encode(t, "fast-1", "rgw.a", Structured),
-		encode(t, "slow-2", "slow.b", Structured),
+		encode(t, "slow-1", "slow.a", binding.Structured),
+		encode(t, "fast-1", "rgw.a", binding.Structured),
+		encode(t, "slow-2", "slow.b", binding.Structured),
 	})
 	for i, id := range []string{"slow-1", "", "slow-2"} {
 		if id == "" {
@@ -409,21 +414,21 @@ func TestJetStreamAckTimeout(t *testing.T) {
 	// A cancelled context ends the wait the same way.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	errs = p.Publish(ctx, []Message{encode(t, "slow-3", "slow.c", Structured)})
+	errs = p.Publish(ctx, []Message{encode(t, "slow-3", "slow.c", binding.Structured)})
 	if !errors.Is(errs[0], ErrUnavailable) {
 		t.Errorf("cancelled publish: %v", errs[0])
 	}
 }
 
 func TestPublishRejects(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATSOn(t, -1, t.TempDir())
 	for _, mode := range []Mode{Core, JetStream} {
 		t.Run(mode.String(), func(t *testing.T) {
 			cfg := jsConfig(s.ClientURL())
 			cfg.Mode = mode
 			p := connect(t, cfg)
 			waitReady(t, p)
-			good := encode(t, "ok-1", "rgw.a.b", Structured)
+			good := encode(t, "ok-1", "rgw.a.b", binding.Structured)
 			huge := good
 			huge.MsgID = "huge-1"
 			huge.Data = make([]byte, 2<<20) // over the server's 1 MiB default
@@ -451,13 +456,13 @@ func TestPublishRejects(t *testing.T) {
 
 func TestAuthFailureKeepsRetrying(t *testing.T) {
 	opts := natsserver.DefaultTestOptions
-	opts.Port = freePort(t)
+	opts.Port = testutil.FreePort(t)
 	opts.Authorization = "secret"
 	s := natsserver.RunServer(&opts)
 	t.Cleanup(s.Shutdown)
-	var logs logBuffer
-	p := connect(t, Config{URL: s.ClientURL(), Token: "wrong", Logger: testLoggerTo(&logs)})
-	waitFor(t, func() bool { return strings.Contains(strings.ToLower(logs.String()), "authorization violation") })
+	var logs testutil.Buffer
+	p := connect(t, Config{URL: s.ClientURL(), Token: "wrong", Logger: slogTo(&logs)})
+	testutil.WaitFor(t, func() bool { return strings.Contains(strings.ToLower(logs.String()), "authorization violation") })
 	time.Sleep(300 * time.Millisecond) // several more attempts with the same error
 	if n := strings.Count(logs.String(), "connection attempt failed"); n != 1 {
 		t.Errorf("%d log lines for failed attempts, want 1:\n%s", n, logs.String())
@@ -466,9 +471,23 @@ func TestAuthFailureKeepsRetrying(t *testing.T) {
 		t.Fatalf("ready %v, closed %v; want retrying", p.Ready(), p.Conn().IsClosed())
 	}
 	// The operator fixes the server side: the same Publisher gets in.
-	stopServer(s)
+	testutil.StopNATS(s)
 	opts.Authorization = "wrong"
 	s = natsserver.RunServer(&opts)
 	t.Cleanup(s.Shutdown)
 	waitReady(t, p)
+}
+
+func TestParseMode(t *testing.T) {
+	for _, s := range []string{"core", "CORE", ""} {
+		if m, err := ParseMode(s); err != nil || m != Core {
+			t.Errorf("ParseMode(%q) = %v, %v", s, m, err)
+		}
+	}
+	if m, err := ParseMode("JetStream"); err != nil || m != JetStream {
+		t.Errorf("ParseMode(JetStream) = %v, %v", m, err)
+	}
+	if _, err := ParseMode("kafka"); err == nil {
+		t.Error("ParseMode(kafka) succeeded")
+	}
 }

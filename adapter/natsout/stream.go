@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,11 +53,12 @@ func (p *Publisher) streamLoop() {
 }
 
 func (p *Publisher) setupStream() error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.ackTimeout)
+	defer cancel()
+	defer p.checkCaptured(ctx)
 	if p.cfg.Stream == "" {
 		return nil // nothing named: any stream capturing the subjects will do
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.ackTimeout)
-	defer cancel()
 	if !p.cfg.StreamCreate {
 		// The stream is the operator's: never change it, only say clearly
 		// when it is missing, since every publish will then fail.
@@ -86,8 +88,10 @@ func (p *Publisher) ensureStream(ctx context.Context) error {
 	s, err := p.js.Stream(ctx, p.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = p.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:     p.cfg.Stream,
-			Subjects: p.cfg.StreamSubjects,
+			Name:       p.cfg.Stream,
+			Subjects:   p.cfg.StreamSubjects,
+			Duplicates: p.cfg.DuplicateWindow,
+			Replicas:   p.cfg.Replicas,
 		})
 		if err != nil {
 			return fmt.Errorf("create stream %q: %w", p.cfg.Stream, err)
@@ -114,4 +118,16 @@ func (p *Publisher) ensureStream(ctx context.Context) error {
 	}
 	p.log.Info("nats stream subjects added", "stream", p.cfg.Stream, "subjects", missing)
 	return nil
+}
+
+// checkCaptured says, once per setup, which of Config.MustCapture no stream
+// captures: a dead letter published there would fail, and the events it
+// stands for would be retried instead.
+func (p *Publisher) checkCaptured(ctx context.Context) {
+	for _, subj := range p.cfg.MustCapture {
+		probe := strings.ReplaceAll(strings.ReplaceAll(subj, ">", "x"), "*", "x")
+		if _, err := p.js.StreamNameBySubject(ctx, probe); errors.Is(err, jetstream.ErrStreamNotFound) {
+			p.log.Warn("no JetStream stream captures this subject; publishes to it will fail", "subject", subj)
+		}
+	}
 }

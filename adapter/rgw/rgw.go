@@ -30,6 +30,10 @@ var (
 	// s3.bucket.name, or has a member of the wrong type (a size that is not
 	// a whole number of bytes, for one).
 	ErrBadRecord = errors.New("bad notification record")
+	// ErrNotUTF8: the JSON is not valid UTF-8. encoding/json would replace
+	// the bad bytes with U+FFFD, so attributes taken from the record (the
+	// object key) would no longer match the record's bytes.
+	ErrNotUTF8 = errors.New("not valid UTF-8")
 )
 
 // Record is one notification record.
@@ -342,6 +346,9 @@ func (r *Record) Time() (time.Time, error) {
 // Decode decodes a {"Records":[...]} envelope. The records' Raw fields are
 // slices of body, which must not be modified while they are in use.
 func Decode(body []byte) ([]Record, error) {
+	if !utf8.Valid(body) {
+		return nil, fmt.Errorf("%w: %w", ErrNotNotification, ErrNotUTF8)
+	}
 	var env struct {
 		Records *[]recordWire `json:"Records"`
 	}
@@ -432,6 +439,9 @@ func decodeRecord(raw []byte, r *Record) error {
 	if len(raw) == 0 || raw[0] != '{' {
 		return fmt.Errorf("%w: not a JSON object", ErrBadRecord)
 	}
+	if !utf8.Valid(raw) {
+		return fmt.Errorf("%w: %w", ErrBadRecord, ErrNotUTF8)
+	}
 	var w recordWire
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return fmt.Errorf("%w: %s", ErrBadRecord, jsonReason(err))
@@ -454,11 +464,16 @@ func checkRecord(w *recordWire, raw []byte, r *Record) error {
 // found in the data of CloudEvents that wrap notifications (KafkaSource,
 // RGW's cloudevents=true mode, CephSource). Data is an envelope when it has a
 // top-level "Records" member, whatever its records hold. Raw fields are
-// slices of data.
+// slices of data. An error that wraps ErrNotNotification means the data is
+// some other document; any other error means it is a notification that
+// cannot be used (an empty or broken envelope, a broken record).
 func DecodeAny(data []byte) ([]Record, error) {
 	data = bytes.TrimSpace(data)
 	if !mayBeNotification(data) {
 		return nil, fmt.Errorf("%w: neither Records nor eventName", ErrNotNotification)
+	}
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("%w: %w", ErrBadRecord, ErrNotUTF8)
 	}
 	// One pass decodes a single record, or an envelope's records.
 	var w struct {

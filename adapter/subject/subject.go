@@ -305,3 +305,33 @@ func (t *Template) StreamSubjects() string {
 	}
 	return ">"
 }
+
+// UnmarshalText makes a Template a configuration value (NATS_SUBJECT).
+func (t *Template) UnmarshalText(b []byte) error {
+	p, err := Parse(string(b))
+	if err != nil {
+		return err
+	}
+	*t = *p
+	return nil
+}
+
+// MarshalText writes the template's text.
+func (t Template) MarshalText() ([]byte, error) { return []byte(t.text), nil }
+
+// Overlap reports whether some subject matches both filters (tokens, '*'
+// for one token, '>' for the rest), e.g. rgw.> and rgw.*.x do, rgw.> and
+// rgwnats.> do not.
+func Overlap(a, b string) bool {
+	ta, tb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(ta) && i < len(tb); i++ {
+		x, y := ta[i], tb[i]
+		if x == ">" || y == ">" {
+			return true
+		}
+		if x != "*" && y != "*" && x != y {
+			return false
+		}
+	}
+	return len(ta) == len(tb)
+}

@@ -9,13 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net/http"
 	"os"
 	"slices"
 
-	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter"
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
 	"github.com/rgw-nats/rgw-nats/function"
 )
 
@@ -45,22 +45,21 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	tmpl, err := subject.Parse(cfg.NATSSubject)
-	if err != nil {
-		return err
-	}
-	overrides, err := cloudevent.ParseOverrides(cfg.CEOverrides)
-	if err != nil {
-		return err
-	}
-	mapping := cloudevent.Options{Envelope: cfg.CEData == "envelope", Extensions: overrides}
 	cfg.LuaScript, cfg.LuaReload = fs.Arg(0), false
+	cfg.DedupWindow = 0 // the same file twice is two runs, not a resend
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	engine, err := lua.New(ctx, cfg.LuaScript, function.LuaOptions(&cfg, log)...)
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
+	// The service's own pipeline, with a publisher that records instead of
+	// sending: what is printed is what serve would publish.
+	var rec adapter.Recorder
+	pipe, err := adapter.New(function.PipelineConfig(&cfg), &rec, engine)
+	if err != nil {
+		return err
+	}
 
 	inputs := fs.Args()[1:]
 	if len(inputs) == 0 {
@@ -72,35 +71,47 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		h := http.Header{"Content-Type": {contentTypeOf(body)}}
-		_, events, err := function.Decode(ctx, h, body, mapping)
-		if err != nil {
-			fmt.Fprintf(stdout, "%s: rejected with 4xx: %v\n", name, err)
-			failed++
+		h := ingress.Header{"Content-Type": {contentTypeOf(body)}}
+		res := pipe.Handle(ctx, adapter.Request{Header: h, Body: body})
+		msgs := rec.Take()
+		if res.Err != nil {
+			fmt.Fprintf(stdout, "%s: %s, %s: %v\n", name, verdict(res.Class, res.DeadLettered), res.Reason, res.Err)
+			if !res.DeadLettered {
+				failed++
+			}
 			continue
 		}
-		for i := range events {
-			ev := &events[i]
-			outs, err := engine.Transform(ctx, ev)
-			if err != nil {
-				fmt.Fprintf(stdout, "=== %s event %s: ERROR (the service would answer 5xx): %v\n", name, ev.ID(), err)
+		for _, o := range res.Outcomes {
+			switch o.Status {
+			case adapter.Failed:
+				fmt.Fprintf(stdout, "=== %s event %s: ERROR, %s (%s): %v\n", name, o.EventID, o.Class, o.Reason, o.Err)
 				failed++
-				continue
+			case adapter.DeadLettered:
+				fmt.Fprintf(stdout, "=== %s event %s: dead-lettered (%s): %v\n", name, o.EventID, o.Reason, o.Err)
+			default:
+				fmt.Fprintf(stdout, "=== %s event %s: %s\n", name, o.EventID, o.Status)
 			}
-			if len(outs) == 0 {
-				fmt.Fprintf(stdout, "=== %s event %s: dropped\n", name, ev.ID())
-				continue
-			}
-			fmt.Fprintf(stdout, "=== %s event %s: %d message(s)\n", name, ev.ID(), len(outs))
-			for _, o := range outs {
-				printOutput(stdout, tmpl, o)
-			}
+		}
+		for _, m := range msgs {
+			printMessage(stdout, m)
 		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d failure(s)", failed)
 	}
 	return nil
+}
+
+// verdict names the answer the service would give, in the words of the
+// status table.
+func verdict(c adapter.Class, deadLettered bool) string {
+	switch {
+	case deadLettered:
+		return "dead-lettered (answered 2xx)"
+	case c == adapter.Transient:
+		return "transient failure (answered 503, retried)"
+	}
+	return "permanent failure (answered 4xx)"
 }
 
 func readInput(name string) ([]byte, error) {
@@ -110,27 +121,17 @@ func readInput(name string) ([]byte, error) {
 	return os.ReadFile(name)
 }
 
-func printOutput(w io.Writer, tmpl *subject.Template, o lua.Output) {
-	subj := o.Subject
-	if subj == "" && o.Event != nil {
-		subj = tmpl.Execute(o.Event)
-	}
-	fmt.Fprintf(w, "--> %s\n", subj)
-	for _, k := range slices.Sorted(maps.Keys(o.Header)) {
-		for _, v := range o.Header[k] {
+func printMessage(w io.Writer, m binding.Message) {
+	fmt.Fprintf(w, "--> %s\n", m.Subject)
+	for _, k := range slices.Sorted(maps.Keys(m.Header)) {
+		for _, v := range m.Header[k] {
 			fmt.Fprintf(w, "    %s: %s\n", k, v)
 		}
 	}
-	var payload []byte
-	if o.Event != nil {
-		payload, _ = json.Marshal(o.Event)
-	} else {
-		payload = o.Raw
-	}
 	var pretty bytes.Buffer
-	if json.Indent(&pretty, payload, "    ", "  ") == nil {
+	if json.Indent(&pretty, m.Data, "    ", "  ") == nil {
 		fmt.Fprintf(w, "    %s\n", pretty.Bytes())
 	} else {
-		fmt.Fprintf(w, "    %q\n", payload)
+		fmt.Fprintf(w, "    %q\n", m.Data)
 	}
 }

@@ -20,7 +20,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 
-	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/function"
 	"github.com/rgw-nats/rgw-nats/samples/events"
 )
@@ -208,7 +208,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	select {
 	case m := <-ch:
-		ev, err := natsout.Decode(m)
+		ev, err := binding.Decode(m)
 		if err != nil || ev.Subject() != "notification.json" {
 			t.Fatalf("got %v %v", ev, err)
 		}
@@ -233,7 +233,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	typ := reflect.TypeFor[function.Config]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		name := f.Tag.Get("envconfig")
+		name := f.Tag.Get("env")
 		if !strings.Contains(out.String(), "  "+name) {
 			t.Errorf("--help does not list %s", name)
 		}

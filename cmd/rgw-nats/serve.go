@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/internal/embedded"
 )
 
 // serve hosts the function with its own HTTP server: listen first (so the
@@ -48,11 +50,21 @@ type endpoints struct {
 // serveConfig runs the adapter until ctx ends. When ready is not nil it
 // receives the endpoints once the function can publish (tests use it).
 func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, ready chan<- endpoints) error {
-	f := function.New(function.WithConfig(cfg), function.WithLogger(log))
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	if cfg.NATSURL == "" {
+		srv, err := embedded.Start(cfg.NATSEmbeddedListen, cfg.NATSStoreDir)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("embedded NATS server (NATS_EMBEDDED_LISTEN=%s): %w", cfg.NATSEmbeddedListen, err)
+		}
+		defer srv.Shutdown()
+		cfg.NATSURL, cfg.NATSStreamCreate = srv.URL(), true
+		log.Info("embedded NATS server started (set NATS_URL to use your own)", "url", cfg.NATSURL, "stream", cfg.NATSStream)
+	}
+	f := function.New(function.WithConfig(cfg), function.WithLogger(log))
 	srv := &http.Server{
 		Handler:           newMux(f),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -65,15 +77,16 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 	go func() { served <- srv.Serve(ln) }()
 
 	if err := f.Start(ctx, nil); err != nil {
+		ln.Close()
 		srv.Close()
 		return err
 	}
-	log.Info("rgw-nats listening", "address", ln.Addr().String(), "nats", f.NATSURL())
+	log.Info("rgw-nats listening", "address", ln.Addr().String(), "nats", redactURL(cfg.NATSURL))
 	if ready != nil {
 		go func() {
 			for {
 				if ok, _ := f.Ready(ctx); ok {
-					ready <- endpoints{HTTP: ln.Addr().String(), NATS: f.NATSURL()}
+					ready <- endpoints{HTTP: ln.Addr().String(), NATS: cfg.NATSURL}
 					return
 				}
 				select {
@@ -124,4 +137,19 @@ func probe(check func(context.Context) (bool, error)) http.HandlerFunc {
 		}
 		io.WriteString(w, "ok\n")
 	}
+}
+
+// redactURL hides the userinfo of NATS URLs, for logs.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		if at := strings.LastIndexByte(u, '@'); at >= 0 {
+			scheme := ""
+			if s := strings.Index(u, "://"); s >= 0 && s < at {
+				scheme = u[:s+3]
+			}
+			parts[i] = scheme + "***" + u[at:]
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
 	"github.com/rgw-nats/rgw-nats/function"
 )
 
@@ -111,11 +111,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	subj := fs.Arg(0)
 	if subj == "" {
-		tmpl, err := subject.Parse(cfg.NATSSubject)
-		if err != nil {
-			return err
-		}
-		subj = tmpl.StreamSubjects()
+		subj = cfg.NATSSubject.StreamSubjects()
 	}
 	url := cfg.NATSURL
 	if url == "" {
@@ -181,7 +177,7 @@ func printRaw(w io.Writer, m *nats.Msg) {
 }
 
 func printEvent(w io.Writer, m *nats.Msg) {
-	ev, err := natsout.Decode(m)
+	ev, err := binding.Decode(m)
 	if err != nil {
 		fmt.Fprintf(w, "--- %s (not a CloudEvent: %v)\n%s\n", m.Subject, err, m.Data)
 		return

@@ -30,7 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 )
 
@@ -66,7 +66,7 @@ var errPoison = errors.New("unusable message")
 // event; an error means the message itself is unusable.
 func Judge(msg *nats.Msg) (Verdict, error) {
 	v := Verdict{Subject: msg.Subject}
-	ev, err := natsout.Decode(msg)
+	ev, err := binding.Decode(msg)
 	if err != nil {
 		return v, fmt.Errorf("%w: %w", errPoison, err)
 	}

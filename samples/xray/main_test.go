@@ -21,8 +21,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
-	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 	"github.com/rgw-nats/rgw-nats/function"
 )
@@ -56,9 +56,9 @@ func eventOf(t *testing.T, fixture string, envelope bool) event.Event {
 	return ev
 }
 
-func message(t *testing.T, ev event.Event, subj string, mode natsout.Encoding) *nats.Msg {
+func message(t *testing.T, ev event.Event, subj string, mode binding.Encoding) *nats.Msg {
 	t.Helper()
-	m, err := natsout.Encode(&ev, subj, mode, nil)
+	m, err := binding.Encode(&ev, subj, mode, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +73,10 @@ func TestJudge(t *testing.T) {
 		score  bool
 		poison bool
 	}{
-		{"upload, structured", message(t, upload, "xray.images.xraylab-0001", natsout.Structured), true, false},
-		{"upload, binary", message(t, upload, "xray.images.xraylab-0001", natsout.Binary), true, false},
-		{"delete", message(t, eventOf(t, deleteFixture, true), "xray.images.nb-main", natsout.Structured), false, false},
-		{"record without envelope", message(t, eventOf(t, xrayFixture, false), "xray.images.xraylab-0001", natsout.Structured), false, true},
+		{"upload, structured", message(t, upload, "xray.images.xraylab-0001", binding.Structured), true, false},
+		{"upload, binary", message(t, upload, "xray.images.xraylab-0001", binding.Binary), true, false},
+		{"delete", message(t, eventOf(t, deleteFixture, true), "xray.images.nb-main", binding.Structured), false, false},
+		{"record without envelope", message(t, eventOf(t, xrayFixture, false), "xray.images.xraylab-0001", binding.Structured), false, true},
 		{"not a CloudEvent", &nats.Msg{Subject: "xray.images.x", Data: []byte("hello")}, false, true},
 	}
 	for _, c := range cases {
@@ -194,7 +194,7 @@ func TestQueueGroupSharesWork(t *testing.T) {
 	for i := range n {
 		ev := upload.Clone()
 		ev.SetID(upload.ID() + "-" + string(rune('a'+i)))
-		m := message(t, ev, "xray.images.xraylab-0001", natsout.Structured)
+		m := message(t, ev, "xray.images.xraylab-0001", binding.Structured)
 		if err := pub.PublishMsg(m); err != nil {
 			t.Fatal(err)
 		}
@@ -244,7 +244,7 @@ func TestJetStreamDurable(t *testing.T) {
 	publish := func(id string) {
 		ev := upload.Clone()
 		ev.SetID(id)
-		m := message(t, ev, "xray.images.xraylab-0001", natsout.Structured)
+		m := message(t, ev, "xray.images.xraylab-0001", binding.Structured)
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}

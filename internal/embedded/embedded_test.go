@@ -1,6 +1,6 @@
 //go:build !nonatsserver
 
-package natsout
+package embedded
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestEmbedded(t *testing.T) {
@@ -17,20 +20,27 @@ func TestEmbedded(t *testing.T) {
 			if keepStore {
 				store = t.TempDir()
 			}
-			e, err := StartEmbedded("127.0.0.1:0", store)
+			e, err := Start("127.0.0.1:0", store)
 			if err != nil {
 				t.Fatal(err)
 			}
 			tempDir := e.tempDir
-			p := connect(t, jsConfig(e.URL()))
-			waitReady(t, p)
-			noErrors(t, p.Publish(context.Background(), []Message{encode(t, "emb-1", "rgw.a.b", Structured)}))
-			if n := streamMsgs(t, e.URL(), "RGW"); n != 1 {
-				t.Errorf("stream holds %d", n)
-			}
-			if err := p.Close(context.Background()); err != nil {
+			nc, err := nats.Connect(e.URL())
+			if err != nil {
 				t.Fatal(err)
 			}
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RGW", Subjects: []string{"rgw.>"}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(ctx, "rgw.a.b", []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			nc.Close()
 			e.Shutdown()
 			if keepStore {
 				if _, err := os.Stat(filepath.Join(store, "jetstream")); err != nil {
@@ -45,18 +55,18 @@ func TestEmbedded(t *testing.T) {
 
 func TestEmbeddedBadAddress(t *testing.T) {
 	for _, listen := range []string{"nohostport", "127.0.0.1:notaport", "127.0.0.1:70000"} {
-		if e, err := StartEmbedded(listen, ""); err == nil {
+		if e, err := Start(listen, ""); err == nil {
 			e.Shutdown()
-			t.Errorf("StartEmbedded(%q) succeeded", listen)
+			t.Errorf("Start(%q) succeeded", listen)
 		}
 	}
-	e, err := StartEmbedded("127.0.0.1:0", "")
+	e, err := Start("127.0.0.1:0", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Shutdown()
-	port := e.Server().Addr().String()
-	if e2, err := StartEmbedded(port, ""); err == nil {
+	port := e.NATS().Addr().String()
+	if e2, err := Start(port, ""); err == nil {
 		e2.Shutdown()
 		t.Errorf("second server on %s started", port)
 	}

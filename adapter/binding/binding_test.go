@@ -1,4 +1,4 @@
-package natsout
+package binding
 
 import (
 	"bytes"
@@ -395,17 +395,6 @@ func TestPercentEncoding(t *testing.T) {
 }
 
 func TestParse(t *testing.T) {
-	for _, s := range []string{"core", "CORE", ""} {
-		if m, err := ParseMode(s); err != nil || m != Core {
-			t.Errorf("ParseMode(%q) = %v, %v", s, m, err)
-		}
-	}
-	if m, err := ParseMode("JetStream"); err != nil || m != JetStream {
-		t.Errorf("ParseMode(JetStream) = %v, %v", m, err)
-	}
-	if _, err := ParseMode("kafka"); err == nil {
-		t.Error("ParseMode(kafka) succeeded")
-	}
 	if e, err := ParseEncoding("binary"); err != nil || e != Binary {
 		t.Errorf("ParseEncoding(binary) = %v, %v", e, err)
 	}

@@ -1,6 +1,13 @@
 //go:build !nonatsserver
 
-package natsout
+// Package embedded runs the real nats-server inside the rgw-nats binary, so
+// that a first run on a bare machine (no NATS_URL) works: JetStream on, its
+// store in a given or a temporary directory.
+//
+// Only cmd/rgw-nats imports it: the function and adapter packages must not
+// link nats-server, which is two thirds of the binary. Build with the tag
+// nonatsserver to leave it out of cluster images.
+package embedded
 
 import (
 	"context"
@@ -14,26 +21,26 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Embedded is a nats-server running inside this process, with JetStream on.
-type Embedded struct {
+// Server is a nats-server running inside this process, with JetStream on.
+type Server struct {
 	srv     *server.Server
 	url     string
 	tempDir string // removed at Shutdown; empty when the caller chose the store
 }
 
-// StartEmbedded starts the real nats-server in-process, listening on listen
+// Start starts the real nats-server in-process, listening on listen
 // ("host:port"; port 0 picks a free port), with its JetStream store in
 // storeDir, or in a temporary directory removed by Shutdown when storeDir is
 // empty. It returns once the server accepts connections. The server logs
 // only its warnings and errors, through slog.
-func StartEmbedded(listen, storeDir string) (*Embedded, error) {
+func Start(listen, storeDir string) (*Server, error) {
 	host, portText, err := net.SplitHostPort(listen)
 	if err != nil {
-		return nil, fmt.Errorf("natsout: embedded server address %q: %w", listen, err)
+		return nil, fmt.Errorf("embedded server address %q: %w", listen, err)
 	}
 	port, err := strconv.Atoi(portText)
 	if err != nil || port < 0 || port > 65535 {
-		return nil, fmt.Errorf("natsout: embedded server address %q: bad port", listen)
+		return nil, fmt.Errorf("embedded server address %q: bad port", listen)
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -42,14 +49,14 @@ func StartEmbedded(listen, storeDir string) (*Embedded, error) {
 		// error, instead of waiting for it to never become ready.
 		l, err := net.Listen("tcp", listen)
 		if err != nil {
-			return nil, fmt.Errorf("natsout: embedded server: %w", err)
+			return nil, fmt.Errorf("embedded server: %w", err)
 		}
 		l.Close()
 	}
-	e := &Embedded{}
+	e := &Server{}
 	if storeDir == "" {
 		if e.tempDir, err = os.MkdirTemp("", "rgw-nats-jetstream-"); err != nil {
-			return nil, fmt.Errorf("natsout: embedded server store: %w", err)
+			return nil, fmt.Errorf("embedded server store: %w", err)
 		}
 		storeDir = e.tempDir
 	}
@@ -65,7 +72,7 @@ func StartEmbedded(listen, storeDir string) (*Embedded, error) {
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		e.removeTemp()
-		return nil, fmt.Errorf("natsout: embedded server: %w", err)
+		return nil, fmt.Errorf("embedded server: %w", err)
 	}
 	srv.SetLoggerV2(serverLog{slog.Default().With("component", "nats-server")}, false, false, false)
 	go srv.Start()
@@ -73,7 +80,7 @@ func StartEmbedded(listen, storeDir string) (*Embedded, error) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		e.removeTemp()
-		return nil, fmt.Errorf("natsout: embedded server on %s did not become ready (port in use?)", listen)
+		return nil, fmt.Errorf("embedded server on %s did not become ready (port in use?)", listen)
 	}
 	e.srv = srv
 	// A server listening on all interfaces is reached on loopback.
@@ -87,19 +94,19 @@ func StartEmbedded(listen, storeDir string) (*Embedded, error) {
 }
 
 // URL is the client URL of the server.
-func (e *Embedded) URL() string { return e.url }
+func (e *Server) URL() string { return e.url }
 
-// Server gives access to the nats-server, for tests and monitoring.
-func (e *Embedded) Server() *server.Server { return e.srv }
+// NATS gives access to the nats-server, for tests and monitoring.
+func (e *Server) NATS() *server.Server { return e.srv }
 
 // Shutdown stops the server and removes a temporary store.
-func (e *Embedded) Shutdown() {
+func (e *Server) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 	e.removeTemp()
 }
 
-func (e *Embedded) removeTemp() {
+func (e *Server) removeTemp() {
 	if e.tempDir != "" {
 		if err := os.RemoveAll(e.tempDir); err != nil {
 			slog.Default().Warn("embedded nats-server: removing its store", "dir", e.tempDir, "error", err)

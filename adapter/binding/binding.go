@@ -1,4 +1,18 @@
-package natsout
+// Package binding is the CloudEvents NATS protocol binding of rgw-nats:
+// Encode turns an event into a NATS message in structured mode (the JSON
+// event format, Content-Type: application/cloudevents+json) or binary mode
+// (data as payload, attributes as percent-encoded ce- headers), with the
+// event id as Nats-Msg-Id; Decode reads either mode back, and DecodeHTTP
+// reads an HTTP binary-mode CloudEvent from its headers.
+//
+// It is written here rather than taken from sdk-go because sdk-go's binary
+// mode neither percent-encodes header values nor lets a sender set a
+// per-message Nats-Msg-Id, and its NATS senders own the connection.
+//
+// It is pure: it uses nats.go's message and header types only, never a
+// connection. It must not import net/http, nats-server, the publisher
+// (adapter/natsout), Lua, or the pipeline.
+package binding
 
 import (
 	"bytes"
@@ -17,6 +31,31 @@ import (
 
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
+
+// Message is one NATS message ready to publish. MsgID is the JetStream
+// de-duplication id (the CloudEvent id); it also names the message in errors.
+type Message struct {
+	Subject string
+	Header  nats.Header
+	Data    []byte
+	MsgID   string
+}
+
+// ErrRejected is wrapped by errors that retrying the same message cannot fix:
+// an event that cannot be encoded, an invalid subject, a payload larger than
+// the server accepts. The pipeline classifies it as permanent.
+var ErrRejected = errors.New("message rejected")
+
+// IsJSON tells whether a datacontenttype says the data is JSON: absent,
+// application/json, text/json, or any +json suffix (the CloudEvents JSON
+// format then embeds the data as JSON). It is the project's one answer to
+// that question: ingress unwrapping, the encoder and the Lua event all ask
+// it. text/plain is not JSON.
+func IsJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "" || mt == event.ApplicationJSON || mt == event.TextJSON || strings.HasSuffix(mt, "+json")
+}
 
 // Encoding is a content mode of the CloudEvents NATS binding.
 type Encoding int
@@ -48,8 +87,20 @@ func ParseEncoding(s string) (Encoding, error) {
 	case "binary":
 		return Binary, nil
 	}
-	return Structured, fmt.Errorf("natsout: CloudEvents mode must be structured or binary, not %q", s)
+	return Structured, fmt.Errorf("CloudEvents NATS binding mode must be structured or binary, not %q", s)
 }
+
+// UnmarshalText makes Encoding a configuration value (CE_MODE).
+func (e *Encoding) UnmarshalText(b []byte) error {
+	v, err := ParseEncoding(string(b))
+	if err == nil {
+		*e = v
+	}
+	return err
+}
+
+// MarshalText writes the name ParseEncoding reads.
+func (e Encoding) MarshalText() ([]byte, error) { return []byte(e.String()), nil }
 
 // Header names and values of the binding.
 const (
@@ -74,17 +125,17 @@ var ceHeaders = spec.WithPrefix(binaryPrefix)
 // with the event's data. Errors wrap ErrRejected.
 func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Message, error) {
 	if ev == nil || ev.Context == nil {
-		return Message{}, fmt.Errorf("natsout: encode: %w: no event", ErrRejected)
+		return Message{}, fmt.Errorf("binding: encode: %w: no event", ErrRejected)
 	}
 	id := ev.ID()
 	if !subject.Valid(subj) {
-		return Message{}, fmt.Errorf("natsout: encode event %q: %w: invalid subject %q", id, ErrRejected, subj)
+		return Message{}, fmt.Errorf("binding: encode event %q: %w: invalid subject %q", id, ErrRejected, subj)
 	}
 	if err := ev.Validate(); err != nil {
-		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
 	}
 	if err := checkUTF8(ev); err != nil {
-		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
 	}
 	m := Message{Subject: subj, MsgID: id}
 	var err error
@@ -100,11 +151,11 @@ func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Mes
 		err = fmt.Errorf("unknown encoding %d", int(enc))
 	}
 	if err != nil {
-		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
 	}
 	m.Header[HeaderMsgID] = []string{id}
 	if err := mergeHeader(&m, header, enc); err != nil {
-		return Message{}, fmt.Errorf("natsout: encode event %q: %w: %w", id, ErrRejected, err)
+		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
 	}
 	return m, nil
 }
@@ -146,7 +197,7 @@ func marshalStructured(ev *event.Event) ([]byte, error) {
 	}
 	// sdk-go writes JSON data verbatim; a broken value would make the whole
 	// message unreadable for every consumer, so refuse it here.
-	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && jsonMedia(ev.DataContentType()) && !json.Valid(ev.DataEncoded) {
+	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && IsJSON(ev.DataContentType()) && !json.Valid(ev.DataEncoded) {
 		return nil, errors.New("data is declared JSON but is not valid JSON")
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
@@ -160,17 +211,6 @@ func marshalStructured(ev *event.Event) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.Clone(buf.Bytes()), nil
-}
-
-// jsonMedia tells whether sdk-go's JSON format embeds data of this content
-// type as JSON (rather than as a string).
-func jsonMedia(contentType string) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	switch strings.ToLower(strings.TrimSpace(mt)) {
-	case "", event.ApplicationJSON, event.TextJSON, event.ApplicationCloudEventsJSON, event.ApplicationCloudEventsBatchJSON:
-		return true
-	}
-	return false
 }
 
 // extensions returns the event's extensions without the copy that
@@ -396,41 +436,53 @@ func Decode(msg *nats.Msg) (event.Event, error) {
 	ct := headerFold(msg.Header, HeaderContentType)
 	if ct != "" && hasPrefixFold(ct, "application/cloudevents") {
 		if hasPrefixFold(ct, "application/cloudevents-batch") {
-			return event.Event{}, fmt.Errorf("natsout: message on %q: %w: batch mode is not part of the NATS binding", msg.Subject, ErrNotCloudEvent)
+			return event.Event{}, fmt.Errorf("binding: message on %q: %w: batch mode is not part of the NATS binding", msg.Subject, ErrNotCloudEvent)
 		}
 		return decodeStructured(msg)
 	}
 	if sv := headerFold(msg.Header, binaryPrefix+"specversion"); sv != "" {
-		return decodeBinary(msg, sv)
+		return decodeBinary(msg, sv, false)
 	}
 	if bytes.HasPrefix(bytes.TrimLeft(msg.Data, " \t\r\n"), []byte("{")) {
 		return decodeStructured(msg)
 	}
-	return event.Event{}, fmt.Errorf("natsout: message on %q: %w: no cloudevents Content-Type, no ce-specversion header, payload not a JSON object", msg.Subject, ErrNotCloudEvent)
+	return event.Event{}, fmt.Errorf("binding: message on %q: %w: no cloudevents Content-Type, no ce-specversion header, payload not a JSON object", msg.Subject, ErrNotCloudEvent)
 }
 
 func decodeStructured(msg *nats.Msg) (event.Event, error) {
 	var ev event.Event
 	if err := ev.UnmarshalJSON(msg.Data); err != nil {
-		return event.Event{}, fmt.Errorf("natsout: message on %q: %w: structured: %w", msg.Subject, ErrNotCloudEvent, err)
+		return event.Event{}, fmt.Errorf("binding: message on %q: %w: structured: %w", msg.Subject, ErrNotCloudEvent, err)
 	}
 	if err := ev.Validate(); err != nil {
-		return event.Event{}, fmt.Errorf("natsout: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
+		return event.Event{}, fmt.Errorf("binding: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
 	}
 	if err := checkUTF8(&ev); err != nil {
-		return event.Event{}, fmt.Errorf("natsout: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
+		return event.Event{}, fmt.Errorf("binding: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
 	}
 	return ev, nil
 }
 
-func decodeBinary(msg *nats.Msg, rawVersion string) (event.Event, error) {
+// DecodeHTTPBinary reads a binary-mode CloudEvent of the HTTP binding from
+// its header (canonical or any case) and body: attributes from percent-encoded
+// Ce- headers, datacontenttype from Content-Type (the HTTP binding has no
+// ce-datacontenttype). The event's data shares memory with body.
+func DecodeHTTPBinary(h map[string][]string, body []byte) (event.Event, error) {
+	sv := headerFold(h, binaryPrefix+"specversion")
+	if sv == "" {
+		return event.Event{}, fmt.Errorf("binding: %w: no ce-specversion header", ErrNotCloudEvent)
+	}
+	return decodeBinary(&nats.Msg{Header: h, Data: body}, sv, true)
+}
+
+func decodeBinary(msg *nats.Msg, rawVersion string, http bool) (event.Event, error) {
 	sv, err := percentDecode(rawVersion)
 	if err != nil {
-		return event.Event{}, fmt.Errorf("natsout: message on %q: header ce-specversion: %w", msg.Subject, err)
+		return event.Event{}, fmt.Errorf("binding: message on %q: header ce-specversion: %w", msg.Subject, err)
 	}
 	v := ceHeaders.Version(sv)
 	if v == nil {
-		return event.Event{}, fmt.Errorf("natsout: message on %q: unsupported specversion %q", msg.Subject, sv)
+		return event.Event{}, fmt.Errorf("binding: message on %q: unsupported specversion %q", msg.Subject, sv)
 	}
 	ev := event.Event{Context: v.NewContext()}
 	for k, vs := range msg.Header {
@@ -438,15 +490,20 @@ func decodeBinary(msg *nats.Msg, rawVersion string) (event.Event, error) {
 			continue
 		}
 		name := strings.ToLower(k)
-		if name == binaryPrefix+"specversion" {
+		if name == binaryPrefix+"specversion" || http && name == binaryPrefix+"datacontenttype" {
 			continue
 		}
 		val, err := percentDecode(vs[0])
 		if err != nil {
-			return event.Event{}, fmt.Errorf("natsout: message on %q: header %s: %w", msg.Subject, k, err)
+			return event.Event{}, fmt.Errorf("binding: message on %q: header %s: %w", msg.Subject, k, err)
 		}
 		if err := v.SetAttribute(ev.Context, name, val); err != nil {
-			return event.Event{}, fmt.Errorf("natsout: message on %q: header %s: %w", msg.Subject, k, err)
+			return event.Event{}, fmt.Errorf("binding: message on %q: header %s: %w", msg.Subject, k, err)
+		}
+	}
+	if http {
+		if ct := headerFold(msg.Header, HeaderContentType); ct != "" {
+			ev.SetDataContentType(ct)
 		}
 	}
 	if len(msg.Data) > 0 {
@@ -456,7 +513,7 @@ func decodeBinary(msg *nats.Msg, rawVersion string) (event.Event, error) {
 		ev.DataBase64 = !utf8.Valid(msg.Data)
 	}
 	if err := ev.Validate(); err != nil {
-		return event.Event{}, fmt.Errorf("natsout: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
+		return event.Event{}, fmt.Errorf("binding: message on %q, event %q: invalid: %w", msg.Subject, ev.ID(), err)
 	}
 	return ev, nil
 }

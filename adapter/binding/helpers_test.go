@@ -1,0 +1,5 @@
+package binding
+
+import "github.com/rgw-nats/rgw-nats/internal/testutil"
+
+var rgwEvent = testutil.RGWEvent

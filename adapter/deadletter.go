@@ -1,0 +1,134 @@
+package adapter
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/textproto"
+	"strconv"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/adapter/ingress"
+	"github.com/rgw-nats/rgw-nats/adapter/lua"
+)
+
+// Headers of a dead letter. Its payload is the request body exactly as it
+// was received; these say why it is here and how to send it again.
+const (
+	HeaderReason   = "Rgwnats-Reason"   // one word: ReasonScript, ReasonDecode, ...
+	HeaderError    = "Rgwnats-Error"    // the error, one line
+	HeaderEventID  = "Rgwnats-Event-Id" // the failed event (absent: the request did not decode)
+	HeaderAttempts = "Rgwnats-Attempts" // deadline hits of the event within the poison window
+	HeaderScript   = "Rgwnats-Script"   // script file, for script failures
+	HeaderLine     = "Rgwnats-Line"     // script line, when known
+	// HeaderHTTPPrefix prefixes the request's own CloudEvents headers
+	// (Rgwnats-Http-Ce-Id, ...), so that the dead letter is not itself taken
+	// for a binary-mode CloudEvent and a replay can restore them.
+	HeaderHTTPPrefix = "Rgwnats-Http-"
+)
+
+// DefaultDeadLetterSubject is outside rgw.>, so consumers of the events
+// never see dead letters by accident.
+const DefaultDeadLetterSubject = "rgwnats.deadletter.{bucket}"
+
+// deadLetterFailures replaces every permanent failure by a dead letter and
+// publishes them in one batch. A dead letter that NATS did not confirm
+// leaves its event failed, transiently: the sender's retry brings it back.
+func (p *Pipeline) deadLetterFailures(ctx context.Context, req Request, events []event.Event, outcomes []Outcome) {
+	var msgs []binding.Message
+	var owners []int
+	for i := range outcomes {
+		if o := &outcomes[i]; o.Status == Failed && o.Class == Permanent {
+			msgs = append(msgs, p.deadLetter(req, &events[i], o.Reason, o.Err, o.Attempts))
+			owners = append(owners, i)
+		}
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	now := p.now()
+	for j, err := range p.pub.Publish(ctx, msgs) {
+		o := &outcomes[owners[j]]
+		if err != nil {
+			o.Err = fmt.Errorf("%w; its dead letter was not confirmed: %w", o.Err, err)
+			o.Class, _ = classify(err)
+			if o.Class == Permanent {
+				// A dead letter NATS refuses for good (a subject no stream
+				// captures): the sender must keep it.
+				o.Class = Transient
+			}
+			continue
+		}
+		o.Status = DeadLettered
+		p.confirm(o.EventID, now)
+	}
+}
+
+// deadLetter builds the dead letter of ev (nil when the request did not
+// decode) that failed with err.
+func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason string, err error, attempts int) binding.Message {
+	h := nats.Header{}
+	h.Set(HeaderReason, reason)
+	h.Set(HeaderError, headerValue(ingress.OneLine(err)))
+	subjectOf := ev
+	if ev != nil {
+		h.Set(HeaderEventID, ev.ID())
+	} else {
+		empty := event.New()
+		subjectOf = &empty
+	}
+	if attempts > 0 {
+		h.Set(HeaderAttempts, strconv.Itoa(attempts))
+	}
+	var se *lua.ScriptError
+	if errors.As(err, &se) {
+		h.Set(HeaderScript, se.Script)
+		if se.Line > 0 {
+			h.Set(HeaderLine, strconv.Itoa(se.Line))
+		}
+	}
+	for k, vs := range req.Header {
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if ck == "Content-Type" {
+			h[ck] = vs
+		} else if strings.HasPrefix(ck, "Ce-") {
+			h[HeaderHTTPPrefix+ck] = vs
+		}
+	}
+	// A resent dead letter is the same message: JetStream keeps one.
+	var id string
+	if ev != nil {
+		id = "deadletter." + ev.ID()
+	} else {
+		sum := sha256.Sum256(req.Body)
+		id = "deadletter.sha256-" + hex.EncodeToString(sum[:16])
+	}
+	h.Set(nats.MsgIdHdr, id)
+	return binding.Message{
+		Subject: p.cfg.DeadLetter.Execute(subjectOf),
+		Header:  h,
+		Data:    req.Body,
+		MsgID:   id,
+	}
+}
+
+// headerValue keeps a value writable as a NATS header: no line breaks,
+// bounded length.
+func headerValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 1024 {
+		s = s[:1024]
+	}
+	return s
+}
