@@ -200,9 +200,14 @@ func TestEveryFixtureDelivers(t *testing.T) {
 }
 
 // TestBadInput: the right 4xx with a one-line reason, and nothing published.
+// TestBadInput checks the answers to bad input with the dead letter off:
+// the request is refused with a one-line reason and nothing is published.
+// (With the dead letter on, RGW's raw POSTs are dead-lettered instead:
+// TestOutcomeTable.)
 func TestBadInput(t *testing.T) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
+	cfg.DeadLetter = false
 	cfg.MaxBodyBytes = 4096
 	cfg.AuthUsername, cfg.AuthPassword, cfg.AuthToken = "rgw", "s3cret", "tok3n"
 	a := startAdapter(t, cfg, s.ClientURL())

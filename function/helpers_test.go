@@ -52,6 +52,9 @@ func testConfig(t testing.TB, url string) function.Config {
 	}
 	c.NATSStreamCreate = true
 	c.NATSAckTimeout = 2 * time.Second
+	// Tests send the same fixtures again and again on purpose; the tests of
+	// duplicate suppression turn it back on.
+	c.DedupWindow = 0
 	return c
 }
 

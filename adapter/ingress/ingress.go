@@ -82,7 +82,7 @@ var (
 	// can use.
 	ErrInvalid = errors.New("invalid request")
 	// ErrUnsupported: the Content-Type cannot be a notification.
-	ErrUnsupported = errors.New("unsupported media type")
+	ErrUnsupported = errors.New("unsupported Content-Type")
 )
 
 // Request is what Decode made of one request.
@@ -166,7 +166,7 @@ func rawContentTypeOK(ct string) bool {
 
 func decodeRaw(h Header, body []byte, opts cloudevent.Options) ([]event.Event, error) {
 	if ct := h.Get("Content-Type"); !rawContentTypeOK(ct) {
-		return nil, fmt.Errorf("%w: Content-Type %q: send an RGW notification as JSON, or a CloudEvent", ErrUnsupported, ct)
+		return nil, fmt.Errorf("%w %q: send an RGW notification as JSON, or a CloudEvent", ErrUnsupported, ct)
 	}
 	recs, err := rgw.Decode(body)
 	if err != nil {

@@ -76,9 +76,7 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		msgs := rec.Take()
 		if res.Err != nil {
 			fmt.Fprintf(stdout, "%s: %s, %s: %v\n", name, verdict(res.Class, res.DeadLettered), res.Reason, res.Err)
-			if !res.DeadLettered {
-				failed++
-			}
+			failed++
 			continue
 		}
 		for _, o := range res.Outcomes {
@@ -87,11 +85,15 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				fmt.Fprintf(stdout, "=== %s event %s: ERROR, %s (%s): %v\n", name, o.EventID, o.Class, o.Reason, o.Err)
 				failed++
 			case adapter.DeadLettered:
-				fmt.Fprintf(stdout, "=== %s event %s: dead-lettered (%s): %v\n", name, o.EventID, o.Reason, o.Err)
+				// The service would answer 2xx, but the script failed: that
+				// is what a script author runs this to find out.
+				fmt.Fprintf(stdout, "=== %s event %s: FAILED, dead-lettered (%s): %v\n", name, o.EventID, o.Reason, o.Err)
+				failed++
 			default:
 				fmt.Fprintf(stdout, "=== %s event %s: %s\n", name, o.EventID, o.Status)
 			}
 		}
+		fmt.Fprintf(stdout, "=== %s: %d message(s)\n", name, len(msgs))
 		for _, m := range msgs {
 			printMessage(stdout, m)
 		}

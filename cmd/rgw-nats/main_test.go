@@ -277,7 +277,8 @@ func TestLuaTestCommand(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{
-		"event 1613700188.340170.819c1e1c1b4c7b9853301ba2e6c300f1.xray-images: 1 message(s)",
+		"event 1613700188.340170.819c1e1c1b4c7b9853301ba2e6c300f1.xray-images: published",
+		"downstream-xraylab-put-capture.json: 1 message(s)",
 		"--> rgw.xraylab-0001.ObjectCreated.Put",
 		`"subject": "demo_XXX_`,
 		"--> rgw.jayanth.ObjectCreated.Put",
