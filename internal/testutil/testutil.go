@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 
 	"github.com/rgw-nats/rgw-nats/samples/events"
@@ -228,4 +228,3 @@ func Event1KiB(b testing.TB) *event.Event {
 	ev.DataEncoded = data
 	return ev
 }
-
