@@ -195,9 +195,13 @@ func unwrap(out []event.Event, ev *event.Event, opts cloudevent.Options) ([]even
 	if err := ev.Validate(); err != nil {
 		return nil, invalid("invalid CloudEvent %q: %s", ev.ID(), OneLine(err))
 	}
-	if binding.IsJSON(ev.DataContentType()) && !ev.DataBase64 {
+	if binding.IsJSON(ev.DataContentType()) {
 		data := ev.Data()
-		if len(bytes.TrimSpace(data)) > 0 && !(utf8.Valid(data) && json.Valid(data)) {
+		switch {
+		case len(bytes.TrimSpace(data)) == 0:
+		case !utf8.Valid(data):
+			return nil, invalid("CloudEvent %q: data is declared %s but is not valid UTF-8", ev.ID(), contentTypeName(ev))
+		case !json.Valid(data):
 			return nil, invalid("CloudEvent %q: data is declared %s but is not valid JSON", ev.ID(), contentTypeName(ev))
 		}
 		recs, err := rgw.DecodeAny(data)
