@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -348,16 +347,6 @@ func TestJetStreamDeduplicatesRedelivery(t *testing.T) {
 	if n := streamMsgs(t, a.nc, cfg.NATSStream); n != 2 {
 		t.Fatalf("stream holds %d messages, want 2", n)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestNATSOutage: while NATS is down nothing gets a 2xx, the answer is 503

@@ -7,39 +7,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-	"github.com/nats-io/nats-server/v2/server"
-	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 	"github.com/rgw-nats/rgw-nats/samples/events"
 )
-
-// runNATS starts a real nats-server with JetStream on a free port.
-func runNATS(t testing.TB) *server.Server {
-	t.Helper()
-	return runNATSOn(t, -1, t.TempDir())
-}
-
-func runNATSOn(t testing.TB, port int, store string) *server.Server {
-	t.Helper()
-	opts := natsserver.DefaultTestOptions
-	opts.Port = port
-	opts.JetStream = true
-	opts.StoreDir = store
-	s := natsserver.RunServer(&opts)
-	t.Cleanup(s.Shutdown)
-	return s
-}
 
 // testConfig is the default configuration pointed at a test server.
 func testConfig(t testing.TB, url string) function.Config {
@@ -63,13 +44,13 @@ type adapter struct {
 	f   *function.Function
 	url string
 	nc  *nats.Conn // a separate observer connection
-	log *bytes.Buffer
+	log *testutil.Buffer
 }
 
 func startAdapter(t testing.TB, cfg function.Config, nurl string) *adapter {
 	t.Helper()
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logs testutil.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f := function.New(function.WithConfig(cfg), function.WithLogger(log),
 		function.WithNATSOptions(natsout.WithReconnectWait(50*time.Millisecond)))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -141,32 +122,6 @@ func post(t testing.TB, url string, header map[string]string, body []byte) respo
 	return response{code: resp.StatusCode, body: string(b), header: resp.Header, close: resp.Close}
 }
 
-// receive waits for n messages or fails.
-func receive(t testing.TB, ch chan *nats.Msg, n int) []*nats.Msg {
-	t.Helper()
-	var got []*nats.Msg
-	timeout := time.After(5 * time.Second)
-	for len(got) < n {
-		select {
-		case m := <-ch:
-			got = append(got, m)
-		case <-timeout:
-			t.Fatalf("received %d of %d messages", len(got), n)
-		}
-	}
-	return got
-}
-
-// none fails if anything arrives within a short while.
-func none(t testing.TB, ch chan *nats.Msg) {
-	t.Helper()
-	select {
-	case m := <-ch:
-		t.Fatalf("unexpected message on %s: %s", m.Subject, m.Data)
-	case <-time.After(150 * time.Millisecond):
-	}
-}
-
 func decode(t testing.TB, m *nats.Msg) event.Event {
 	t.Helper()
 	ev, err := binding.Decode(m)
@@ -201,20 +156,16 @@ func streamMsgs(t testing.TB, nc *nats.Conn, stream string) uint64 {
 	return info.State.Msgs
 }
 
-// lockedWriter lets the logger be written from many goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 func cehttpEvent(resp *http.Response) (*event.Event, error) {
 	return cehttp.NewEventFromHTTPResponse(resp)
 }
 
 func decodeMsg(m *nats.Msg) (event.Event, error) { return binding.Decode(m) }
+
+var (
+	runNATS   = testutil.NATS
+	runNATSOn = testutil.NATSOn
+	receive   = testutil.Receive
+	none      = testutil.None
+	freePort  = testutil.FreePort
+)

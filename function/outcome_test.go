@@ -1,0 +1,215 @@
+package function_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	pipeline "github.com/rgw-nats/rgw-nats/adapter"
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/function"
+)
+
+// ingressMode builds a request carrying one RGW envelope the way each sender
+// does.
+type ingressMode struct {
+	name    string
+	fromRGW bool // RGW itself sends it: bad input is dead-lettered
+	build   func(envelope []byte) (map[string]string, []byte)
+	// bad is a body of this mode that can never decode.
+	bad func() (map[string]string, []byte)
+}
+
+var ingressModes = []ingressMode{
+	{"raw", true,
+		func(env []byte) (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/json"}, env
+		},
+		func() (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/json"}, []byte(`{"Records":[]}`)
+		}},
+	{"binary from RGW", true,
+		func(env []byte) (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/json", "Ce-Specversion": "1.0", "Ce-Id": "req.zone",
+				"Ce-Type": "com.amazonaws.ObjectCreated:Put", "Ce-Source": "ceph:s3.default.nb-main"}, env
+		},
+		func() (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/json", "Ce-Specversion": "1.0", "Ce-Id": "req.zone",
+				"Ce-Type": "com.amazonaws.ObjectCreated:Put", "Ce-Source": "ceph:s3.default.nb-main"}, []byte(`{"Records":[`)
+		}},
+	{"binary from KafkaSource", false,
+		func(env []byte) (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/json", "Ce-Specversion": "1.0", "Ce-Id": "partition:0/offset:7",
+				"Ce-Type": "dev.knative.kafka.event", "Ce-Source": "/apis/v1/namespaces/ceph/kafkasources/rgw#t"}, env
+		},
+		func() (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/json", "Ce-Specversion": "1.0", "Ce-Id": "partition:0/offset:7",
+				"Ce-Type": "dev.knative.kafka.event", "Ce-Source": "/apis/v1/namespaces/ceph/kafkasources/rgw#t"}, []byte("not json")
+		}},
+	{"structured", false,
+		func(env []byte) (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/cloudevents+json"}, ceJSON(env)
+		},
+		func() (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/cloudevents+json"}, ceJSON([]byte(`{"Records":[]}`))
+		}},
+	{"batch", false,
+		func(env []byte) (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/cloudevents-batch+json"}, append(append([]byte("["), ceJSON(env)...), ']')
+		},
+		func() (map[string]string, []byte) {
+			return map[string]string{"Content-Type": "application/cloudevents-batch+json"}, []byte("[]")
+		}},
+}
+
+func ceJSON(data []byte) []byte {
+	return []byte(`{"specversion":"1.0","id":"k1","type":"dev.knative.kafka.event","source":"/k","datacontenttype":"application/json","data":` + string(data) + `}`)
+}
+
+// TestOutcomeTable runs every failure class through every ingress mode, with
+// the dead letter on and off, against a real nats-server and a real HTTP
+// listener, and checks the status code, the body, what was published, what
+// was dead-lettered and that exactly one log line tells of a failure.
+func TestOutcomeTable(t *testing.T) {
+	type want struct {
+		code      int // dead letter on
+		codeOff   int // dead letter off
+		published int // events on rgw.>
+		reason    string
+	}
+	cases := []struct {
+		name   string
+		script string
+		setup  func(*function.Config)
+		bad    bool // send the mode's undecodable body
+		posts  int  // how often the request is sent (the last answer counts)
+		want   want
+	}{
+		{name: "published", want: want{202, 202, 1, ""}},
+		{name: "dropped by Lua", script: `function transform(ev) return nil end`, want: want{202, 202, 0, ""}},
+		{name: "decode", bad: true, want: want{0, 400, 0, pipeline.ReasonDecode}}, // 0: 202 from RGW, 400 otherwise
+		{name: "script error", script: `function transform(ev) error("boom") end`, want: want{202, 422, 0, pipeline.ReasonScript}},
+		{name: "unpublishable output", script: `function transform(ev) ev.ext.note = "\255 not UTF-8" return ev end`,
+			want: want{202, 422, 0, pipeline.ReasonOutput}},
+		{name: "request bytes limit", setup: func(c *function.Config) { c.MaxRequestBytes = 64 }, want: want{202, 422, 0, pipeline.ReasonLimit}},
+		{name: "no stream captures the subject", script: `function transform(ev) ev.nats.subject = "Bucket_Notification" return ev end`,
+			setup: func(c *function.Config) { c.NATSMode = natsout.JetStream }, want: want{202, 422, 0, pipeline.ReasonNoStream}},
+		{name: "Lua deadline", script: `function transform(ev) while true do end end`,
+			setup: func(c *function.Config) { c.LuaTimeout, c.PoisonAttempts = 20*time.Millisecond, 0 },
+			want:  want{503, 503, 0, pipeline.ReasonTimeout}},
+		{name: "poison: the deadline again and again", script: `function transform(ev) while true do end end`, posts: 2,
+			setup: func(c *function.Config) { c.LuaTimeout, c.PoisonAttempts = 20*time.Millisecond, 2 },
+			want:  want{202, 422, 0, pipeline.ReasonPoison}},
+		{name: "duplicate", posts: 2, setup: func(c *function.Config) { c.DedupWindow = time.Minute }, want: want{202, 202, 1, ""}},
+	}
+	for _, c := range cases {
+		for _, dl := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/deadletter=%v", c.name, dl), func(t *testing.T) {
+				s := runNATS(t)
+				cfg := testConfig(t, s.ClientURL())
+				cfg.DeadLetter = dl
+				if c.script != "" {
+					cfg.LuaScript = writeScript(t, c.script)
+				}
+				if c.setup != nil {
+					c.setup(&cfg)
+				}
+				a := startAdapter(t, cfg, s.ClientURL())
+				events := a.subscribe(t, "rgw.>")
+				letters := a.subscribe(t, "rgwnats.deadletter.>")
+				for i, m := range ingressModes {
+					t.Run(m.name, func(t *testing.T) {
+						// Each mode its own event id: poison and duplicate
+						// counts must not carry over from another mode.
+						env := []byte(strings.Replace(string(fixture(t, putFixture)), `"eventId":"1795554846`, fmt.Sprintf(`"eventId":"%d`, 1795554846+i), 1))
+						h, body := m.build(env)
+						if c.bad {
+							h, body = m.bad()
+						}
+						code := c.want.code
+						if !dl {
+							code = c.want.codeOff
+						} else if code == 0 {
+							code = map[bool]int{true: 202, false: 400}[m.fromRGW]
+						}
+						deadLettered := dl && code == 202 && c.want.reason != "" || c.name == "decode" && dl && m.fromRGW
+						warnBefore := strings.Count(a.log.String(), "level=WARN")
+						var resp response
+						for range max(c.posts, 1) {
+							resp = post(t, a.url, h, body)
+						}
+						if resp.code != code {
+							t.Fatalf("status %d %q, want %d", resp.code, resp.body, code)
+						}
+						word := c.want.reason
+						if c.bad {
+							word = "invalid request"
+						}
+						if code/100 != 2 && (strings.Count(resp.body, "\n") != 1 || !strings.Contains(resp.body, word)) {
+							t.Errorf("body %q: want one line naming %q", resp.body, word)
+						}
+						if code == 503 && resp.header.Get("Retry-After") == "" {
+							t.Error("503 without Retry-After")
+						}
+						got := receive(t, events, c.want.published)
+						none(t, events)
+						for _, msg := range got {
+							decode(t, msg)
+						}
+						if deadLettered {
+							dlm := receive(t, letters, 1)[0]
+							checkDeadLetter(t, dlm, body, h, c.want.reason)
+						}
+						none(t, letters)
+						// One line per failed request; a dead letter is one
+						// line too (the event did fail); success is silent.
+						wantLines := max(c.posts, 1)
+						switch {
+						case c.want.reason == "":
+							wantLines = 0
+						case c.name == "poison: the deadline again and again":
+							wantLines = 2 // the first attempt's 503, then the dead letter (or 422)
+						}
+						if n := strings.Count(a.log.String(), "level=WARN") - warnBefore; n != wantLines {
+							t.Errorf("%d warning lines, want %d:\n%s", n, wantLines, a.log.String())
+						}
+					})
+				}
+			})
+		}
+	}
+}
+
+func checkDeadLetter(t *testing.T, m *nats.Msg, body []byte, h map[string]string, reason string) {
+	t.Helper()
+	if string(m.Data) != string(body) {
+		t.Errorf("dead letter payload %q, want the request body byte for byte", m.Data)
+	}
+	if got := m.Header.Get(pipeline.HeaderReason); got != reason {
+		t.Errorf("%s %q, want %q", pipeline.HeaderReason, got, reason)
+	}
+	if m.Header.Get(pipeline.HeaderError) == "" {
+		t.Errorf("no %s", pipeline.HeaderError)
+	}
+	if ct := h["Content-Type"]; m.Header.Get("Content-Type") != ct {
+		t.Errorf("Content-Type %q, want the request's %q", m.Header.Get("Content-Type"), ct)
+	}
+	if id := h["Ce-Id"]; id != "" && m.Header.Get(pipeline.HeaderHTTPPrefix+"Ce-Id") != id {
+		t.Errorf("the request's Ce-Id is not kept: %v", m.Header)
+	}
+	if m.Header.Get("Ce-Specversion") != "" {
+		t.Error("a dead letter must not look like a binary-mode CloudEvent")
+	}
+	if reason == pipeline.ReasonScript && (m.Header.Get(pipeline.HeaderScript) != "transform.lua" || m.Header.Get(pipeline.HeaderLine) != "1") {
+		t.Errorf("script failure without script and line: %v", m.Header)
+	}
+	if reason == pipeline.ReasonPoison && m.Header.Get(pipeline.HeaderAttempts) != "2" {
+		t.Errorf("poison without the attempt count: %v", m.Header)
+	}
+	if reason != pipeline.ReasonDecode && m.Header.Get(pipeline.HeaderEventID) == "" {
+		t.Errorf("no %s: %v", pipeline.HeaderEventID, m.Header)
+	}
+}
