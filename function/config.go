@@ -68,7 +68,7 @@ type Config struct {
 	PoisonAttempts    int              `env:"POISON_ATTEMPTS" default:"3" desc:"Lua deadline hits of one event id (within POISON_WINDOW) after which it is a permanent failure; 0 never"`
 	PoisonWindow      time.Duration    `env:"POISON_WINDOW" default:"10m" desc:"how long deadline hits of an event id are counted"`
 	DedupWindow       time.Duration    `env:"DEDUP_WINDOW" default:"10m" desc:"how long a confirmed event id is remembered: a resent event is answered 2xx without publishing again; 0 off"`
-	DedupMaxIDs       int              `env:"DEDUP_MAX_IDS" default:"100000" desc:"most event ids remembered (about 64 bytes each)"`
+	DedupMaxIDs       int              `env:"DEDUP_MAX_IDS" default:"100000" desc:"most event ids remembered (about 90 bytes each)"`
 	MaxRequestBytes   int              `env:"MAX_REQUEST_OUTPUT_BYTES" default:"8388608" desc:"bytes all messages of one request may hold; more is a permanent failure"`
 
 	// Lua transform.

@@ -1,16 +1,23 @@
 package function_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	pipeline "github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // ingressMode builds a request carrying one RGW envelope the way each sender
@@ -211,5 +218,88 @@ func checkDeadLetter(t *testing.T, m *nats.Msg, body []byte, h map[string]string
 	}
 	if reason != pipeline.ReasonDecode && m.Header.Get(pipeline.HeaderEventID) == "" {
 		t.Errorf("no %s: %v", pipeline.HeaderEventID, m.Header)
+	}
+}
+
+// TestRequestsDuringStart serves requests while Start runs, as the binary
+// and func's scaffolding both do (the listener is up first, so probes
+// answer): they get 503 until the function is ready, then 202, and the race
+// detector (scripts/test.sh runs it) sees no unsynchronised state.
+func TestRequestsDuringStart(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	f := function.New(function.WithConfig(cfg), function.WithLogger(testutil.Logger(t)))
+	srv := httptest.NewServer(http.HandlerFunc(f.Handle))
+	defer srv.Close()
+	body := fixture(t, putFixture)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	codes := make([]map[int]int, 4)
+	for i := range codes {
+		codes[i] = map[int]int{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(body))
+				if err != nil {
+					continue
+				}
+				resp.Body.Close()
+				codes[i][resp.StatusCode]++
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := f.Start(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop(context.Background())
+	waitReady(t, f)
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	all := map[int]int{}
+	for _, c := range codes {
+		for k, v := range c {
+			all[k] += v
+		}
+	}
+	if all[503] == 0 || all[202] == 0 || len(all) != 2 {
+		t.Errorf("answers %v: want 503 before Start and 202 after, nothing else", all)
+	}
+}
+
+// TestDeadLetterNotCaptured: in JetStream mode with an operator's stream
+// that does not capture the dead-letter subject, readiness logs say so, and
+// an event that fails permanently is answered 503 (retried), never 2xx,
+// because its dead letter is not in NATS.
+func TestDeadLetterNotCaptured(t *testing.T) {
+	s := runNATS(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "RGW", Subjects: []string{"rgw.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, s.ClientURL())
+	cfg.NATSMode, cfg.NATSStreamCreate = natsout.JetStream, false
+	cfg.LuaScript = writeScript(t, `function transform(ev) error("boom") end`)
+	a := startAdapter(t, cfg, s.ClientURL())
+	testutil.WaitFor(t, func() bool {
+		return strings.Contains(a.log.String(), "no JetStream stream captures this subject") &&
+			strings.Contains(a.log.String(), "rgwnats.deadletter.>")
+	})
+	resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, fixture(t, putFixture))
+	if resp.code != 503 || !strings.Contains(resp.body, "dead letter was not confirmed") {
+		t.Fatalf("answer %d %q, want 503: the dead letter is not in NATS", resp.code, resp.body)
 	}
 }
