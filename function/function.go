@@ -19,11 +19,13 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // Function is the Knative function. Its zero value is not usable: get one
@@ -125,7 +127,8 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	}
 	var tr adapter.Transformer
 	if cfg.LuaScript != "" {
-		if r.engine, err = lua.New(ctx, cfg.LuaScript, LuaOptions(cfg, log)...); err != nil {
+		opts := append(LuaOptions(cfg, log), lua.WithOnLoad(r.checkSubjects))
+		if r.engine, err = lua.New(ctx, cfg.LuaScript, opts...); err != nil {
 			r.close(ctx)
 			return fmt.Errorf("LUA_SCRIPT: %w", err)
 		}
@@ -223,6 +226,35 @@ func (f *Function) Stop(ctx context.Context) error {
 		return nil
 	}
 	return r.close(ctx)
+}
+
+// checkSubjects says, for each literal subject of a newly loaded script
+// version, when it cannot be published to: not a valid subject, or, in
+// JetStream mode, no stream captures it (Ceph's own nats_adapter.lua
+// publishes to Bucket_Notification). Such events would be dead-lettered;
+// the operator learns it at load, not from the first failure. It runs in the
+// background: at start NATS may not be reachable yet.
+func (r *running) checkSubjects(l lua.Loaded) {
+	if len(l.Subjects) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, subj := range l.Subjects {
+			if !subject.Valid(subj) {
+				r.log.Warn("a script publishes to an invalid NATS subject; those events will be dead-lettered", "subject", subj, "scripts", l.Scripts)
+				continue
+			}
+			if r.cfg.NATSMode != natsout.JetStream || r.pub.WaitReady(ctx) != nil {
+				continue
+			}
+			if _, err := r.pub.StreamFor(ctx, subj); errors.Is(err, natsout.ErrNoStream) {
+				r.log.Warn("a script publishes to a subject no JetStream stream captures; those events will be dead-lettered",
+					"subject", subj, "stream", r.cfg.NATSStream, "scripts", l.Scripts)
+			}
+		}
+	}()
 }
 
 func (r *running) close(ctx context.Context) error {

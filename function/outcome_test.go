@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -301,5 +302,56 @@ func TestDeadLetterNotCaptured(t *testing.T) {
 	resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, fixture(t, putFixture))
 	if resp.code != 503 || !strings.Contains(resp.body, "dead letter was not confirmed") {
 		t.Fatalf("answer %d %q, want 503: the dead letter is not in NATS", resp.code, resp.body)
+	}
+}
+
+// TestScriptSubjectNoStreamAtLoad: a script whose literal subject no stream
+// captures (Ceph's nats_adapter.lua publishes to Bucket_Notification) is
+// reported when it loads, naming the subject and the stream, before any
+// event fails on it; so is the new version at a reload.
+func TestScriptSubjectNoStreamAtLoad(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.NATSMode = natsout.JetStream
+	cfg.LuaScript = writeScript(t, `
+local nats = require("nats")
+function transform(ev)
+  local c = nats.connect()
+  c:publish("Bucket_Notification", "x")
+  return ev
+end`)
+	a := startAdapter(t, cfg, s.ClientURL())
+	testutil.WaitFor(t, func() bool {
+		l := a.log.String()
+		return strings.Contains(l, "no JetStream stream captures") && strings.Contains(l, "subject=Bucket_Notification") && strings.Contains(l, "stream=RGW")
+	})
+	os.WriteFile(cfg.LuaScript, []byte(`function transform(ev) ev.nats.subject = "elsewhere.x" return ev end`), 0o644)
+	testutil.WaitFor(t, func() bool { return strings.Contains(a.log.String(), "subject=elsewhere.x") })
+}
+
+// TestStartHonoursTheEnvironmentMap: func's scaffolding hands the
+// environment to Start as a map; that map is the configuration, not the
+// process environment.
+func TestStartHonoursTheEnvironmentMap(t *testing.T) {
+	s := runNATS(t)
+	t.Setenv("NATS_SUBJECT", "fromprocess.{bucket}")
+	f := function.New(function.WithLogger(testutil.Logger(t)))
+	if err := f.Start(t.Context(), map[string]string{"NATS_URL": s.ClientURL(), "NATS_SUBJECT": "frommap.{bucket}"}); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop(context.Background())
+	waitReady(t, f)
+	srv := httptest.NewServer(http.HandlerFunc(f.Handle))
+	defer srv.Close()
+	ch := testutil.Subscribe(t, s.ClientURL(), ">")
+	if resp := post(t, srv.URL, map[string]string{"Content-Type": "application/json"}, fixture(t, putFixture)); resp.code != 202 {
+		t.Fatalf("%d %s", resp.code, resp.body)
+	}
+	if m := receive(t, ch, 1)[0]; m.Subject != "frommap.nb-main" {
+		t.Errorf("published on %s: the map's NATS_SUBJECT was not used", m.Subject)
+	}
+	bad := function.New()
+	if err := bad.Start(t.Context(), map[string]string{"NATS_URL": s.ClientURL(), "NATS_MODE": "kafka"}); err == nil || !strings.Contains(err.Error(), "NATS_MODE") {
+		t.Errorf("bad NATS_MODE in the map: %v, want an error naming the variable", err)
 	}
 }

@@ -20,8 +20,8 @@ fuzztime=${FUZZTIME:-10s}
 echo "== go test ./..."
 go test -count=1 -timeout 20m ./...
 
-echo "== go test -race (the concurrent packages)"
-go test -count=1 -race -timeout 20m ./adapter/... ./function/...
+echo "== go test -race ./..."
+go test -count=1 -race -timeout 30m ./...
 
 if [ "$fuzztime" != 0 ]; then
   # go test -fuzz takes one target of one package at a time.

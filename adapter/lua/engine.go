@@ -131,6 +131,7 @@ type config struct {
 	logger    *slog.Logger
 	reload    time.Duration
 	maxString int
+	onLoad    func(Loaded)
 }
 
 // An Option configures an Engine.
@@ -231,6 +232,7 @@ func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	e.chain.Store(c)
+	e.loaded(c)
 	if cfg.reload > 0 {
 		e.stop = make(chan struct{})
 		e.done = make(chan struct{})

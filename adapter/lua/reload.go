@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -101,6 +102,23 @@ func (e *Engine) load(ctx context.Context, files []scriptFile) (*chain, error) {
 	return c, nil
 }
 
+// loaded tells WithOnLoad's function about a version now serving.
+func (e *Engine) loaded(c *chain) {
+	if e.cfg.onLoad == nil {
+		return
+	}
+	var l Loaded
+	for _, s := range c.scripts {
+		l.Scripts = append(l.Scripts, s.name)
+		for _, subj := range s.subjects {
+			if !slices.Contains(l.Subjects, subj) {
+				l.Subjects = append(l.Subjects, subj)
+			}
+		}
+	}
+	e.cfg.onLoad(l)
+}
+
 func (c *chain) retire() {
 	for _, s := range c.scripts {
 		s.retire()
@@ -154,6 +172,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 	e.lastFailed = ""
 	e.chain.Store(c)
 	cur.retire()
+	e.loaded(c)
 	e.stats.reloads.Add(1)
 	e.cfg.logger.Info("lua: scripts reloaded", "path", e.path, "scripts", len(c.scripts), "version", c.fingerprint[:12])
 	return nil

@@ -19,6 +19,7 @@ type script struct {
 	name     string
 	proto    *glua.FunctionProto
 	rgwStyle bool // no transform function: the main chunk runs once per event
+	subjects []string // literal subjects (staticSubjects)
 
 	idle    chan *state
 	retired atomic.Bool
@@ -42,6 +43,7 @@ func compileScript(e *Engine, f scriptFile) (*script, error) {
 		name:     f.name,
 		proto:    proto,
 		rgwStyle: rgwStyle,
+		subjects: staticSubjects(chunk),
 		idle:     make(chan *state, e.cfg.poolSize),
 	}, nil
 }

@@ -131,3 +131,20 @@ func (p *Publisher) checkCaptured(ctx context.Context) {
 		}
 	}
 }
+
+// StreamFor names the JetStream stream that captures subj, or returns an
+// error wrapping ErrNoStream when none does (ErrUnavailable when NATS did
+// not answer). Core mode has no streams: it returns "" and nil.
+func (p *Publisher) StreamFor(ctx context.Context, subj string) (string, error) {
+	if p.js == nil {
+		return "", nil
+	}
+	name, err := p.js.StreamNameBySubject(ctx, subj)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return "", fmt.Errorf("%w: %q", ErrNoStream, subj)
+	case err != nil:
+		return "", fmt.Errorf("%w: stream look-up for %q: %w", ErrUnavailable, subj, err)
+	}
+	return name, nil
+}
