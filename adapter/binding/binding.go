@@ -23,6 +23,8 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/rgw-nats/rgw-nats/adapter/internal/percent"
+
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -367,33 +369,14 @@ func percentDecode(v string) (string, error) {
 			return "", err
 		}
 	}
-	if strings.IndexByte(v, '%') < 0 {
-		if !utf8.ValidString(v) {
-			return "", errors.New("not valid UTF-8")
-		}
-		return v, nil
+	d, err := percent.Decode(v)
+	if err != nil {
+		return "", err
 	}
-	b := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		if v[i] != '%' {
-			b = append(b, v[i])
-			continue
-		}
-		if i+2 >= len(v) {
-			return "", errors.New("truncated percent-encoding")
-		}
-		hi, ok1 := unhex(v[i+1])
-		lo, ok2 := unhex(v[i+2])
-		if !ok1 || !ok2 {
-			return "", fmt.Errorf("bad percent-encoding %q", v[i:i+3])
-		}
-		b = append(b, hi<<4|lo)
-		i += 2
-	}
-	if !utf8.Valid(b) {
+	if !utf8.ValidString(d) {
 		return "", errors.New("percent-encoding is not valid UTF-8")
 	}
-	return string(b), nil
+	return d, nil
 }
 
 // unquote undoes the backslash escapes of an RFC 7230 quoted string whose
@@ -413,18 +396,6 @@ func unquote(s string) (string, error) {
 		b.WriteByte(s[i])
 	}
 	return b.String(), nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
 }
 
 // Decode reads a CloudEvent from a message in either mode: structured when

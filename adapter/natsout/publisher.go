@@ -95,7 +95,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Publisher, error
 	}
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("natsout: connect %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("natsout: connect %s: %w", RedactURL(url), err)
 	}
 	p.nc = nc
 	if cfg.Mode == JetStream {
@@ -188,7 +188,9 @@ func checkCreds(path string) error {
 	return nil
 }
 
-func redactURL(urls string) string {
+// RedactURL hides the userinfo of NATS URLs (one or a comma-separated
+// list), for logs and errors.
+func RedactURL(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
 		if at := strings.LastIndexByte(u, '@'); at >= 0 {

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rgw-nats/rgw-nats/adapter/internal/percent"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 )
 
@@ -67,39 +69,11 @@ func plain(c byte) bool {
 
 // Unescape reverses Token.
 func Unescape(tok string) (string, error) {
-	if !strings.Contains(tok, "%") {
-		return tok, nil
+	s, err := percent.Decode(tok)
+	if err != nil {
+		return "", fmt.Errorf("subject: %w in %q", err, tok)
 	}
-	var b strings.Builder
-	for i := 0; i < len(tok); i++ {
-		if tok[i] != '%' {
-			b.WriteByte(tok[i])
-			continue
-		}
-		if i+2 >= len(tok) {
-			return "", fmt.Errorf("subject: truncated escape in %q", tok)
-		}
-		hi, ok1 := unhex(tok[i+1])
-		lo, ok2 := unhex(tok[i+2])
-		if !ok1 || !ok2 {
-			return "", fmt.Errorf("subject: bad escape in %q", tok)
-		}
-		b.WriteByte(hi<<4 | lo)
-		i += 2
-	}
-	return b.String(), nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
+	return s, nil
 }
 
 // Valid reports whether s can be published to: non-empty tokens separated by

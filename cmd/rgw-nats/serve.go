@@ -9,9 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/function"
 	"github.com/rgw-nats/rgw-nats/internal/embedded"
 )
@@ -81,7 +81,7 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		srv.Close()
 		return err
 	}
-	log.Info("rgw-nats listening", "address", ln.Addr().String(), "nats", redactURL(cfg.NATSURL))
+	log.Info("rgw-nats listening", "address", ln.Addr().String(), "nats", natsout.RedactURL(cfg.NATSURL))
 	if ready != nil {
 		go func() {
 			for {
@@ -137,19 +137,4 @@ func probe(check func(context.Context) (bool, error)) http.HandlerFunc {
 		}
 		io.WriteString(w, "ok\n")
 	}
-}
-
-// redactURL hides the userinfo of NATS URLs, for logs.
-func redactURL(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, u := range parts {
-		if at := strings.LastIndexByte(u, '@'); at >= 0 {
-			scheme := ""
-			if s := strings.Index(u, "://"); s >= 0 && s < at {
-				scheme = u[:s+3]
-			}
-			parts[i] = scheme + "***" + u[at:]
-		}
-	}
-	return strings.Join(parts, ",")
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats-server/v2/server"
-	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 const (
@@ -102,17 +102,6 @@ func TestJudge(t *testing.T) {
 	}
 }
 
-func runServer(t *testing.T) *server.Server {
-	t.Helper()
-	opts := natsserver.DefaultTestOptions
-	opts.Port = -1
-	opts.JetStream = true
-	opts.StoreDir = t.TempDir()
-	s := natsserver.RunServer(&opts)
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
 func connect(t *testing.T, s *server.Server) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL())
@@ -183,7 +172,7 @@ func receive(t *testing.T, ch <-chan Verdict) Verdict {
 // TestQueueGroupSharesWork: replicas in one queue group handle every
 // message exactly once between them.
 func TestQueueGroupSharesWork(t *testing.T) {
-	s := runServer(t)
+	s := testutil.NATS(t)
 	cfg := testConfig(t)
 	a, _ := collector(t, connect(t, s), cfg)
 	b, _ := collector(t, connect(t, s), cfg)
@@ -230,7 +219,7 @@ func TestQueueGroupSharesWork(t *testing.T) {
 // the last acknowledged message; an unusable message is terminated, not
 // redelivered.
 func TestJetStreamDurable(t *testing.T) {
-	s := runServer(t)
+	s := testutil.NATS(t)
 	nc := connect(t, s)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -330,7 +319,7 @@ func readEnvFile(t *testing.T, name string) map[string]string {
 // with its defaults and the stream named there, scores the upload and never
 // sees the delete, which xray.lua drops.
 func TestPipelineWithRGWNats(t *testing.T) {
-	s := runServer(t)
+	s := testutil.NATS(t)
 	env := readEnvFile(t, "../../knative/components/xray/xray.env")
 	for k, v := range env {
 		t.Setenv(k, v)
