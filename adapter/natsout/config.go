@@ -1,8 +1,10 @@
-// Package natsout is the NATS egress of rgw-nats: it opens the one
-// process-wide connection (reconnecting forever, every authentication and
-// TLS option), publishes encoded messages over it (core NATS with a flush, or
-// JetStream with an ack), and tells the caller per message whether NATS
-// really has it. Encoding is package binding's job.
+// Package natsout is the NATS egress of rgw-nats: a Publisher publishes
+// encoded messages over one process-wide connection (core NATS with a
+// flush, or JetStream with an ack) and tells the caller per message whether
+// NATS really has it. New takes a connection the caller opened, as
+// jetstream.New does; Connect opens one the way the service needs it
+// (reconnecting forever, no reconnect buffer, every authentication and TLS
+// option) and makes the Publisher on it. Encoding is package binding's job.
 //
 // It depends on nats.go, adapter/binding and adapter/subject only. It must
 // not import net/http, nats-server, Lua, Knative, or the adapter pipeline

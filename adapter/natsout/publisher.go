@@ -77,14 +77,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Publisher, error
 	for _, opt := range opts {
 		opt(&o)
 	}
-	p := &Publisher{
-		cfg:        cfg,
-		log:        cfg.logger(),
-		ackTimeout: cfg.ackTimeout(),
-		streamKick: make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		closed:     make(chan struct{}),
-	}
+	p := newPublisher(cfg)
 	natsOpts, err := p.natsOptions(&o)
 	if err != nil {
 		return nil, err
@@ -97,18 +90,75 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Publisher, error
 	if err != nil {
 		return nil, fmt.Errorf("natsout: connect %s: %w", RedactURL(url), err)
 	}
-	p.nc = nc
-	if cfg.Mode == JetStream {
-		p.js, err = jetstream.New(nc,
-			jetstream.WithPublishAsyncTimeout(p.ackTimeout),
-			jetstream.WithDefaultTimeout(p.ackTimeout))
-		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("natsout: jetstream: %w", err)
-		}
-		go p.streamLoop() // woken by the connect handler
+	if err := p.use(nc); err != nil {
+		nc.Close()
+		return nil, err
 	}
 	return p, nil
+}
+
+// New makes a Publisher on a connection the caller opened, as
+// jetstream.New does: the connection, its reconnect policy and its
+// authentication are the caller's (Config's URL and authentication fields
+// are not used). New takes over the connection's reconnect, disconnect and
+// closed handlers, which Ready, stream setup and Close depend on; Close
+// drains the connection. Prefer unlimited reconnects and no reconnect buffer
+// (nats.ReconnectBufSize(-1)): a publish buffered while disconnected is not
+// in NATS.
+func New(nc *nats.Conn, cfg Config) (*Publisher, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	p := newPublisher(cfg)
+	nc.SetReconnectHandler(p.onReconnect)
+	nc.SetDisconnectErrHandler(p.onDisconnect)
+	nc.SetClosedHandler(p.onClosed)
+	if err := p.use(nc); err != nil {
+		return nil, err
+	}
+	// There is no handler for a first connect still pending on a connection
+	// made with RetryOnFailedConnect: wait for it here.
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for !nc.IsConnected() {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+		}
+		p.kickStream()
+	}()
+	return p, nil
+}
+
+func newPublisher(cfg Config) *Publisher {
+	return &Publisher{
+		cfg:        cfg,
+		log:        cfg.logger(),
+		ackTimeout: cfg.ackTimeout(),
+		streamKick: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		closed:     make(chan struct{}),
+	}
+}
+
+// use binds p to nc.
+func (p *Publisher) use(nc *nats.Conn) error {
+	p.nc = nc
+	if p.cfg.Mode != JetStream {
+		return nil
+	}
+	var err error
+	p.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncTimeout(p.ackTimeout),
+		jetstream.WithDefaultTimeout(p.ackTimeout))
+	if err != nil {
+		return fmt.Errorf("natsout: jetstream: %w", err)
+	}
+	go p.streamLoop() // woken after every (re)connect
+	return nil
 }
 
 func (p *Publisher) natsOptions(o *options) ([]nats.Option, error) {

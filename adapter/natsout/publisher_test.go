@@ -491,3 +491,52 @@ func TestParseMode(t *testing.T) {
 		t.Error("ParseMode(kafka) succeeded")
 	}
 }
+
+// TestNewTakesAConnection: a Publisher on a connection the caller dialled
+// (as jetstream.New takes one) creates its stream, publishes with acks and
+// drains the connection on Close.
+func TestNewTakesAConnection(t *testing.T) {
+	s := testutil.NATS(t)
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jsConfig(s.ClientURL())
+	cfg.Logger = testutil.Logger(t)
+	p, err := New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, p)
+	noErrors(t, p.Publish(context.Background(), []Message{encode(t, "taken-1", "rgw.a.b", binding.Structured)}))
+	if n := streamMsgs(t, s.ClientURL(), "RGW"); n != 1 {
+		t.Fatalf("stream holds %d", n)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !nc.IsClosed() {
+		t.Error("Close left the connection open")
+	}
+}
+
+// TestCreatedStreamSettings: a stream the publisher creates gets the
+// duplicate window and replica count of the configuration.
+func TestCreatedStreamSettings(t *testing.T) {
+	s := testutil.NATS(t)
+	cfg := jsConfig(s.ClientURL())
+	cfg.DuplicateWindow = 17 * time.Minute
+	cfg.Replicas = 1
+	p := connect(t, cfg)
+	waitReady(t, p)
+	nc, _ := nats.Connect(s.ClientURL())
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(context.Background(), "RGW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.Duplicates != 17*time.Minute || c.Replicas != 1 {
+		t.Errorf("stream duplicates %v replicas %d", c.Duplicates, c.Replicas)
+	}
+}
