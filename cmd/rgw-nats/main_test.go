@@ -18,6 +18,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/function"
@@ -129,6 +130,16 @@ func TestServeEmbedded(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("tail output lacks %q:\n%s", want, out)
 		}
+	}
+	// The embedded server's stream captures the dead letters too.
+	nc, err := nats.Connect(ep.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if name, err := js.StreamNameBySubject(t.Context(), "rgwnats.deadletter.x"); err != nil || name != "RGW" {
+		t.Errorf("dead letters are captured by %q (%v), want the embedded server's stream RGW", name, err)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("shutdown: %v", err)
