@@ -30,7 +30,7 @@ type Publisher struct {
 	log        *slog.Logger
 	ackTimeout time.Duration
 	nc         *nats.Conn
-	js         jetstream.JetStream // nil in core mode
+	js         jetstream.JetStream // nil in core mode without stream creation
 
 	// Stream setup runs on one goroutine, woken after every (re)connect.
 	streamKick   chan struct{}
@@ -147,7 +147,10 @@ func newPublisher(cfg Config) *Publisher {
 // use binds p to nc.
 func (p *Publisher) use(nc *nats.Conn) error {
 	p.nc = nc
-	if p.cfg.Mode != JetStream {
+	// A stream to create is created in core mode too: core publishes to its
+	// subjects are stored (without an ack), so the embedded server's stream
+	// keeps events and dead letters in either mode.
+	if p.cfg.Mode != JetStream && !p.cfg.StreamCreate {
 		return nil
 	}
 	var err error
@@ -404,7 +407,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: invalid subject", ErrRejected))
 		}
 	}
-	if p.js != nil {
+	if p.cfg.Mode == JetStream {
 		p.publishJetStream(ctx, msgs, errs)
 	} else {
 		p.publishCore(ctx, msgs, errs)

@@ -136,7 +136,7 @@ func (p *Publisher) checkCaptured(ctx context.Context) {
 // error wrapping ErrNoStream when none does (ErrUnavailable when NATS did
 // not answer). Core mode has no streams: it returns "" and nil.
 func (p *Publisher) StreamFor(ctx context.Context, subj string) (string, error) {
-	if p.js == nil {
+	if p.cfg.Mode != JetStream {
 		return "", nil
 	}
 	name, err := p.js.StreamNameBySubject(ctx, subj)
