@@ -210,7 +210,7 @@ func TestBadInput(t *testing.T) {
 	cfg.MaxBodyBytes = 4096
 	cfg.AuthUsername, cfg.AuthPassword, cfg.AuthToken = "rgw", "s3cret", "tok3n"
 	a := startAdapter(t, cfg, s.ClientURL())
-	ch := a.subscribe(t, ">")
+	ch := a.subscribe(t, "rgw.>")
 	good := fixture(t, putFixture)
 	basic := func(u, p string) map[string]string {
 		req, _ := http.NewRequest("POST", "/", nil)
