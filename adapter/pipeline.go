@@ -162,13 +162,14 @@ type Result struct {
 	DeadLettered bool
 }
 
-// FirstErr is the first failure, for a one-line answer.
+// FirstErr is the first failure of the request's class, for a one-line
+// answer.
 func (r *Result) FirstErr() error {
 	if r.Err != nil {
 		return r.Err
 	}
 	for i := range r.Outcomes {
-		if o := &r.Outcomes[i]; o.Status == Failed {
+		if o := &r.Outcomes[i]; o.Status == Failed && o.Class == r.Class {
 			return o.Err
 		}
 	}
@@ -198,10 +199,14 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 		// 4xx and has its own dead-letter sink.
 		if in.FromRGW && p.cfg.DeadLetter != nil {
 			dl := p.deadLetter(req, nil, res.Reason, err, 0)
-			if errs := p.pub.Publish(ctx, []binding.Message{dl}); errs[0] != nil {
-				res.Class, res.Reason = classify(errs[0])
-				res.Err = fmt.Errorf("dead letter for a request that could not be decoded (%w): %w", err, errs[0])
-				return res
+			now := p.now()
+			if !p.seen.contains(dl.MsgID, now) {
+				if errs := p.pub.Publish(ctx, []binding.Message{dl}); errs[0] != nil {
+					res.Class, res.Reason = classify(errs[0])
+					res.Err = fmt.Errorf("dead letter for a request that could not be decoded (%w): %w", err, errs[0])
+					return res
+				}
+				p.seen.add(dl.MsgID, now)
 			}
 			res.Class, res.DeadLettered = 0, true
 		}

@@ -361,3 +361,21 @@ func TestStartHonoursTheEnvironmentMap(t *testing.T) {
 		t.Errorf("bad NATS_MODE in the map: %v, want an error naming the variable", err)
 	}
 }
+
+// TestUndecodableResentOnce: RGW resends entries queued behind a failing
+// one even after a 2xx; an undecodable body that was dead-lettered is not
+// dead-lettered again within the duplicate window.
+func TestUndecodableResentOnce(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.DedupWindow = time.Minute
+	a := startAdapter(t, cfg, s.ClientURL())
+	letters := a.subscribe(t, "rgwnats.deadletter.>")
+	for range 3 {
+		if resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, []byte(`{"Records":[]}`)); resp.code != 202 {
+			t.Fatalf("%d %s", resp.code, resp.body)
+		}
+	}
+	receive(t, letters, 1)
+	none(t, letters)
+}
