@@ -109,7 +109,7 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason string, err e
 		sum := sha256.Sum256(req.Body)
 		id = "deadletter.sha256-" + hex.EncodeToString(sum[:16])
 	}
-	h.Set(nats.MsgIdHdr, id)
+	h.Set(binding.HeaderMsgID, id)
 	return binding.Message{
 		Subject: p.cfg.DeadLetter.Execute(subjectOf),
 		Header:  h,

@@ -324,7 +324,7 @@ func (p *Pipeline) produce(ctx context.Context, ev *event.Event, o *Outcome, msg
 		}
 		m.MsgID = uniqueMsgID(msgs[first:], m.MsgID, k)
 		if m.Header != nil {
-			m.Header.Set(nats.MsgIdHdr, m.MsgID)
+			m.Header.Set(binding.HeaderMsgID, m.MsgID)
 		}
 		msgs = append(msgs, m)
 		if out.Event != nil {

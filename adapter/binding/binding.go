@@ -304,7 +304,7 @@ func mergeHeader(m *Message, extra nats.Header, enc Encoding) error {
 		case enc == Structured && strings.EqualFold(k, HeaderContentType),
 			enc == Binary && len(k) >= len(binaryPrefix) && strings.EqualFold(k[:len(binaryPrefix)], binaryPrefix):
 			return fmt.Errorf("header %q belongs to the CloudEvents %s mode; change the event instead", k, enc)
-		case !validHeaderName(k):
+		case !ValidHeaderName(k):
 			return fmt.Errorf("invalid header name %q", k)
 		}
 		m.Header[k] = append(m.Header[k], vs...)
@@ -312,9 +312,9 @@ func mergeHeader(m *Message, extra nats.Header, enc Encoding) error {
 	return nil
 }
 
-// validHeaderName accepts what nats.go can write: printable ASCII without
-// a colon.
-func validHeaderName(k string) bool {
+// ValidHeaderName accepts what nats.go can write as a header name:
+// printable ASCII without a colon.
+func ValidHeaderName(k string) bool {
 	if k == "" {
 		return false
 	}

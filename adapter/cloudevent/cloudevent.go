@@ -22,15 +22,14 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // Extension attribute names set on every mapped event. They follow the
 // CloudEvents naming rule (lower-case a-z0-9, at most 20 characters).
 const (
-	ExtBucket          = subject.ExtBucket
-	ExtObjectKey       = subject.ExtObjectKey
-	ExtEventName       = subject.ExtEventName
+	ExtBucket          = "bucket"
+	ExtObjectKey       = "objectkey"
+	ExtEventName       = "eventname"
 	ExtOpaqueData      = "opaquedata"
 	ExtConfigurationID = "configurationid"
 )

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	glua "github.com/yuin/gopher-lua"
@@ -230,16 +232,6 @@ func (st *state) setTime(L *glua.LState, le *luaEvent, v glua.LValue) {
 	}
 }
 
-// isJSON tells whether data of this media type is JSON; no content type
-// means JSON for a CloudEvent.
-func isJSON(mediaType string) bool {
-	switch mediaType {
-	case "", "application/json", "text/json":
-		return true
-	}
-	return strings.HasSuffix(mediaType, "+json")
-}
-
 // loadData returns ev.data, decoding the JSON data on first use.
 func (st *state) loadData(L *glua.LState, le *luaEvent) glua.LValue {
 	if le.dataSet {
@@ -250,7 +242,7 @@ func (st *state) loadData(L *glua.LState, le *luaEvent) glua.LValue {
 	var v glua.LValue = glua.LNil
 	switch {
 	case len(raw) == 0:
-	case isJSON(ev.DataMediaType()) && !ev.DataBase64:
+	case binding.IsJSON(ev.DataMediaType()) && !ev.DataBase64:
 		var err error
 		if v, err = st.json.decode(raw, st.null); err != nil {
 			L.RaiseError("ev.data: %s", err.Error())
@@ -456,13 +448,13 @@ func (st *state) output(le *luaEvent) (Output, error) {
 		switch v := le.data.(type) {
 		case *glua.LNilType:
 		case glua.LString:
-			if !isJSON(ev.DataMediaType()) {
+			if !binding.IsJSON(ev.DataMediaType()) {
 				raw = []byte(v)
 				break
 			}
 			raw = appendJSONString(nil, string(v))
 		default:
-			if !isJSON(ev.DataMediaType()) {
+			if !binding.IsJSON(ev.DataMediaType()) {
 				return fail("ev.data: data of content type %q must be a string, not a %s", ev.DataContentType(), v.Type())
 			}
 			b, err := st.json.encode(v)
@@ -499,7 +491,7 @@ func headerMap(t *glua.LTable) (map[string][]string, error) {
 	var h map[string][]string
 	for k, v := t.Next(glua.LNil); k != glua.LNil; k, v = t.Next(k) {
 		name, ok := k.(glua.LString)
-		if !ok || !validHeaderName(string(name)) {
+		if !ok || !binding.ValidHeaderName(string(name)) {
 			return nil, fmt.Errorf("invalid header name %v", k)
 		}
 		var vals []string
@@ -530,16 +522,4 @@ func headerMap(t *glua.LTable) (map[string][]string, error) {
 		h[string(name)] = vals
 	}
 	return h, nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == ':' {
-			return false
-		}
-	}
-	return true
 }

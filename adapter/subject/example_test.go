@@ -3,6 +3,8 @@ package subject_test
 import (
 	"fmt"
 
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
@@ -14,8 +16,8 @@ func ExampleTemplate_Execute() {
 		panic(err)
 	}
 	ev := event.New()
-	ev.SetExtension(subject.ExtBucket, "scans.eu")
-	ev.SetExtension(subject.ExtEventName, "ObjectCreated:Put")
+	ev.SetExtension(cloudevent.ExtBucket, "scans.eu")
+	ev.SetExtension(cloudevent.ExtEventName, "ObjectCreated:Put")
 	fmt.Println(tmpl.Execute(&ev))
 	fmt.Println(tmpl.StreamSubjects())
 	// Output:

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+
 	"github.com/rgw-nats/rgw-nats/adapter/internal/percent"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -101,13 +103,6 @@ func Valid(s string) bool {
 	}
 	return true
 }
-
-// The extension attributes the RGW mapping sets, read by the template fields.
-const (
-	ExtBucket    = "bucket"
-	ExtObjectKey = "objectkey"
-	ExtEventName = "eventname"
-)
 
 // Template is a parsed subject template. The zero value is not usable; get
 // one from Parse. A Template is safe for concurrent use.
@@ -228,11 +223,11 @@ func fieldValue(ev *event.Event, p part) string {
 	}
 	switch p.field {
 	case "bucket":
-		return extString(ev, ExtBucket)
+		return extString(ev, cloudevent.ExtBucket)
 	case "key":
-		return extString(ev, ExtObjectKey)
+		return extString(ev, cloudevent.ExtObjectKey)
 	case "event":
-		return extString(ev, ExtEventName)
+		return extString(ev, cloudevent.ExtEventName)
 	case "type":
 		return ev.Type()
 	case "source":

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 )
 
 func TestToken(t *testing.T) {
@@ -74,9 +75,9 @@ func rgwEvent() *event.Event {
 	ev.SetType("com.amazonaws.ObjectCreated:Put")
 	ev.SetSource("ceph:s3.default.logs.eu")
 	ev.SetSubject("x-ray/2024 scan.jpeg")
-	ev.SetExtension(ExtBucket, "logs.eu")
-	ev.SetExtension(ExtObjectKey, "x-ray/2024 scan.jpeg")
-	ev.SetExtension(ExtEventName, "ObjectCreated:Put")
+	ev.SetExtension(cloudevent.ExtBucket, "logs.eu")
+	ev.SetExtension(cloudevent.ExtObjectKey, "x-ray/2024 scan.jpeg")
+	ev.SetExtension(cloudevent.ExtEventName, "ObjectCreated:Put")
 	ev.SetExtension("team", "radiology")
 	return &ev
 }
@@ -115,7 +116,7 @@ func TestExecuteEventName(t *testing.T) {
 		"Replication:Create":                    "rgw.Replication.Create",
 		"ObjectCreated:Put.With.Dots and space": "rgw.ObjectCreated.Put%2EWith%2EDots%20and%20space",
 	} {
-		ev.SetExtension(ExtEventName, name)
+		ev.SetExtension(cloudevent.ExtEventName, name)
 		if got := tm.Execute(ev); got != want || !Valid(got) {
 			t.Errorf("event %q -> %q, want %q", name, got, want)
 		}
@@ -184,9 +185,9 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		ev := event.New()
-		ev.SetExtension(ExtBucket, bucket)
-		ev.SetExtension(ExtObjectKey, key)
-		ev.SetExtension(ExtEventName, name)
+		ev.SetExtension(cloudevent.ExtBucket, bucket)
+		ev.SetExtension(cloudevent.ExtObjectKey, key)
+		ev.SetExtension(cloudevent.ExtEventName, name)
 		if got := tm.Execute(&ev); !Valid(got) {
 			t.Fatalf("template %q made invalid subject %q", tmpl, got)
 		}
