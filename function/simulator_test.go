@@ -76,7 +76,7 @@ func TestPoisonEventDoesNotBlockTheTopic(t *testing.T) {
 				cfg.NATSMode = mode
 				cfg.DedupWindow = 10 * time.Minute
 				cfg.PoisonAttempts = 3
-				cfg.LuaTimeout = 30 * time.Millisecond
+				cfg.LuaTimeout = 50 * time.Millisecond
 				cfg.LuaScript = writeScript(t, `
 function transform(ev)
   if ev.subject:find("^poison/") then `+c.script+` end
