@@ -85,19 +85,11 @@ func waitReady(t testing.TB, f *function.Function) {
 	t.Fatal("function not ready within 10s")
 }
 
-// subscribe collects messages on subj.
+// subscribe collects the messages on subj, leaving out the server's own
+// ($JS advisories, _INBOX replies): tests look at what the adapter published.
 func (a *adapter) subscribe(t testing.TB, subj string) chan *nats.Msg {
 	t.Helper()
-	ch := make(chan *nats.Msg, 1024)
-	sub, err := a.nc.ChanSubscribe(subj, ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sub.Unsubscribe() })
-	if err := a.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return ch
+	return testutil.SubscribeOn(t, a.nc, subj)
 }
 
 type response struct {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,7 +122,9 @@ func (w *testOutput) close() {
 	w.mu.Unlock()
 }
 
-// Subscribe collects the messages on subj until the test ends.
+// Subscribe collects the messages on subj until the test ends, leaving out
+// the server's own ($JS advisories, _INBOX replies): tests look at what was
+// published.
 func Subscribe(tb testing.TB, url, subj string) chan *nats.Msg {
 	tb.Helper()
 	nc, err := nats.Connect(url)
@@ -129,10 +132,22 @@ func Subscribe(tb testing.TB, url, subj string) chan *nats.Msg {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(nc.Close)
+	return SubscribeOn(tb, nc, subj)
+}
+
+// SubscribeOn is Subscribe on an open connection.
+func SubscribeOn(tb testing.TB, nc *nats.Conn, subj string) chan *nats.Msg {
+	tb.Helper()
 	ch := make(chan *nats.Msg, 100000)
-	if _, err := nc.ChanSubscribe(subj, ch); err != nil {
+	sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+		if !strings.HasPrefix(m.Subject, "$") && !strings.HasPrefix(m.Subject, "_INBOX.") {
+			ch <- m
+		}
+	})
+	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { sub.Unsubscribe() })
 	if err := nc.Flush(); err != nil {
 		tb.Fatal(err)
 	}
