@@ -26,7 +26,11 @@ type script struct {
 }
 
 func compileScript(e *Engine, f scriptFile) (*script, error) {
-	chunk, err := parse.Parse(bytes.NewReader(f.src), f.name)
+	src, err := translate(f.src)
+	if err != nil {
+		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
+	}
+	chunk, err := parse.Parse(bytes.NewReader(src), f.name)
 	if err != nil {
 		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
 	}

@@ -35,6 +35,8 @@ type state struct {
 	clone   *glua.LFunction // ev:clone
 	modules map[string]glua.LValue
 
+	limitHit bool // a built-in refused to go past a limit (ErrLimit) in this call
+
 	gen     uint64 // number of the current call; events of older calls are stale
 	cur     *call  // the running call, nil between calls
 	callBuf call
@@ -164,7 +166,9 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 			Msg: fmt.Sprintf("the call ran past its %v deadline", d)}
 	}
 	if err != nil {
-		return outs, s.scriptError(err, c.id)
+		se := s.scriptError(err, c.id)
+		se.Limit = st.limitHit
+		return outs, se
 	}
 	n := len(outs)
 	outs = append(outs, c.outputs...)
@@ -180,6 +184,7 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 
 func (st *state) endCall() {
 	st.L.SetTop(0)
+	st.limitHit = false
 	c := st.cur
 	clear(c.outputs)
 	*c = call{outputs: c.outputs[:0]}
