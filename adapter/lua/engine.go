@@ -133,15 +133,16 @@ const (
 )
 
 type config struct {
-	function  string
-	timeout   time.Duration
-	onError   Policy
-	poolSize  int
-	hmacKey   []byte
-	logger    *slog.Logger
-	reload    time.Duration
-	maxString int
-	onLoad    func(Loaded)
+	function   string
+	timeout    time.Duration
+	onError    Policy
+	poolSize   int
+	hmacKey    []byte
+	logger     *slog.Logger
+	reload     time.Duration
+	maxString  int
+	onLoad     func(Loaded)
+	moduleDirs []string
 }
 
 // An Option configures an Engine.
@@ -233,7 +234,7 @@ func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
 		return nil, fmt.Errorf("lua: function name %q is not a Lua identifier", cfg.function)
 	}
 	e := &Engine{path: path, cfg: cfg, table: newSharedTable()}
-	files, err := readScripts(path)
+	files, err := e.readFiles()
 	if err != nil {
 		return nil, err
 	}

@@ -221,11 +221,14 @@ func checkWritable(L *glua.LState, t *glua.LTable, fn string) {
 
 func (st *state) require(L *glua.LState) int {
 	name := L.CheckString(1)
+	if st.requireModule(L, name) {
+		return 1
+	}
 	if m, ok := st.modules[name]; ok {
 		L.Push(m)
 		return 1
 	}
-	L.RaiseError("module %q is not available: require knows only rgwnats, nats, lunajson and cjson", name)
+	st.moduleMissing(L, name)
 	return 0
 }
 

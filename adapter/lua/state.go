@@ -34,6 +34,7 @@ type state struct {
 	reqMT   *glua.LTable    // Request's tables
 	clone   *glua.LFunction // ev:clone
 	modules map[string]glua.LValue
+	loaded  map[string]glua.LValue // user modules required so far; nil while one loads
 
 	limitHit bool // a built-in refused to go past a limit (ErrLimit) in this call
 
