@@ -38,7 +38,7 @@ func lua53(t testing.TB) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("CI") != "" {
+	if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
 		t.Fatal("lua5.3 is not installed (scripts/test.sh installs it as root: apt-get install lua5.3)")
 	}
 	t.Skip("lua5.3 is not installed; scripts/test.sh installs it (run it as root)")
