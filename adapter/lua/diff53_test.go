@@ -292,6 +292,7 @@ var knownDifferences = []struct {
 	{"integers beyond 2^53", `print(math.maxinteger, (1 << 53) + 1 == 1 << 53)`, "9223372036854775807\tfalse\n", "9223372036854774784\ttrue\n"},
 	{"products beyond 2^53", `print((0x811C9DC5 * 0x01000193) & 0xFFFFFFFF)`, "84696351\n", "84696352\n"},
 	{"integer overflow wraps in 5.3", `print(math.maxinteger + 1 == math.mininteger)`, "true\n", "false\n"},
+	{"hexadecimal of a negative integer", `print(string.format("%x", -1))`, "ffffffffffffffff\n", "-1\n"},
 	{"float formatting", `print(0.1 + 0.2, 1/3, 1e100, 1/0, -1/0)`, "0.3\t0.33333333333333\t1e+100\tinf\t-inf\n", "0.30000000000000004\t0.3333333333333333\t1e+100\t+Inf\t-Inf\n"},
 }
 
