@@ -211,6 +211,7 @@ end}
 local t = setmetatable({}, mt)
 show(t .. "a", "a" .. t, "a" .. "b" .. t, t .. "a" .. "b", 1 .. t .. 2, "x" .. t .. "y" .. t)`},
 	{"concat numbers", `show(1 .. 2, "a" .. 10 .. "b", -1 .. "", (1 << 52) .. "")`},
+	{"concat of calls", `local function two() return "x", "y" end show("a" .. two(), "a" .. ("b"):gsub("b", "c"), two() .. two() .. two(), (function(...) return "v" .. ... end)("1", "2"))`},
 	{"concat of nil", "local x\nshow(\"a\" .. \"b\" ..\n  x)"},
 	{"concat right assoc", `local n = 0 local mt = {__concat = function(a, b) n = n + 1 return "(" .. (type(a) == "table" and "T" or a) .. (type(b) == "table" and "T" or b) .. ")" end} local t = setmetatable({}, mt) show(t .. t .. t, n)`},
 	// utf8.

@@ -538,6 +538,13 @@ type parser struct {
 type expr struct {
 	first, last int
 	concat      []int // the .. tokens of a pending chain
+	// multi: a call or ..., which gives several values as the last
+	// argument of a call. tailFirst and tailMulti say the same of the last
+	// operand of a pending chain, which must then be parenthesised: a .. f()
+	// concatenates one value of f.
+	multi     bool
+	tailFirst int
+	tailMulti bool
 }
 
 func (p *parser) tok() token       { return p.toks[p.i] }
@@ -849,6 +856,10 @@ func (p *parser) finish(e expr) expr {
 	for _, i := range e.concat {
 		p.edits[i].repl, p.edits[i].replaced = ",", true
 	}
+	if e.tailMulti {
+		p.edits[e.tailFirst].pre = "(" + p.edits[e.tailFirst].pre
+		p.edits[e.last].post += ")"
+	}
 	p.edits[e.last].post += ")"
 	return expr{first: e.first, last: e.last}
 }
@@ -897,10 +908,11 @@ func (p *parser) subExp(limit int) (expr, error) {
 			// Right associative: right is the rest of the chain; join it.
 			left := p.finish(e)
 			chain := append([]int{opIndex}, right.concat...)
+			tailFirst, tailMulti := right.tailFirst, right.tailMulti
 			if len(right.concat) == 0 {
-				p.finish(right)
+				tailFirst, tailMulti = right.first, right.multi
 			}
-			e = expr{first: left.first, last: right.last, concat: append(left.concat, chain...)}
+			e = expr{first: left.first, last: right.last, concat: append(left.concat, chain...), tailFirst: tailFirst, tailMulti: tailMulti}
 			continue
 		}
 		e = p.finish(e)
@@ -938,7 +950,7 @@ func (p *parser) simpleExp() (expr, error) {
 		switch t.text {
 		case "...":
 			p.i++
-			return expr{first: p.i - 1, last: p.i - 1}, nil
+			return expr{first: p.i - 1, last: p.i - 1, multi: true}, nil
 		case "{":
 			first := p.i
 			if err := p.constructor(); err != nil {
@@ -952,6 +964,7 @@ func (p *parser) simpleExp() (expr, error) {
 
 func (p *parser) suffixedExp() (expr, error) {
 	first := p.i
+	call := false
 	switch {
 	case p.tok().kind == tName:
 		p.i++
@@ -989,13 +1002,18 @@ func (p *parser) suffixedExp() (expr, error) {
 			if err := p.args(); err != nil {
 				return expr{}, err
 			}
+			call = true
+			continue
 		case p.is("(") || p.is("{") || p.tok().kind == tString:
 			if err := p.args(); err != nil {
 				return expr{}, err
 			}
+			call = true
+			continue
 		default:
-			return expr{first: first, last: p.i - 1}, nil
+			return expr{first: first, last: p.i - 1, multi: call}, nil
 		}
+		call = false
 	}
 }
 

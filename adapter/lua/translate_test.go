@@ -36,6 +36,11 @@ func TestTranslate(t *testing.T) {
 		{"x = a .. b == c", bind(concat) + "x = " + concat + "(a , b) == c"},
 		{"x = 1 + 2 .. 3", bind(concat) + "x = " + concat + "(1 + 2 , 3)"},
 		{"x = a ~= b", "x = a ~= b"},
+		{"x = a .. f()", bind(concat) + "x = " + concat + "(a , (f()))"},
+		{"x = a .. s:m(1) .. t.u", bind(concat) + "x = " + concat + "(a , s:m(1) , t.u)"},
+		{"x = f() .. g{} .. ...", bind(concat) + "x = " + concat + "(f() , g{} , (...))"},
+		{"x = a .. (f())", bind(concat) + "x = " + concat + "(a , (f()))"},
+		{"x = a .. f().b", bind(concat) + "x = " + concat + "(a , f().b)"},
 		{`s = "\u{48}\x49\z
 		   !"`, `s = "HI!"` + "\n"},
 		{`s = "plain \"quoted\""`, `s = "plain \"quoted\""`},
