@@ -79,13 +79,15 @@ func BenchmarkLua53Event(b *testing.B) {
 	}
 }
 
-// The operator alone: a four-part chain of .., native against the helper.
-func BenchmarkLua53Concat(b *testing.B) {
-	src := `function transform(ev)
+const concatBenchSrc = `function transform(ev)
   local a, n = "abc", 0
   for i = 1, 100 do local s = a .. i .. "/" .. a n = n + #s end
   return ev
 end`
+
+// The operator alone: a four-part chain of .., native against the helper.
+func BenchmarkLua53Concat(b *testing.B) {
+	src := concatBenchSrc
 	for _, variant := range []string{"original", "translated"} {
 		b.Run("chain4x100/variant="+variant, func(b *testing.B) {
 			e := newEngine(b, src)

@@ -198,7 +198,7 @@ func (lx *lexer) longString(level int) error {
 		if lx.src[lx.pos] == '\n' {
 			lx.line++
 		}
-		if strings.HasPrefix(string(lx.src[lx.pos:min(len(lx.src), lx.pos+len(closing))]), closing) {
+		if lx.src[lx.pos] == ']' && string(lx.src[lx.pos:min(len(lx.src), lx.pos+len(closing))]) == closing {
 			lx.pos += len(closing)
 			return nil
 		}
@@ -245,10 +245,10 @@ func (lx *lexer) next() error {
 		fallthrough
 	default:
 		tok.kind = tOp
-		rest := string(src[lx.pos:min(len(src), lx.pos+3)])
+		rest := src[lx.pos:]
 		for _, ops := range [][]string{operators3, operators2} {
 			for _, op := range ops {
-				if strings.HasPrefix(rest, op) {
+				if len(rest) >= len(op) && string(rest[:len(op)]) == op {
 					tok.text = op
 					break
 				}
@@ -258,10 +258,11 @@ func (lx *lexer) next() error {
 			}
 		}
 		if tok.text == "" {
-			if strings.IndexByte(operators1, c) < 0 {
+			i := strings.IndexByte(operators1, c)
+			if i < 0 {
 				return lx.errorf("unexpected symbol %q", c)
 			}
-			tok.text = string(c)
+			tok.text = operators1[i : i+1]
 		}
 		lx.pos += len(tok.text)
 	}
