@@ -299,8 +299,14 @@ func (lx *lexer) number(tok *token) error {
 	text := string(src[start:lx.pos])
 	tok.text = text
 	if !hex {
-		if _, err := strconv.ParseFloat(text, 64); err != nil && !errors.Is(err, strconv.ErrRange) {
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
 			return lx.errorf("malformed number near %q", text)
+		}
+		// An integer numeral just below 2^63 is an integer in 5.3; as a
+		// double it would round up to 2^63, which prints negative.
+		if u, err := strconv.ParseUint(text, 10, 64); err == nil && u < 1<<63 && f > maxIntFloat {
+			tok.repl = numberLiteral(maxIntFloat)
 		}
 		return nil
 	}

@@ -45,6 +45,7 @@ func TestTranslate(t *testing.T) {
 		   !"`, `s = "HI!"` + "\n"},
 		{`s = "plain \"quoted\""`, `s = "plain \"quoted\""`},
 		{"n = 0x1p4 + 0xffffffffffffffff", "n = 16 + (-1)"},
+		{"n = 9223372036854775807 + 9007199254740993", "n = 9.223372036854775e+18 + 9007199254740993"},
 		{"s = [[a // b]] -- c .. d", "s = [[a // b]] -- c .. d"},
 		{"#!/usr/bin/lua\nx = 1", "--#!/usr/bin/lua\nx = 1"},
 	} {
