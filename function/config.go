@@ -79,6 +79,7 @@ type Config struct {
 	LuaPoolSize int           `env:"LUA_POOL_SIZE" default:"0" desc:"Lua states kept ready; 0 means two per CPU"`
 	LuaHMACKey  string        `env:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
 	LuaReload   bool          `env:"LUA_RELOAD" default:"true" desc:"watch LUA_SCRIPT and swap in a new version when it changes"`
+	LuaModules  string        `env:"LUA_MODULES" desc:"directories (separated by ':') of the pure-Lua modules require finds: name.lua, a/b.lua for a.b, name/init.lua"`
 
 	// Logging.
 	LogLevel  string `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`

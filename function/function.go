@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -212,6 +213,9 @@ func LuaOptions(cfg *Config, log *slog.Logger) []lua.Option {
 	}
 	if cfg.LuaHMACKey != "" {
 		opts = append(opts, lua.WithHMACKey([]byte(cfg.LuaHMACKey)))
+	}
+	if cfg.LuaModules != "" {
+		opts = append(opts, lua.WithModuleDirs(filepath.SplitList(cfg.LuaModules)...))
 	}
 	return opts
 }

@@ -39,6 +39,11 @@ var (
 	ErrScript = errors.New("lua: script failed")
 	// ErrClosed is returned by Transform after Close.
 	ErrClosed = errors.New("lua: engine closed")
+	// ErrLimit is wrapped by the error of a call that tried to go past a
+	// bound (a string longer than WithMaxString, from .., string.rep,
+	// string.gsub, table.concat...): a permanent failure, since the same
+	// event will hit it again.
+	ErrLimit = errors.New("lua: limit exceeded")
 )
 
 // ScriptError is the error of one script call. Its message names the script
@@ -50,6 +55,7 @@ type ScriptError struct {
 	EventID string
 	Msg     string // what went wrong, without the position
 	Timeout bool
+	Limit   bool // a bound was hit: wraps ErrLimit
 }
 
 func (e *ScriptError) Error() string {
@@ -67,10 +73,14 @@ func (e *ScriptError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns ErrScript, and ErrTimeout too for a timeout.
+// Unwrap returns ErrScript, and ErrTimeout too for a timeout, ErrLimit for
+// a bound that was hit.
 func (e *ScriptError) Unwrap() []error {
-	if e.Timeout {
+	switch {
+	case e.Timeout:
 		return []error{ErrScript, ErrTimeout}
+	case e.Limit:
+		return []error{ErrScript, ErrLimit}
 	}
 	return []error{ErrScript}
 }
@@ -123,15 +133,16 @@ const (
 )
 
 type config struct {
-	function  string
-	timeout   time.Duration
-	onError   Policy
-	poolSize  int
-	hmacKey   []byte
-	logger    *slog.Logger
-	reload    time.Duration
-	maxString int
-	onLoad    func(Loaded)
+	function   string
+	timeout    time.Duration
+	onError    Policy
+	poolSize   int
+	hmacKey    []byte
+	logger     *slog.Logger
+	reload     time.Duration
+	maxString  int
+	onLoad     func(Loaded)
+	moduleDirs []string
 }
 
 // An Option configures an Engine.
@@ -223,7 +234,7 @@ func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
 		return nil, fmt.Errorf("lua: function name %q is not a Lua identifier", cfg.function)
 	}
 	e := &Engine{path: path, cfg: cfg, table: newSharedTable()}
-	files, err := readScripts(path)
+	files, err := e.readFiles()
 	if err != nil {
 		return nil, err
 	}

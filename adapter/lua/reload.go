@@ -14,9 +14,11 @@ import (
 )
 
 type scriptFile struct {
-	name string // base name: what errors and logs show
-	path string
-	src  []byte
+	name   string // base name: what errors and logs show
+	path   string
+	src    []byte
+	module string // the module name of a module file (modules.go); "" for a script
+	cLib   bool   // a C library module, which cannot be loaded
 }
 
 // readScripts reads the script at path, or every *.lua file of the directory
@@ -69,7 +71,7 @@ func readScripts(path string) ([]scriptFile, error) {
 func fingerprint(files []scriptFile) string {
 	h := sha256.New()
 	for _, f := range files {
-		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.src))
+		fmt.Fprintf(h, "%s\x00%s\x00%d\x00", f.module, f.name, len(f.src))
 		h.Write(f.src)
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -80,6 +82,10 @@ func fingerprint(files []scriptFile) string {
 func (e *Engine) load(ctx context.Context, files []scriptFile) (*chain, error) {
 	c := &chain{fingerprint: fingerprint(files)}
 	warm := min(e.cfg.poolSize, runtime.GOMAXPROCS(0))
+	files, mods, err := compileModules(files)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("lua: loading %s: %w", f.name, err)
@@ -88,6 +94,7 @@ func (e *Engine) load(ctx context.Context, files []scriptFile) (*chain, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.mods = mods
 		for range warm {
 			st, err := s.newState()
 			if err != nil {
@@ -151,7 +158,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 	if cur == nil {
 		return ErrClosed
 	}
-	files, err := readScripts(e.path)
+	files, err := e.readFiles()
 	if err != nil {
 		e.rejectVersion("read:"+err.Error(), err)
 		return err

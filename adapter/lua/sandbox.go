@@ -41,6 +41,7 @@ func (st *state) sandbox() error {
 	}
 	G := L.Get(glua.GlobalsIndex).(*glua.LTable)
 	st.globals = G
+	st.open53()
 	// The registry's copies of the opened modules are out of the scripts'
 	// reach (no debug, no package), but drop them anyway.
 	L.Get(glua.RegistryIndex).(*glua.LTable).RawSetString("_LOADED", L.NewTable())
@@ -79,17 +80,7 @@ func (st *state) sandbox() error {
 		return 1
 	}))
 	G.RawSetString("print", L.NewFunction(st.print))
-	G.RawSetString("unpack", L.NewFunction(func(L *glua.LState) int {
-		t := L.CheckTable(1)
-		i, j := L.OptInt(2, 1), L.OptInt(3, t.Len())
-		if j-i >= maxResults {
-			L.RaiseError("unpack: too many results to unpack")
-		}
-		for k := i; k <= j; k++ {
-			L.Push(t.RawGetInt(k))
-		}
-		return max(0, j-i+1)
-	}))
+	G.RawSetString("unpack", L.NewFunction(unpack))
 	G.RawSetString("require", L.NewFunction(st.require))
 
 	// string: guarded rep, format and gsub, no dump; strings' metatable is
@@ -162,6 +153,7 @@ func (st *state) sandbox() error {
 	st.arrayMT = st.protectedMeta(nil)
 	st.json = jsonCodec{L: L, arrayMT: st.arrayMT, null: st.null}
 
+	st.initOps53()
 	st.initEvents()
 	st.initModules()
 	st.initRGW()
@@ -229,11 +221,14 @@ func checkWritable(L *glua.LState, t *glua.LTable, fn string) {
 
 func (st *state) require(L *glua.LState) int {
 	name := L.CheckString(1)
+	if st.requireModule(L, name) {
+		return 1
+	}
 	if m, ok := st.modules[name]; ok {
 		L.Push(m)
 		return 1
 	}
-	L.RaiseError("module %q is not available: require knows only rgwnats, nats, lunajson and cjson", name)
+	st.moduleMissing(L, name)
 	return 0
 }
 
@@ -252,18 +247,25 @@ func (st *state) print(L *glua.LState) int {
 func (st *state) maxString() int { return st.s.eng.cfg.maxString }
 
 func (st *state) tooLong(L *glua.LState, fn string, n int) {
+	st.limitHit = true
 	L.RaiseError("%s: result of %d bytes or more exceeds the limit of %d bytes", fn, n, st.maxString())
 }
 
 func (st *state) strRep(L *glua.LState) int {
 	s := L.CheckString(1)
 	n := L.CheckInt(2)
-	if n <= 0 || s == "" {
+	sep := L.OptString(3, "") // Lua 5.3
+	if n <= 0 || s == "" && sep == "" {
 		L.Push(glua.LString(""))
 		return 1
 	}
-	if n > st.maxString()/len(s) {
-		st.tooLong(L, "string.rep", len(s)*min(n, st.maxString()))
+	if n > st.maxString()/(len(s)+len(sep)) {
+		st.tooLong(L, "string.rep", (len(s)+len(sep))*min(n, st.maxString()))
+	}
+	if sep != "" {
+		s += sep
+		L.Push(glua.LString(strings.Repeat(s, n)[:len(s)*n-len(sep)]))
+		return 1
 	}
 	L.Push(glua.LString(strings.Repeat(s, n)))
 	return 1

@@ -18,23 +18,37 @@ type script struct {
 	eng      *Engine
 	name     string
 	proto    *glua.FunctionProto
-	rgwStyle bool // no transform function: the main chunk runs once per event
-	subjects []string // literal subjects (staticSubjects)
+	rgwStyle bool       // no transform function: the main chunk runs once per event
+	subjects []string   // literal subjects (staticSubjects)
+	mods     *moduleSet // the user's modules of this version
 
 	idle    chan *state
 	retired atomic.Bool
 }
 
-func compileScript(e *Engine, f scriptFile) (*script, error) {
-	chunk, err := parse.Parse(bytes.NewReader(f.src), f.name)
+// compileChunk translates Lua 5.3 source (translate.go) and compiles it.
+func compileChunk(name string, src []byte) ([]ast.Stmt, *glua.FunctionProto, error) {
+	src, err := translate(src)
 	if err != nil {
-		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
+		return nil, nil, fmt.Errorf("lua: %s: %w", name, err)
+	}
+	chunk, err := parse.Parse(bytes.NewReader(src), name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lua: %s: %w", name, err)
+	}
+	proto, err := glua.Compile(chunk, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lua: %s: %w", name, err)
+	}
+	return chunk, proto, nil
+}
+
+func compileScript(e *Engine, f scriptFile) (*script, error) {
+	chunk, proto, err := compileChunk(f.name, f.src)
+	if err != nil {
+		return nil, err
 	}
 	rgwStyle, err := style(chunk, e.cfg.function)
-	if err != nil {
-		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
-	}
-	proto, err := glua.Compile(chunk, f.name)
 	if err != nil {
 		return nil, fmt.Errorf("lua: %s: %w", f.name, err)
 	}

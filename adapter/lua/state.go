@@ -34,6 +34,9 @@ type state struct {
 	reqMT   *glua.LTable    // Request's tables
 	clone   *glua.LFunction // ev:clone
 	modules map[string]glua.LValue
+	loaded  map[string]glua.LValue // user modules required so far; nil while one loads
+
+	limitHit bool // a built-in refused to go past a limit (ErrLimit) in this call
 
 	gen     uint64 // number of the current call; events of older calls are stale
 	cur     *call  // the running call, nil between calls
@@ -164,7 +167,9 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 			Msg: fmt.Sprintf("the call ran past its %v deadline", d)}
 	}
 	if err != nil {
-		return outs, s.scriptError(err, c.id)
+		se := s.scriptError(err, c.id)
+		se.Limit = st.limitHit
+		return outs, se
 	}
 	n := len(outs)
 	outs = append(outs, c.outputs...)
@@ -180,6 +185,7 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 
 func (st *state) endCall() {
 	st.L.SetTop(0)
+	st.limitHit = false
 	c := st.cur
 	clear(c.outputs)
 	*c = call{outputs: c.outputs[:0]}
