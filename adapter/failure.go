@@ -63,6 +63,7 @@ var failureClass = []struct {
 	{ingress.ErrInvalid, Permanent, ReasonDecode},
 	{ingress.ErrUnsupported, Permanent, ReasonDecode},
 	{ErrLimit, Permanent, ReasonLimit},
+	{lua.ErrLimit, Permanent, ReasonLimit},
 	{lua.ErrTimeout, Transient, ReasonTimeout},
 	{lua.ErrClosed, Transient, ReasonShutdown},
 	{natsout.ErrNoStream, Permanent, ReasonNoStream},

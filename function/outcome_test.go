@@ -102,6 +102,8 @@ func TestOutcomeTable(t *testing.T) {
 		{name: "script error", script: `function transform(ev) error("boom") end`, want: want{202, 422, 0, pipeline.ReasonScript}},
 		{name: "unpublishable output", script: `function transform(ev) ev.ext.note = "\255 not UTF-8" return ev end`,
 			want: want{202, 422, 0, pipeline.ReasonOutput}},
+		{name: "Lua limit", script: `function transform(ev) local s = ("x"):rep(1024) for i = 1, 12 do s = s .. s end return ev end`,
+			want: want{202, 422, 0, pipeline.ReasonLimit}},
 		{name: "request bytes limit", setup: func(c *function.Config) { c.MaxRequestBytes = 64 }, want: want{202, 422, 0, pipeline.ReasonLimit}},
 		{name: "no stream captures the subject", script: `function transform(ev) ev.nats.subject = "Bucket_Notification" return ev end`,
 			setup: func(c *function.Config) { c.NATSMode = natsout.JetStream }, want: want{202, 422, 0, pipeline.ReasonNoStream}},
