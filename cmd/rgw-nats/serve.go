@@ -19,14 +19,13 @@ import (
 // serve hosts the function with its own HTTP server: listen first (so the
 // readiness probe answers during start), start the function, serve until
 // SIGTERM/SIGINT, then let in-flight requests finish and drain NATS.
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rgw-nats [serve]\n\nConfigured by environment variables:")
-		function.PrintUsage(stderr)
+		fmt.Fprintln(fs.Output(), "Usage: rgw-nats [serve]\n\nConfigured by environment variables:")
+		function.PrintUsage(fs.Output())
 	}
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout, stderr); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -52,13 +51,13 @@ type endpoints struct {
 func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, ready chan<- endpoints) error {
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("listen on %s: %w (set PORT or LISTEN_ADDRESS to change it)", cfg.Addr(), err)
 	}
 	if cfg.NATSURL == "" {
 		srv, err := embedded.Start(cfg.NATSEmbeddedListen, cfg.NATSStoreDir)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("embedded NATS server (NATS_EMBEDDED_LISTEN=%s): %w", cfg.NATSEmbeddedListen, err)
+			return fmt.Errorf("embedded NATS server on %s: %w (set NATS_EMBEDDED_LISTEN to change it, or NATS_URL to use a running nats-server)", cfg.NATSEmbeddedListen, err)
 		}
 		defer srv.Shutdown()
 		cfg.NATSURL, cfg.NATSStreamCreate = srv.URL(), true
