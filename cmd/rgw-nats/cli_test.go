@@ -653,6 +653,49 @@ func TestBusyPorts(t *testing.T) {
 	}
 }
 
+// TestShutdownDelay: with SHUTDOWN_DELAY, SIGTERM first fails readiness
+// while requests are still served (without keep-alive), and only then does
+// the server stop.
+func TestShutdownDelay(t *testing.T) {
+	opts := natsserver.DefaultTestOptions
+	opts.Port = -1
+	s := natsserver.RunServer(&opts)
+	defer s.Shutdown()
+	const delay = 3 * time.Second
+	cfg := testConfig(t, map[string]string{"NATS_URL": s.ClientURL(), "SHUTDOWN_DELAY": delay.String()})
+	ep, stop := startServe(t, cfg)
+	base := "http://" + ep.HTTP
+
+	if code := get(t, base+"/health/readiness"); code != 200 {
+		t.Fatalf("readiness before SIGTERM: %d", code)
+	}
+	sigterm := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	for deadline := time.Now().Add(delay); get(t, base+"/health/readiness") != 503; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("readiness still passes after SIGTERM")
+		}
+	}
+	if code := get(t, base+"/health/liveness"); code != 200 {
+		t.Errorf("liveness while draining: %d", code)
+	}
+	resp, err := http.Post(base+"/", "application/json", bytes.NewReader(fixture(t, "reef-put-capture.json")))
+	if err != nil {
+		t.Fatalf("request during the delay: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 || !resp.Close {
+		t.Errorf("request during the delay: %d, Connection: close %v", resp.StatusCode, resp.Close)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if waited := time.Since(sigterm); waited < delay {
+		t.Errorf("stopped %s after SIGTERM, before SHUTDOWN_DELAY (%s)", waited, delay)
+	}
+}
+
 func get(t *testing.T, url string) int {
 	t.Helper()
 	resp, err := http.Get(url)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
@@ -64,8 +65,9 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		log.Info("embedded NATS server started (set NATS_URL to use your own)", "url", cfg.NATSURL, "stream", cfg.NATSStream)
 	}
 	f := function.New(function.WithConfig(cfg), function.WithLogger(log))
+	var draining atomic.Bool
 	srv := &http.Server{
-		Handler:           newMux(f),
+		Handler:           newMux(f, &draining),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       90 * time.Second,
@@ -103,6 +105,17 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	if cfg.ShutdownDelay > 0 {
+		// What a preStop sleep does for a plain Deployment: the endpoints
+		// controller sees readiness fail and stops routing here, while
+		// requests already on their way are still served. Without
+		// keep-alive, clients open new connections, which the Service
+		// routes to the other pods.
+		draining.Store(true)
+		srv.SetKeepAlivesEnabled(false)
+		log.Info("shutting down: readiness fails from now on, still serving", "delay", cfg.ShutdownDelay)
+		time.Sleep(cfg.ShutdownDelay)
+	}
 	log.Info("shutting down: finishing in-flight requests, then draining NATS")
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	defer cancel()
@@ -118,10 +131,17 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 	return nil
 }
 
-// newMux routes the health paths to the probes and everything else to Handle.
-func newMux(f *function.Function) *http.ServeMux {
+// newMux routes the health paths to the probes and everything else to
+// Handle. While draining is set, readiness fails whatever the function says.
+func newMux(f *function.Function, draining *atomic.Bool) *http.ServeMux {
+	ready := func(ctx context.Context) (bool, error) {
+		if draining.Load() {
+			return false, nil
+		}
+		return f.Ready(ctx)
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health/readiness", probe(f.Ready))
+	mux.HandleFunc("/health/readiness", probe(ready))
 	mux.HandleFunc("/health/liveness", probe(f.Alive))
 	mux.HandleFunc("/", f.Handle)
 	return mux
