@@ -747,3 +747,31 @@ func TestTailRealDeadLetter(t *testing.T) {
 		}
 	}
 }
+
+// TestTailDefaultSubjects: a plain tail shows what the adapter publishes,
+// events and dead letters, and nothing else.
+func TestTailDefaultSubjects(t *testing.T) {
+	opts := natsserver.DefaultTestOptions
+	opts.Port = -1
+	s := natsserver.RunServer(&opts)
+	defer s.Shutdown()
+	t.Setenv("NATS_URL", s.ClientURL())
+	out, errOut, done := startTail(t, "-n", "2", "-timeout", "10s")
+	if !strings.Contains(errOut.String(), `tailing "rgw.>" and "rgwnats.deadletter.>"`) {
+		t.Errorf("banner: %s", errOut.String())
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.PublishMsg(cloudEventMsg("other.photos", "not-ours"))
+	nc.PublishMsg(cloudEventMsg("rgw.photos.ObjectCreated.Put", "ev-1"))
+	nc.PublishMsg(deadLetterMsg("rgwnats.deadletter.photos", []byte("{}"), "application/json", nil))
+	nc.Flush()
+	waitDone(t, done, out)
+	got := out.String()
+	if !strings.Contains(got, "id:      ev-1") || !strings.Contains(got, "(dead letter)") || strings.Contains(got, "not-ours") {
+		t.Errorf("output:\n%s", got)
+	}
+}

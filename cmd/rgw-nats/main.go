@@ -26,8 +26,8 @@ const usage = `rgw-nats: Ceph RGW bucket notifications -> CloudEvents -> (Lua) -
 Usage:
   rgw-nats [serve]                  run the adapter (configured by environment variables)
   rgw-nats send [flags] FILE...     POST payloads (RGW JSON or CloudEvents JSON) to a running adapter
-  rgw-nats tail [flags] [SUBJECT]   print the CloudEvents (and dead letters) published on SUBJECT
-                                    (default: the stream's subjects); --stream NAME replays what is stored
+  rgw-nats tail [flags] [SUBJECT]   print the CloudEvents and dead letters published on SUBJECT (default:
+                                    the adapter's); --stream NAME [--since 10m] replays what is stored
   rgw-nats replay --stream NAME [flags]
                                     POST the dead letters stored in a stream to the adapter again
   rgw-nats lua test SCRIPT [EVENT.json...]

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -257,8 +258,8 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(fs.Output(), `Usage: rgw-nats tail [flags] [SUBJECT]
 
 Connects with the NATS_* settings (NATS_URL empty: the embedded server's default nats://127.0.0.1:4222).
-SUBJECT defaults to what NATS_SUBJECT can produce (rgw.> by default); with --stream, to
-everything in the stream. Dead letters: rgw-nats tail 'rgwnats.deadletter.>'.
+SUBJECT defaults to what NATS_SUBJECT and DEAD_LETTER_SUBJECT can produce (rgw.> and
+rgwnats.deadletter.> by default); with --stream, to everything in the stream.
 NATS's own subjects (_INBOX.*, $JS.*, ...) are left out unless SUBJECT names them.
 Connection losses and reconnects are logged on stderr.
 
@@ -283,8 +284,16 @@ Examples:
 		return err
 	}
 	subj := fs.Arg(0)
-	if subj == "" && *stream == "" {
-		subj = cfg.NATSSubject.StreamSubjects()
+	var subjects []string // what a plain tail subscribes to
+	switch {
+	case subj != "":
+		subjects = []string{subj}
+	case *stream == "":
+		// What the adapter publishes: its events and its dead letters.
+		subjects = []string{cfg.NATSSubject.StreamSubjects()}
+		if cfg.DeadLetter {
+			subjects = append(subjects, cfg.DeadLetterSubject.StreamSubjects())
+		}
 	}
 	var cc jetstream.OrderedConsumerConfig
 	if *stream != "" {
@@ -318,20 +327,22 @@ Examples:
 		}
 		fmt.Fprintf(stderr, "tailing %s in stream %s on %s\n", what, *stream, conn.ConnectedUrlRedacted())
 	} else {
-		sub, err := conn.Subscribe(subj, func(m *nats.Msg) {
-			select {
-			case msgs <- received{Msg: m}:
-			case <-done:
+		for _, subj := range subjects {
+			sub, err := conn.Subscribe(subj, func(m *nats.Msg) {
+				select {
+				case msgs <- received{Msg: m}:
+				case <-done:
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("subscribe %q: %w", subj, err)
 			}
-		})
-		if err != nil {
-			return fmt.Errorf("subscribe %q: %w", subj, err)
+			defer sub.Unsubscribe()
 		}
-		defer sub.Unsubscribe()
 		if err := conn.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "tailing %q on %s\n", subj, conn.ConnectedUrlRedacted())
+		fmt.Fprintf(stderr, "tailing %s on %s\n", quoteAll(subjects), conn.ConnectedUrlRedacted())
 	}
 
 	var idle <-chan time.Time
@@ -357,6 +368,14 @@ Examples:
 		}
 	}
 	return nil
+}
+
+func quoteAll(subjects []string) string {
+	q := make([]string, len(subjects))
+	for i, s := range subjects {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, " and ")
 }
 
 // systemSubject reports whether NATS itself uses a subject: request replies
