@@ -113,7 +113,11 @@ Examples:
 			skipped++
 		} else {
 			sent++
-			label := fmt.Sprintf("#%d event %s (%s)", m.Seq, header(m.Header, headerEventID), header(m.Header, headerReason))
+			label := fmt.Sprintf("#%d", m.Seq)
+			if id := header(m.Header, headerEventID); id != "" { // absent when the request did not decode
+				label += " event " + id
+			}
+			label += " (" + header(m.Header, headerReason) + ")"
 			h := replayHeader(m)
 			if *dryRun {
 				fmt.Fprintf(stdout, "%s: would POST %d bytes, %s\n", label, len(m.Data), h.Get("Content-Type"))

@@ -23,13 +23,21 @@ type Info struct {
 	GoVersion string // toolchain that built the binary
 }
 
+// revision names the commit when the go command could not stamp it: a
+// Docker build context holds no .git, so scripts/build.sh passes it with
+// -ldflags "-X github.com/rgw-nats/rgw-nats/internal/buildinfo.revision=...".
+var revision string
+
 // Read returns the running binary's build information.
 func Read() Info {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return Info{}
+	var i Info
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		i = Parse(bi)
 	}
-	return Parse(bi)
+	if i.Revision == "" {
+		i.Revision = revision
+	}
+	return i
 }
 
 // Parse reads what Read reports from any build information, such as

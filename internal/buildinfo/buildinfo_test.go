@@ -34,3 +34,28 @@ func TestFromBuildInfo(t *testing.T) {
 		})
 	}
 }
+
+// A build without VCS stamping (a Docker context) reports the revision
+// scripts/build.sh linked in; a stamped one keeps its own.
+func TestReadFallsBackToLinkedRevision(t *testing.T) {
+	defer func(old string) { revision = old }(revision)
+	revision = "feedface"
+	got := Read()
+	if stamped := Parse(mustBuildInfo(t)).Revision; stamped != "" {
+		if got.Revision != stamped {
+			t.Errorf("revision %q, the binary is stamped %q", got.Revision, stamped)
+		}
+		return
+	}
+	if got.Revision != "feedface" {
+		t.Errorf("revision %q, want the linked one", got.Revision)
+	}
+}
+
+func mustBuildInfo(t *testing.T) *debug.BuildInfo {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		t.Skip("no build information in this test binary")
+	}
+	return bi
+}
