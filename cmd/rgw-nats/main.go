@@ -38,7 +38,7 @@ Usage:
 Run "rgw-nats COMMAND -h" for a command's flags. With no NATS_URL, serve starts an
 embedded nats-server, so "rgw-nats" alone works on a bare machine.
 
-Environment (serve reads these; tail reads the NATS_* ones):
+Environment (serve reads these; tail and replay read the NATS_* ones):
 `
 
 func main() {
