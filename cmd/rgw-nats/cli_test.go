@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/function"
 	rgwbuild "github.com/rgw-nats/rgw-nats/internal/buildinfo"
 )
 
@@ -773,5 +776,81 @@ func TestTailDefaultSubjects(t *testing.T) {
 	got := out.String()
 	if !strings.Contains(got, "id:      ev-1") || !strings.Contains(got, "(dead letter)") || strings.Contains(got, "not-ours") {
 		t.Errorf("output:\n%s", got)
+	}
+}
+
+// TestStartupLine: serve logs one line with the build and every variable in
+// force, and no secret.
+func TestStartupLine(t *testing.T) {
+	s, _ := jetStreamServer(t)
+	secrets := map[string]string{
+		"AUTH_USERNAME": "rgw", "AUTH_PASSWORD": "pw-secret-1", "AUTH_TOKEN": "token-secret-2",
+		"LUA_HMAC_KEY": "hmac-secret-3",
+	}
+	env := map[string]string{"NATS_URL": "nats://natsuser:nats-secret-4@" + strings.TrimPrefix(s.ClientURL(), "nats://"),
+		"NATS_MODE": "jetstream", "NATS_STREAM_CREATE": "true", "K_CE_OVERRIDES": `{"extensions":{"team":"radiology"}}`}
+	for k, v := range secrets {
+		env[k] = v
+	}
+	cfg := testConfig(t, env)
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan endpoints, 1)
+	done := make(chan error, 1)
+	go func() { done <- serveConfig(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve not ready")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	var start struct {
+		Msg     string            `json:"msg"`
+		Version string            `json:"version"`
+		Config  map[string]string `json:"config"`
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"rgw-nats starting"`) {
+			if start.Msg != "" {
+				t.Fatal("two start-up lines")
+			}
+			if err := json.Unmarshal([]byte(line), &start); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, secret := range []string{"pw-secret-1", "token-secret-2", "hmac-secret-3", "nats-secret-4"} {
+			if strings.Contains(line, secret) {
+				t.Errorf("a secret in the log: %s", line)
+			}
+		}
+	}
+	if start.Msg == "" || start.Version != rgwbuild.Read().Version {
+		t.Fatalf("no start-up line with the version:\n%s", logs.String())
+	}
+	typ := reflect.TypeFor[function.Config]()
+	for i := range typ.NumField() {
+		if name := typ.Field(i).Tag.Get("env"); name != "" {
+			if _, ok := start.Config[name]; !ok {
+				t.Errorf("start-up line lacks %s", name)
+			}
+		}
+	}
+	for k, want := range map[string]string{
+		"NATS_MODE": "jetstream", "NATS_SUBJECT": "rgw.{bucket}.{event}", "NATS_STREAM": "RGW", "LUA_TIMEOUT": "100ms",
+		"AUTH_USERNAME": "rgw", "AUTH_PASSWORD": "***", "AUTH_TOKEN": "***", "LUA_HMAC_KEY": "***", "NATS_TOKEN": "",
+		"K_CE_OVERRIDES": `{"team":"radiology"}`, // the extensions set
+	} {
+		if got := start.Config[k]; got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if u := start.Config["NATS_URL"]; !strings.HasPrefix(u, "nats://***@127.0.0.1:") {
+		t.Errorf("NATS_URL = %q", u)
 	}
 }
