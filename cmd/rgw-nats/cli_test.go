@@ -131,7 +131,7 @@ func TestBinaryVersionAndExitCodes(t *testing.T) {
 			t.Errorf("%s printed\n%s\nthe binary holds\n%s", arg, out, want)
 		}
 	}
-	if want.GoVersion == "" || want.Module != "github.com/rgw-nats/rgw-nats" {
+	if want.GoVersion == "" || want.Module != "github.com/rgw-nats/rgw-nats" || want.Tags != "nonatsserver" {
 		t.Errorf("build info lacks the module or Go version: %+v", want)
 	}
 	// A git worktree (.git is a file) gets no VCS stamp from the go

@@ -21,6 +21,7 @@ type Info struct {
 	Time      string // commit time, RFC 3339
 	Modified  bool   // the working tree had uncommitted changes
 	GoVersion string // toolchain that built the binary
+	Tags      string // build tags, e.g. nonatsserver (no embedded NATS server)
 }
 
 // revision names the commit when the go command could not stamp it: a
@@ -52,6 +53,8 @@ func Parse(bi *debug.BuildInfo) Info {
 			i.Time = s.Value
 		case "vcs.modified":
 			i.Modified = s.Value == "true"
+		case "-tags":
+			i.Tags = s.Value
 		}
 	}
 	return i
@@ -74,6 +77,9 @@ func (i Info) String() string {
 		fmt.Fprintf(&b, "  time:     %s\n", i.Time)
 	}
 	fmt.Fprintf(&b, "  go:       %s\n", orUnknown(i.GoVersion))
+	if i.Tags != "" {
+		fmt.Fprintf(&b, "  tags:     %s\n", i.Tags)
+	}
 	return b.String()
 }
 

@@ -23,8 +23,8 @@ func TestFromBuildInfo(t *testing.T) {
 		{"dirty tree", debug.BuildInfo{
 			GoVersion: "go1.26.0",
 			Main:      debug.Module{Path: "m", Version: "(devel)"},
-			Settings:  []debug.BuildSetting{{Key: "vcs.revision", Value: "ff"}, {Key: "vcs.modified", Value: "true"}},
-		}, "rgw-nats (devel)\n  module:   m\n  revision: ff (modified)\n  go:       go1.26.0\n"},
+			Settings:  []debug.BuildSetting{{Key: "-tags", Value: "nonatsserver"}, {Key: "vcs.revision", Value: "ff"}, {Key: "vcs.modified", Value: "true"}},
+		}, "rgw-nats (devel)\n  module:   m\n  revision: ff (modified)\n  go:       go1.26.0\n  tags:     nonatsserver\n"},
 		{"nothing recorded", debug.BuildInfo{}, "rgw-nats unknown\n  revision: unknown\n  go:       unknown\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
