@@ -132,7 +132,7 @@ func TestBinaryVersionAndExitCodes(t *testing.T) {
 		}
 	}
 	if want.GoVersion == "" || want.Module != "github.com/rgw-nats/rgw-nats" || want.Tags != "nonatsserver" {
-		t.Errorf("build info lacks the module or Go version: %+v", want)
+		t.Errorf("build info lacks the module, Go version or build tags: %+v", want)
 	}
 	// A git worktree (.git is a file) gets no VCS stamp from the go
 	// command; a clone does, and then it must be the checked-out commit.
