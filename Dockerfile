@@ -9,6 +9,9 @@ ARG TARGETARCH=amd64
 # --build-arg GOFLAGS=-tags=nonatsserver leaves the embedded NATS server out
 # (23 MiB -> 14 MiB); such an image needs NATS_URL, as Knative always sets.
 ARG GOFLAGS=
+# --build-arg REVISION=$(git rev-parse HEAD): the commit `rgw-nats version`
+# reports (the build context holds no .git to read it from).
+ARG REVISION=
 WORKDIR /src
 # Modules first: this layer stays cached until go.mod or go.sum change.
 COPY go.mod go.sum ./

@@ -35,6 +35,7 @@ type Config struct {
 	ReplyType     string               `env:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
 	CEOverrides   cloudevent.Overrides `env:"K_CE_OVERRIDES" desc:"JSON {\"extensions\":{...}} set on every event (injected by a Knative SinkBinding)"`
 	Shutdown      time.Duration        `env:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long SIGTERM waits for in-flight requests and the NATS drain"`
+	ShutdownDelay time.Duration        `env:"SHUTDOWN_DELAY" default:"0s" desc:"rgw-nats serve: after SIGTERM, fail readiness but keep serving this long before shutting down (a preStop sleep for plain Deployments; Knative drains by itself)"`
 
 	// CloudEvents.
 	CEMode binding.Encoding `env:"CE_MODE" default:"structured" desc:"CloudEvents NATS binding: structured (JSON payload) or binary (ce- headers)"`
@@ -163,6 +164,8 @@ func (c *Config) Validate() error {
 		return errors.New("configuration: NATS_ACK_TIMEOUT must be positive")
 	case c.LuaTimeout <= 0:
 		return errors.New("configuration: LUA_TIMEOUT must be positive")
+	case c.ShutdownDelay < 0:
+		return errors.New("configuration: SHUTDOWN_DELAY must not be negative")
 	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:
 		return errors.New("configuration: DEDUP_MAX_IDS, POISON_ATTEMPTS and MAX_REQUEST_OUTPUT_BYTES must not be negative, NATS_STREAM_REPLICAS at least 1")
 	}

@@ -41,6 +41,7 @@ func checkService(t *testing.T, ksvc object) {
 	if d, err := time.ParseDuration(str(ann["autoscaling.knative.dev/scale-to-zero-pod-retention-period"])); err != nil || d < time.Minute {
 		t.Errorf("scale-to-zero-pod-retention-period %q: want a duration of a minute or more (%v)", ann["autoscaling.knative.dev/scale-to-zero-pod-retention-period"], err)
 	}
+	checkScrape(t, tmpl)
 	spec := dig(tmpl, "spec")
 	if cc, ok := dig(spec, "containerConcurrency").(int); !ok || cc <= 0 {
 		t.Errorf("containerConcurrency %v: want a positive cap", dig(spec, "containerConcurrency"))
@@ -87,5 +88,30 @@ func checkService(t *testing.T, ksvc object) {
 	ports := list(dig(c, "ports"))
 	if len(ports) != 1 || dig(ports[0], "containerPort") != 8080 {
 		t.Errorf("ports %v: want the one port 8080 that the image's LISTEN_ADDRESS binds", ports)
+	}
+}
+
+// checkScrape: the revision template asks Prometheus to scrape /metrics on
+// a port the container declares.
+func checkScrape(t *testing.T, tmpl any) {
+	t.Helper()
+	ann := asMap(dig(tmpl, "metadata", "annotations"))
+	if got := str(ann["prometheus.io/scrape"]); got != "true" {
+		t.Errorf("annotation prometheus.io/scrape = %q, want \"true\"", got)
+	}
+	if got := str(ann["prometheus.io/path"]); got != "/metrics" {
+		t.Errorf("annotation prometheus.io/path = %q, want /metrics", got)
+	}
+	port := str(ann["prometheus.io/port"])
+	declared := false
+	for _, c := range list(dig(tmpl, "spec", "containers")) {
+		for _, p := range list(dig(c, "ports")) {
+			if fmt.Sprint(dig(p, "containerPort")) == port {
+				declared = true
+			}
+		}
+	}
+	if !declared {
+		t.Errorf("annotation prometheus.io/port = %q: no container declares that port", port)
 	}
 }

@@ -13,7 +13,8 @@ Build ./cmd/rgw-nats into OUTPUT (default: bin/rgw-nats in the repository)
 as a static, stripped executable, and print OUTPUT.
 
 Cross-compile with GOOS and GOARCH, e.g. GOOS=linux GOARCH=arm64.
-Extra flags for go build can be passed in GOFLAGS.
+Extra flags for go build can be passed in GOFLAGS. REVISION names the commit
+that `rgw-nats version` reports when there is no .git to read it from.
 USAGE
 }
 
@@ -43,5 +44,14 @@ cd "$root"
 # CGO_ENABLED=0: pure-Go net and os/user, so the binary needs no libc and
 # runs on a scratch image. -trimpath: no build machine paths in the binary.
 # -s -w: no symbol table and no DWARF (panics still print stack traces).
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out" ./cmd/rgw-nats
+# The commit, for `rgw-nats version` and the build_info metric: the go
+# command stamps it from .git, which a Docker build context does not hold,
+# so REVISION (docker build --build-arg REVISION=$(git rev-parse HEAD)) or
+# git, when it can tell, names it instead.
+ldflags="-s -w"
+rev=${REVISION:-$(git -C "$root" rev-parse HEAD 2>/dev/null || true)}
+if [ -n "$rev" ]; then
+	ldflags="$ldflags -X github.com/rgw-nats/rgw-nats/internal/buildinfo.revision=$rev"
+fi
+CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out" ./cmd/rgw-nats
 echo "$out"

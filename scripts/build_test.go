@@ -26,12 +26,13 @@ import (
 const repoRoot = ".."
 
 // buildBinary runs scripts/build.sh from dir (the repository or a copy of
-// it) for linux on this machine's architecture and returns the output path.
-func buildBinary(t *testing.T, dir string) string {
+// it) for linux on this machine's architecture, with env added to the
+// environment, and returns the output path.
+func buildBinary(t *testing.T, dir string, env ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "rgw-nats")
 	cmd := exec.Command("bash", filepath.Join(dir, "scripts", "build.sh"), out)
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=")
+	cmd.Env = append(append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS="), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/build.sh: %v\n%s", err, b)
 	}
@@ -274,8 +275,16 @@ func TestDockerBuildContext(t *testing.T) {
 			t.Errorf("%s is not in the build context: %v", needed, err)
 		}
 	}
-	buildBinary(t, ctx)
+	// No .git in the context: the commit comes from the build argument.
+	const rev = "0123456789abcdef0123456789abcdef01234567"
+	bin := buildBinary(t, ctx, "REVISION="+rev)
 	t.Logf("built from a context of %d files", copied)
+	if runtime.GOOS == "linux" {
+		out, err := exec.Command(bin, "version").Output()
+		if err != nil || !strings.Contains(string(out), "\n  revision: "+rev+"\n") {
+			t.Errorf("rgw-nats version: %v\n%s", err, out)
+		}
+	}
 }
 
 // hasReinclude reports whether a "!" rule could bring back something under

@@ -27,14 +27,18 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("lua test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rgw-nats lua test SCRIPT [EVENT.json...]\n\nSCRIPT is a .lua file or a directory of them (a chain). Each EVENT file holds an RGW\nnotification or a CloudEvent (structured JSON, or an array for a batch); with none,\nstandard input is read. LUA_* and NATS_SUBJECT, CE_DATA and K_CE_OVERRIDES apply as in serve.")
+		fmt.Fprintln(fs.Output(), "Usage: rgw-nats lua test SCRIPT [EVENT.json...]\n\nSCRIPT is a .lua file or a directory of them (a chain). Each EVENT file holds an RGW\nnotification or a CloudEvent (structured JSON, or an array for a batch); with none,\nstandard input is read. LUA_* and NATS_SUBJECT, CE_DATA and K_CE_OVERRIDES apply as in serve.")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 || args[0] != "test" {
+		// "lua -h" asks for help; anything else is not a command.
+		if help, err := parseFlags(fs, args, stdout, stderr); help || err != nil {
+			return err
+		}
 		fs.Usage()
 		return fmt.Errorf("%w: lua takes the subcommand test", errUsage)
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if help, err := parseFlags(fs, args[1:], stdout, stderr); help || err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {

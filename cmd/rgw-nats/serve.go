@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
@@ -19,14 +20,13 @@ import (
 // serve hosts the function with its own HTTP server: listen first (so the
 // readiness probe answers during start), start the function, serve until
 // SIGTERM/SIGINT, then let in-flight requests finish and drain NATS.
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rgw-nats [serve]\n\nConfigured by environment variables:")
-		function.PrintUsage(stderr)
+		fmt.Fprintln(fs.Output(), "Usage: rgw-nats [serve]\n\nConfigured by environment variables:")
+		function.PrintUsage(fs.Output())
 	}
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout, stderr); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -52,21 +52,23 @@ type endpoints struct {
 func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, ready chan<- endpoints) error {
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fmt.Errorf("listen on %s: %w (set PORT or LISTEN_ADDRESS to change it)", cfg.Addr(), err)
 	}
 	if cfg.NATSURL == "" {
 		srv, err := embedded.Start(cfg.NATSEmbeddedListen, cfg.NATSStoreDir)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("embedded NATS server (NATS_EMBEDDED_LISTEN=%s): %w", cfg.NATSEmbeddedListen, err)
+			return fmt.Errorf("embedded NATS server on %s: %w (set NATS_EMBEDDED_LISTEN to change it, or NATS_URL to use a running nats-server)", cfg.NATSEmbeddedListen, err)
 		}
 		defer srv.Shutdown()
 		cfg.NATSURL, cfg.NATSStreamCreate = srv.URL(), true
 		log.Info("embedded NATS server started (set NATS_URL to use your own)", "url", cfg.NATSURL, "stream", cfg.NATSStream)
 	}
+	logStart(log, &cfg)
 	f := function.New(function.WithConfig(cfg), function.WithLogger(log))
+	var draining atomic.Bool
 	srv := &http.Server{
-		Handler:           newMux(f),
+		Handler:           newMux(f, &draining),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       90 * time.Second,
@@ -104,6 +106,17 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	if cfg.ShutdownDelay > 0 {
+		// What a preStop sleep does for a plain Deployment: the endpoints
+		// controller sees readiness fail and stops routing here, while
+		// requests already on their way are still served. Without
+		// keep-alive, clients open new connections, which the Service
+		// routes to the other pods.
+		draining.Store(true)
+		srv.SetKeepAlivesEnabled(false)
+		log.Info("shutting down: readiness fails from now on, still serving", "delay", cfg.ShutdownDelay)
+		time.Sleep(cfg.ShutdownDelay)
+	}
 	log.Info("shutting down: finishing in-flight requests, then draining NATS")
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	defer cancel()
@@ -119,10 +132,17 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 	return nil
 }
 
-// newMux routes the health paths to the probes and everything else to Handle.
-func newMux(f *function.Function) *http.ServeMux {
+// newMux routes the health paths to the probes and everything else to
+// Handle. While draining is set, readiness fails whatever the function says.
+func newMux(f *function.Function, draining *atomic.Bool) *http.ServeMux {
+	ready := func(ctx context.Context) (bool, error) {
+		if draining.Load() {
+			return false, nil
+		}
+		return f.Ready(ctx)
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health/readiness", probe(f.Ready))
+	mux.HandleFunc("/health/readiness", probe(ready))
 	mux.HandleFunc("/health/liveness", probe(f.Alive))
 	mux.HandleFunc("/", f.Handle)
 	return mux

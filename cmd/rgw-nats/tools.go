@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,11 +13,15 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/function"
@@ -26,18 +31,12 @@ import (
 // delivery would, and prints the answer.
 func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
-	}
-	url := fs.String("url", "http://localhost:"+port+"/", "adapter URL (RGW's push-endpoint; user:password@ for Basic auth)")
-	token := fs.String("token", os.Getenv("AUTH_TOKEN"), "bearer token, if the adapter requires one")
+	url, token := targetFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rgw-nats send [flags] FILE...\n\nA file holding {\"Records\":[...]} goes as RGW sends it; a CloudEvent (JSON with\n\"specversion\") goes in structured mode; a JSON array of them in batch mode.")
+		fmt.Fprintln(fs.Output(), "Usage: rgw-nats send [flags] FILE...\n\nA file holding {\"Records\":[...]} goes as RGW sends it; a CloudEvent (JSON with\n\"specversion\") goes in structured mode; a JSON array of them in batch mode.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout, stderr); help || err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -51,22 +50,13 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", contentTypeOf(body))
-		if *token != "" {
-			req.Header.Set("Authorization", "Bearer "+*token)
-		}
-		resp, err := client.Do(req)
+		h := http.Header{"Content-Type": {contentTypeOf(body)}}
+		ans, err := post(ctx, client, *url, *token, h, body)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		fmt.Fprintf(stdout, "%s: %s %s\n", name, resp.Status, strings.TrimSpace(string(msg)))
-		if resp.StatusCode/100 != 2 {
+		fmt.Fprintf(stdout, "%s: %s\n", name, ans)
+		if !ans.ok() {
 			failed++
 		}
 	}
@@ -74,6 +64,52 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d of %d not accepted", failed, fs.NArg())
 	}
 	return nil
+}
+
+// targetFlags are the flags naming the adapter a command POSTs to.
+func targetFlags(fs *flag.FlagSet) (url, token *string) {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	url = fs.String("url", "http://localhost:"+port+"/", "adapter URL (RGW's push-endpoint; user:password@ for Basic auth)")
+	token = fs.String("token", os.Getenv("AUTH_TOKEN"), "bearer token, if the adapter requires one")
+	return url, token
+}
+
+// answer is what the adapter said to one POST.
+type answer struct {
+	code   int
+	status string
+	body   string // the first few KiB, trimmed
+}
+
+func (a answer) ok() bool { return a.code/100 == 2 }
+
+func (a answer) String() string {
+	if a.body == "" {
+		return a.status
+	}
+	return a.status + " " + a.body
+}
+
+// post sends one body with the given headers, the way a sender would.
+func post(ctx context.Context, client *http.Client, url, token string, h http.Header, body []byte) (answer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, err
+	}
+	maps.Copy(req.Header, h)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return answer{code: resp.StatusCode, status: resp.Status, body: strings.TrimSpace(string(msg))}, nil
 }
 
 // contentTypeOf picks the content type a file is meant to be sent with.
@@ -91,62 +127,226 @@ func contentTypeOf(body []byte) string {
 	return "application/json"
 }
 
-// tail subscribes to a subject and prints every CloudEvent readably.
+// connectNATS opens a connection with the NATS_* settings, for a person at a
+// terminal: connection changes (disconnects, reconnects) are logged on
+// stderr, and an unreachable server is an error within 5 seconds instead of
+// a silent wait.
+func connectNATS(ctx context.Context, cfg *function.Config, name string, stderr io.Writer) (*natsout.Publisher, error) {
+	url := cfg.NATSURL
+	if url == "" {
+		url = "nats://" + cfg.NATSEmbeddedListen
+	}
+	pub, err := natsout.Connect(ctx, natsout.Config{
+		URL: url, Name: name, CredsFile: cfg.NATSCreds, NkeySeedFile: cfg.NATSNkey,
+		User: cfg.NATSUser, Password: cfg.NATSPassword, Token: cfg.NATSToken,
+		TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", url, err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pub.WaitReady(waitCtx); err != nil {
+		pub.Close(context.Background())
+		return nil, fmt.Errorf("cannot reach NATS at %s (is the adapter running? set NATS_URL): %w", url, err)
+	}
+	return pub, nil
+}
+
+// received is one message as tail and replay see it; Seq and Time are set
+// for messages read from a stream.
+type received struct {
+	*nats.Msg
+	Seq     uint64
+	Time    time.Time
+	Pending uint64 // messages of the consumer still to come after this one
+}
+
+// position is where reading a stream starts: --seq or --since, or the
+// beginning.
+type position struct {
+	seq   uint64
+	since string
+}
+
+func (p *position) flags(fs *flag.FlagSet) {
+	fs.Uint64Var(&p.seq, "seq", 0, "with --stream: start at this stream sequence number")
+	fs.StringVar(&p.since, "since", "", "with --stream: start at this age (10m, 2h) or time (RFC 3339)")
+}
+
+// consumerConfig turns the position into an ordered consumer's start.
+func (p *position) consumerConfig(filter string) (jetstream.OrderedConsumerConfig, error) {
+	c := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if filter != "" && filter != ">" {
+		c.FilterSubjects = []string{filter}
+	}
+	switch {
+	case p.seq > 0 && p.since != "":
+		return c, fmt.Errorf("%w: give --seq or --since, not both", errUsage)
+	case p.seq > 0:
+		c.DeliverPolicy, c.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.seq
+	case p.since != "":
+		t, err := parseSince(p.since, time.Now())
+		if err != nil {
+			return c, fmt.Errorf("%w: --since: %w", errUsage, err)
+		}
+		c.DeliverPolicy, c.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	return c, nil
+}
+
+// parseSince reads an age ("10m") or an RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("negative age %s", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither a duration (10m) nor an RFC 3339 time", s)
+	}
+	return t, nil
+}
+
+// openStream creates an ordered consumer on a stream: no state on the
+// server beyond an ephemeral consumer, nothing acknowledged, resumed where
+// it was after a reconnect.
+func openStream(ctx context.Context, conn *nats.Conn, stream string, cc jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+	js, err := jetstream.New(conn)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, cc)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream %q not found", stream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %q: %w", stream, err)
+	}
+	return cons, nil
+}
+
+// consume hands each message of the consumer to out until done is closed
+// or the returned ConsumeContext is stopped.
+func consume(cons jetstream.Consumer, out chan<- received, done <-chan struct{}) (jetstream.ConsumeContext, error) {
+	return cons.Consume(func(m jetstream.Msg) {
+		r := received{Msg: &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}}
+		if meta, err := m.Metadata(); err == nil {
+			r.Seq, r.Time, r.Pending = meta.Sequence.Stream, meta.Timestamp, meta.NumPending
+		}
+		select {
+		case out <- r:
+		case <-done:
+		}
+	})
+}
+
+// tail subscribes to a subject, or reads a stream, and prints every message
+// readably: CloudEvents by their attributes, dead letters by their reason.
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	raw := fs.Bool("raw", false, "print each message's headers and payload as received")
 	count := fs.Int("n", 0, "exit after this many messages (0: run until interrupted)")
 	timeout := fs.Duration("timeout", 0, "exit with an error if no message arrives for this long (0: wait forever)")
+	stream := fs.String("stream", "", "read this JetStream stream from --seq or --since (default: all it holds), then follow it")
+	var pos position
+	pos.flags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rgw-nats tail [flags] [SUBJECT]\n\nConnects with the NATS_* settings (NATS_URL empty: the embedded server's default nats://127.0.0.1:4222).\nSUBJECT defaults to what NATS_SUBJECT can produce (rgw.> by default).")
+		fmt.Fprintln(fs.Output(), `Usage: rgw-nats tail [flags] [SUBJECT]
+
+Connects with the NATS_* settings (NATS_URL empty: the embedded server's default nats://127.0.0.1:4222).
+SUBJECT defaults to what NATS_SUBJECT and DEAD_LETTER_SUBJECT can produce (rgw.> and
+rgwnats.deadletter.> by default); with --stream, to everything in the stream.
+NATS's own subjects (_INBOX.*, $JS.*, ...) are left out unless SUBJECT names them.
+Connection losses and reconnects are logged on stderr.
+
+Examples:
+  rgw-nats tail                                  # what the adapter publishes from now on
+  rgw-nats tail --stream RGW --since 10m         # the last 10 minutes of stream RGW, then follow
+  rgw-nats tail --stream RGW --seq 1200 -n 10    # ten messages from sequence 1200`)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout, stderr); help || err != nil {
 		return err
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return fmt.Errorf("%w: tail takes one SUBJECT", errUsage)
+	}
+	if *stream == "" && (pos.seq > 0 || pos.since != "") {
+		return fmt.Errorf("%w: --seq and --since need --stream", errUsage)
 	}
 	cfg, err := function.LoadConfig()
 	if err != nil {
 		return err
 	}
 	subj := fs.Arg(0)
-	if subj == "" {
-		subj = cfg.NATSSubject.StreamSubjects()
+	var subjects []string // what a plain tail subscribes to
+	switch {
+	case subj != "":
+		subjects = []string{subj}
+	case *stream == "":
+		// What the adapter publishes: its events and its dead letters.
+		subjects = []string{cfg.NATSSubject.StreamSubjects()}
+		if cfg.DeadLetter {
+			subjects = append(subjects, cfg.DeadLetterSubject.StreamSubjects())
+		}
 	}
-	url := cfg.NATSURL
-	if url == "" {
-		url = "nats://" + cfg.NATSEmbeddedListen
+	var cc jetstream.OrderedConsumerConfig
+	if *stream != "" {
+		if cc, err = pos.consumerConfig(subj); err != nil {
+			return err
+		}
 	}
-	pub, err := natsout.Connect(ctx, natsout.Config{
-		URL: url, Name: "rgw-nats tail", CredsFile: cfg.NATSCreds, NkeySeedFile: cfg.NATSNkey,
-		User: cfg.NATSUser, Password: cfg.NATSPassword, Token: cfg.NATSToken,
-		TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	pub, err := connectNATS(ctx, &cfg, "rgw-nats tail", stderr)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", url, err)
-	}
-	defer pub.Close(context.Background())
-	// Connect keeps retrying in the background; a person wants to know now.
-	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := pub.WaitReady(waitCtx); err != nil {
-		return fmt.Errorf("cannot reach NATS at %s (is the adapter running? set NATS_URL): %w", url, err)
-	}
-	conn := pub.Conn()
-	msgs := make(chan *nats.Msg, 256)
-	sub, err := conn.ChanSubscribe(subj, msgs)
-	if err != nil {
-		return fmt.Errorf("subscribe %q: %w", subj, err)
-	}
-	defer sub.Unsubscribe()
-	if err := conn.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "tailing %q on %s\n", subj, conn.ConnectedUrlRedacted())
+	defer pub.Close(context.Background())
+	conn := pub.Conn()
+
+	msgs := make(chan received, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if *stream != "" {
+		cons, err := openStream(ctx, conn, *stream, cc)
+		if err != nil {
+			return err
+		}
+		reading, err := consume(cons, msgs, done)
+		if err != nil {
+			return fmt.Errorf("stream %q: %w", *stream, err)
+		}
+		defer reading.Stop()
+		what := "everything"
+		if subj != "" {
+			what = fmt.Sprintf("%q", subj)
+		}
+		fmt.Fprintf(stderr, "tailing %s in stream %s on %s\n", what, *stream, conn.ConnectedUrlRedacted())
+	} else {
+		for _, subj := range subjects {
+			sub, err := conn.Subscribe(subj, func(m *nats.Msg) {
+				select {
+				case msgs <- received{Msg: m}:
+				case <-done:
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("subscribe %q: %w", subj, err)
+			}
+			defer sub.Unsubscribe()
+		}
+		if err := conn.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "tailing %s on %s\n", quoteAll(subjects), conn.ConnectedUrlRedacted())
+	}
 
 	var idle <-chan time.Time
-	for n := 0; *count == 0 || n < *count; n++ {
+	for n := 0; *count == 0 || n < *count; {
 		if *timeout > 0 {
 			idle = time.After(*timeout)
 		}
@@ -154,35 +354,73 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case <-ctx.Done():
 			return nil
 		case <-idle:
-			return fmt.Errorf("no message on %q for %s", subj, *timeout)
+			return fmt.Errorf("no message for %s", *timeout)
 		case m := <-msgs:
+			if systemSubject(m.Subject) && !systemSubject(subj) {
+				continue
+			}
+			n++
 			if *raw {
 				printRaw(stdout, m)
 			} else {
-				printEvent(stdout, m)
+				printReceived(stdout, m)
 			}
 		}
 	}
 	return nil
 }
 
-func printRaw(w io.Writer, m *nats.Msg) {
-	fmt.Fprintf(w, "--- %s\n", m.Subject)
-	for k, vs := range m.Header {
-		for _, v := range vs {
+func quoteAll(subjects []string) string {
+	q := make([]string, len(subjects))
+	for i, s := range subjects {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, " and ")
+}
+
+// systemSubject reports whether NATS itself uses a subject: request replies
+// (_INBOX.*, where JetStream acks go) and the $-prefixed APIs and events
+// ($JS.*, $KV.*, $SYS.*). A wildcard tail ('>') would show them otherwise.
+func systemSubject(s string) bool {
+	return strings.HasPrefix(s, "_INBOX.") || strings.HasPrefix(s, "$")
+}
+
+// headerLine starts each message: its subject and, from a stream, its
+// sequence number and when it was stored.
+func headerLine(w io.Writer, m received, note string) {
+	fmt.Fprintf(w, "--- %s", m.Subject)
+	if m.Seq > 0 {
+		fmt.Fprintf(w, "  #%d %s", m.Seq, m.Time.UTC().Format(time.RFC3339Nano))
+	}
+	if note != "" {
+		fmt.Fprintf(w, "  (%s)", note)
+	}
+	fmt.Fprintln(w)
+}
+
+func printRaw(w io.Writer, m received) {
+	headerLine(w, m, "")
+	for _, k := range slices.Sorted(maps.Keys(m.Header)) {
+		for _, v := range m.Header[k] {
 			fmt.Fprintf(w, "%s: %s\n", k, v)
 		}
 	}
 	fmt.Fprintf(w, "\n%s\n", m.Data)
 }
 
-func printEvent(w io.Writer, m *nats.Msg) {
-	ev, err := binding.Decode(m)
-	if err != nil {
-		fmt.Fprintf(w, "--- %s (not a CloudEvent: %v)\n%s\n", m.Subject, err, m.Data)
+func printReceived(w io.Writer, m received) {
+	if isDeadLetter(m.Msg) {
+		printDeadLetter(w, m)
 		return
 	}
-	fmt.Fprintf(w, "--- %s\n", m.Subject)
+	ev, err := binding.Decode(m.Msg)
+	if err != nil {
+		headerLine(w, m, "not a CloudEvent")
+		fmt.Fprintf(w, "  error:   %s\n", oneLine(err.Error()))
+		printBody(w, "payload", m.Data)
+		return
+	}
+	headerLine(w, m, "")
 	fmt.Fprintf(w, "  id:      %s\n  type:    %s\n  source:  %s\n", ev.ID(), ev.Type(), ev.Source())
 	if s := ev.Subject(); s != "" {
 		fmt.Fprintf(w, "  subject: %s\n", s)
@@ -200,4 +438,100 @@ func printEvent(w io.Writer, m *nats.Msg) {
 	} else if len(ev.Data()) > 0 {
 		fmt.Fprintf(w, "  data (%s, %d bytes)\n", ev.DataContentType(), len(ev.Data()))
 	}
+}
+
+// The headers of a dead letter (package adapter writes them). The payload is
+// the original request body; headerHTTPPrefix marks the original request's
+// own headers (ce-* of a binary CloudEvent), kept so a replay can send them
+// again.
+const (
+	headerReason     = adapter.HeaderReason
+	headerError      = adapter.HeaderError
+	headerEventID    = adapter.HeaderEventID
+	headerAttempts   = adapter.HeaderAttempts
+	headerScript     = adapter.HeaderScript
+	headerScriptLine = adapter.HeaderLine
+	headerHTTPPrefix = adapter.HeaderHTTPPrefix
+	headerDeadPrefix = "Rgwnats-"
+)
+
+func isDeadLetter(m *nats.Msg) bool { return header(m.Header, headerReason) != "" }
+
+// header reads a header in any case: NATS keeps names as they were sent.
+func header(h nats.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+func printDeadLetter(w io.Writer, m received) {
+	headerLine(w, m, "dead letter")
+	fmt.Fprintf(w, "  reason:   %s\n", header(m.Header, headerReason))
+	for _, f := range []struct{ label, key string }{
+		{"error", headerError}, {"event id", headerEventID}, {"attempts", headerAttempts},
+		{"script", headerScript}, {"line", headerScriptLine},
+	} {
+		if v := header(m.Header, f.key); v != "" {
+			fmt.Fprintf(w, "  %-9s %s\n", f.label+":", v)
+		}
+	}
+	known := []string{headerReason, headerError, headerEventID, headerAttempts, headerScript, headerScriptLine}
+	var others, original []string
+	for k := range m.Header {
+		switch {
+		case hasPrefixFold(k, headerHTTPPrefix):
+			original = append(original, k)
+		case hasPrefixFold(k, headerDeadPrefix) && !slices.ContainsFunc(known, func(s string) bool { return strings.EqualFold(s, k) }):
+			others = append(others, k)
+		}
+	}
+	slices.Sort(others)
+	for _, k := range others {
+		fmt.Fprintf(w, "  %s: %s\n", strings.ToLower(k[len(headerDeadPrefix):]), strings.Join(m.Header[k], ", "))
+	}
+	if ct := header(m.Header, "Content-Type"); ct != "" {
+		fmt.Fprintf(w, "  content-type: %s\n", ct)
+	}
+	if len(original) > 0 {
+		slices.Sort(original)
+		fmt.Fprintln(w, "  original headers:")
+		for _, k := range original {
+			for _, v := range m.Header[k] {
+				fmt.Fprintf(w, "    %s: %s\n", k[len(headerHTTPPrefix):], v)
+			}
+		}
+	}
+	printBody(w, "body", m.Data)
+}
+
+// printBody shows a payload: indented JSON when it is JSON, text when it is
+// text, a size otherwise.
+func printBody(w io.Writer, label string, data []byte) {
+	var pretty bytes.Buffer
+	switch {
+	case len(data) == 0:
+		fmt.Fprintf(w, "  %s: (empty)\n", label)
+	case json.Indent(&pretty, data, "  ", "  ") == nil:
+		fmt.Fprintf(w, "  %s:\n  %s\n", label, pretty.Bytes())
+	case utf8.Valid(data):
+		fmt.Fprintf(w, "  %s:\n  %s\n", label, strings.ReplaceAll(strings.TrimRight(string(data), "\n"), "\n", "\n  "))
+	default:
+		fmt.Fprintf(w, "  %s: %d bytes, not text\n", label, len(data))
+	}
+}
+
+// oneLine keeps an error on its line: CloudEvents validation errors span
+// several.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"encoding"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/internal/buildinfo"
+)
+
+// logStart writes the one start-up line: the build, and every variable of
+// the configuration in force (defaults included), secrets hidden, so that
+// an operator can see which script, mode, stream and subjects run.
+func logStart(log *slog.Logger, cfg *function.Config) {
+	bi := buildinfo.Read()
+	log.Info("rgw-nats starting", "version", bi.Version, "revision", bi.Revision,
+		slog.Group("config", configAttrs(cfg)...))
+}
+
+// configAttrs is the configuration as one attribute per variable.
+func configAttrs(cfg *function.Config) []any {
+	v := reflect.ValueOf(cfg).Elem()
+	t := v.Type()
+	attrs := make([]any, 0, t.NumField())
+	for i := range t.NumField() {
+		name := t.Field(i).Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		val := configValue(v.Field(i))
+		switch {
+		case secretVariable(name) && val != "":
+			val = "***"
+		case name == "NATS_URL":
+			val = natsout.RedactURL(val)
+		}
+		attrs = append(attrs, slog.String(name, val))
+	}
+	return attrs
+}
+
+// configValue writes a value readably: in its text form (the way its
+// variable is written), or as JSON when it is a map or a list.
+func configValue(f reflect.Value) string {
+	if f.CanAddr() {
+		if m, ok := f.Addr().Interface().(encoding.TextMarshaler); ok {
+			if b, err := m.MarshalText(); err == nil {
+				return string(b)
+			}
+		}
+	}
+	if s, ok := f.Interface().(fmt.Stringer); ok {
+		return s.String()
+	}
+	if k := f.Kind(); k == reflect.Map || k == reflect.Slice {
+		if f.Len() == 0 {
+			return ""
+		}
+		if b, err := json.Marshal(f.Interface()); err == nil {
+			return string(b)
+		}
+	}
+	return fmt.Sprint(f.Interface())
+}
+
+// secretVariable reports whether a variable holds a secret itself (not the
+// path of a file that holds one): passwords, tokens, keys given inline.
+func secretVariable(name string) bool {
+	for _, w := range []string{"PASSWORD", "TOKEN", "SECRET", "HMAC"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
