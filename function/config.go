@@ -27,8 +27,8 @@ type Config struct {
 	Port          string               `env:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
 	MaxBodyBytes  int64                `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body accepted; larger gets 413"`
 	AuthUsername  string               `env:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
-	AuthPassword  string               `env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
-	AuthToken     string               `env:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
+	AuthPassword  string               `secret:"true" env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
+	AuthToken     string               `secret:"true" env:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
 	RetryAfter    int                  `env:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503"`
 	CloseRGW      bool                 `env:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
 	Reply         bool                 `env:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
@@ -52,8 +52,8 @@ type Config struct {
 	NATSCreds           string           `env:"NATS_CREDS" desc:"path of a NATS .creds file (JWT + nkey seed)"`
 	NATSNkey            string           `env:"NATS_NKEY" desc:"path of an nkey seed file"`
 	NATSUser            string           `env:"NATS_USER" desc:"NATS user name"`
-	NATSPassword        string           `env:"NATS_PASSWORD" desc:"NATS password"`
-	NATSToken           string           `env:"NATS_TOKEN" desc:"NATS authentication token"`
+	NATSPassword        string           `secret:"true" env:"NATS_PASSWORD" desc:"NATS password"`
+	NATSToken           string           `secret:"true" env:"NATS_TOKEN" desc:"NATS authentication token"`
 	NATSTLSCA           string           `env:"NATS_TLS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
 	NATSTLSCert         string           `env:"NATS_TLS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
 	NATSTLSKey          string           `env:"NATS_TLS_KEY" desc:"PEM key of NATS_TLS_CERT"`
@@ -78,7 +78,7 @@ type Config struct {
 	LuaTimeout  time.Duration `env:"LUA_TIMEOUT" default:"100ms" desc:"deadline of one script call"`
 	LuaOnError  lua.Policy    `env:"LUA_ON_ERROR" default:"reject" desc:"when a script fails: reject (the event is a permanent failure: dead letter), drop, or passthrough"`
 	LuaPoolSize int           `env:"LUA_POOL_SIZE" default:"0" desc:"Lua states kept ready; 0 means two per CPU"`
-	LuaHMACKey  string        `env:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
+	LuaHMACKey  string        `secret:"true" env:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
 	LuaReload   bool          `env:"LUA_RELOAD" default:"true" desc:"watch LUA_SCRIPT and swap in a new version when it changes"`
 	LuaModules  string        `env:"LUA_MODULES" desc:"directories (separated by ':') of the pure-Lua modules require finds: name.lua, a/b.lua for a.b, name/init.lua"`
 

@@ -121,6 +121,7 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	if log == nil {
 		log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	}
+	logStart(log, cfg)
 	r := &running{cfg: *cfg, log: log, failures: newThrottle(log, failureLogRate), auth: newAuthenticator(cfg)}
 	var err error
 	if r.pub, err = natsout.Connect(ctx, natsConfig(cfg, log), f.natsOp...); err != nil {
@@ -134,6 +135,8 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 			return fmt.Errorf("LUA_SCRIPT: %w", err)
 		}
 		tr = r.engine
+		// One line per load: this one, then the engine's at every reload.
+		log.Info("lua: scripts loaded", "path", cfg.LuaScript, "scripts", r.engine.Scripts())
 	}
 	if r.pipe, err = adapter.New(PipelineConfig(cfg), r.pub, tr); err != nil {
 		r.close(ctx)

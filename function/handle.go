@@ -260,15 +260,23 @@ func (t *throttle) log(ctx context.Context, level slog.Level, msg string, args .
 	now := time.Now().Unix()
 	if w := t.window.Load(); w != now && t.window.CompareAndSwap(w, now) {
 		t.inWin.Store(0)
-		if n := t.dropped.Swap(0); n > 0 {
-			t.logger.Log(ctx, level, "failures not logged (rate limit)", "count", n)
-		}
+		t.flush(ctx, level)
 	}
 	if t.inWin.Add(1) > t.perSec {
-		t.dropped.Add(1)
+		if t.dropped.Add(1) == 1 {
+			// Say what was left out even if no later failure comes to do it.
+			time.AfterFunc(time.Second, func() { t.flush(context.WithoutCancel(ctx), level) })
+		}
 		return
 	}
 	t.logger.Log(ctx, level, msg, args...)
+}
+
+// flush reports the failures left out since the last report.
+func (t *throttle) flush(ctx context.Context, level slog.Level) {
+	if n := t.dropped.Swap(0); n > 0 {
+		t.logger.Log(ctx, level, "failures not logged (rate limit)", "count", n)
+	}
 }
 
 // NewLogger builds the service's logger: JSON (default) or text, at a level.

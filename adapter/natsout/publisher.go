@@ -306,10 +306,10 @@ func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {
 
 func (p *Publisher) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	if sub != nil {
-		p.log.Error("nats async error", "subject", sub.Subject, "error", err)
+		p.log.Warn("nats async error", "subject", sub.Subject, "error", err)
 		return
 	}
-	p.log.Error("nats async error", "error", err)
+	p.log.Warn("nats async error", "error", err)
 }
 
 // Ready reports whether a publish can succeed now: the connection is up and,
@@ -521,6 +521,10 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 // starting): both come back as "no responders". Only the failure path pays
 // for the look-up.
 func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) error {
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		// One wording for a missing ack, however it was noticed.
+		return fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout)
+	}
 	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
 		return classify(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -41,7 +42,15 @@ func (p *Publisher) streamLoop() {
 			if err == nil {
 				break
 			}
-			p.log.Error("nats stream setup failed; retrying", "stream", p.cfg.Stream, "retry_in", backoff, "error", err)
+			// During a failover the stream's leader moves and look-ups time
+			// out for a while: that is normal, and only a stream this
+			// process must create, still failing after a few tries, is
+			// worth a warning.
+			level := slog.LevelInfo
+			if p.cfg.StreamCreate && backoff >= 4*time.Second {
+				level = slog.LevelWarn
+			}
+			p.log.Log(context.Background(), level, "nats stream check failed; retrying", "stream", p.cfg.Stream, "retry_in", backoff, "error", err)
 			select {
 			case <-p.stop:
 				return

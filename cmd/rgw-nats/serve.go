@@ -64,7 +64,6 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		cfg.NATSURL, cfg.NATSStreamCreate = srv.URL(), true
 		log.Info("embedded NATS server started (set NATS_URL to use your own)", "url", cfg.NATSURL, "stream", cfg.NATSStream)
 	}
-	logStart(log, &cfg)
 	f := function.New(function.WithConfig(cfg), function.WithLogger(log))
 	var draining atomic.Bool
 	srv := &http.Server{

@@ -1,4 +1,4 @@
-package main
+package function
 
 import (
 	"encoding"
@@ -6,24 +6,24 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
-	"github.com/rgw-nats/rgw-nats/function"
 	"github.com/rgw-nats/rgw-nats/internal/buildinfo"
 )
 
 // logStart writes the one start-up line: the build, and every variable of
-// the configuration in force (defaults included), secrets hidden, so that
-// an operator can see which script, mode, stream and subjects run.
-func logStart(log *slog.Logger, cfg *function.Config) {
+// the configuration in force (defaults included), secrets (fields tagged
+// secret) hidden, so that an operator sees which script, mode, stream,
+// subjects and dead letter run. Both hosts log it: the binary and func's
+// scaffolding.
+func logStart(log *slog.Logger, cfg *Config) {
 	bi := buildinfo.Read()
 	log.Info("rgw-nats starting", "version", bi.Version, "revision", bi.Revision,
 		slog.Group("config", configAttrs(cfg)...))
 }
 
 // configAttrs is the configuration as one attribute per variable.
-func configAttrs(cfg *function.Config) []any {
+func configAttrs(cfg *Config) []any {
 	v := reflect.ValueOf(cfg).Elem()
 	t := v.Type()
 	attrs := make([]any, 0, t.NumField())
@@ -34,7 +34,7 @@ func configAttrs(cfg *function.Config) []any {
 		}
 		val := configValue(v.Field(i))
 		switch {
-		case secretVariable(name) && val != "":
+		case t.Field(i).Tag.Get("secret") == "true" && val != "":
 			val = "***"
 		case name == "NATS_URL":
 			val = natsout.RedactURL(val)
@@ -66,15 +66,4 @@ func configValue(f reflect.Value) string {
 		}
 	}
 	return fmt.Sprint(f.Interface())
-}
-
-// secretVariable reports whether a variable holds a secret itself (not the
-// path of a file that holds one): passwords, tokens, keys given inline.
-func secretVariable(name string) bool {
-	for _, w := range []string{"PASSWORD", "TOKEN", "SECRET", "HMAC"} {
-		if strings.Contains(name, w) {
-			return true
-		}
-	}
-	return false
 }
