@@ -66,14 +66,15 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// targetFlags are the flags naming the adapter a command POSTs to.
+// targetFlags are the flags naming the adapter a command POSTs to; their
+// defaults come from the same configuration serve reads (PORT, AUTH_TOKEN).
 func targetFlags(fs *flag.FlagSet) (url, token *string) {
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
+	cfg, err := function.LoadConfig()
+	if err != nil {
+		cfg = function.Config{Port: "8080"} // the command reports the bad variable when it loads it again
 	}
-	url = fs.String("url", "http://localhost:"+port+"/", "adapter URL (RGW's push-endpoint; user:password@ for Basic auth)")
-	token = fs.String("token", os.Getenv("AUTH_TOKEN"), "bearer token, if the adapter requires one")
+	url = fs.String("url", "http://localhost:"+cfg.Port+"/", "adapter URL (RGW's push-endpoint; user:password@ for Basic auth)")
+	token = fs.String("token", cfg.AuthToken, "bearer token, if the adapter requires one")
 	return url, token
 }
 
