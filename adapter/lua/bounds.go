@@ -50,7 +50,7 @@ const (
 	// DefaultMemoryFraction of GOMEMLIMIT is the default memory limit; the
 	// rest is left for what runs outside Lua (request bodies, encoding,
 	// NATS buffers) and for the garbage the collector has not reached yet.
-	DefaultMemoryFraction = 0.75
+	DefaultMemoryFraction = 0.5
 	// DefaultMemoryLimit applies when GOMEMLIMIT is not set.
 	DefaultMemoryLimit = 256 << 20
 )
@@ -84,7 +84,7 @@ func WithStateWait(d time.Duration) Option { return func(c *config) { c.stateWai
 
 // WithMemoryLimit sets the Go heap size (bytes of heap objects, as
 // runtime/metrics counts them) past which every running script call is
-// stopped with ErrMemory (LUA_MEMORY_LIMIT). 0 means the default: 3/4 of
+// stopped with ErrMemory (LUA_MEMORY_LIMIT). 0 means the default: half of
 // GOMEMLIMIT when that is set, DefaultMemoryLimit otherwise; negative turns
 // the guard off.
 func WithMemoryLimit(n int64) Option { return func(c *config) { c.memoryLimit = n } }
@@ -266,7 +266,8 @@ func (g *memoryGuard) leave(st *state) {
 const heapMetric = "/memory/classes/heap/objects:bytes"
 
 func (g *memoryGuard) run(stop <-chan struct{}) {
-	sample := []metrics.Sample{{Name: heapMetric}}
+	var sample [1]metrics.Sample
+	sample[0].Name = heapMetric
 	t := time.NewTicker(g.period)
 	t.Stop()
 	for {
@@ -283,8 +284,7 @@ func (g *memoryGuard) run(stop <-chan struct{}) {
 				return
 			case <-t.C:
 			}
-			metrics.Read(sample)
-			if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > g.limit {
+			if heapInUse(&sample) > g.limit {
 				g.stopRunning()
 			}
 		}
@@ -310,4 +310,81 @@ func (g *memoryGuard) stopRunning() {
 func (s *script) warmState() (*state, error) {
 	s.slots <- struct{}{}
 	return s.startState()
+}
+
+// bigResult is the size from which the result of a built-in makes the state
+// look at the heap itself: a loop that keeps such strings (string.rep of
+// 1 MiB into a table) gains tens of MiB per millisecond, faster than the
+// guard samples.
+const bigResult = 64 << 10
+
+// heapInUse reads the bytes of heap objects (live and not yet swept).
+func heapInUse(s *[1]metrics.Sample) uint64 {
+	metrics.Read(s[:])
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// guardResults wraps the built-ins that can return large new strings so
+// that a big result checks the heap: past the limit the call is stopped as
+// the guard would stop it.
+func (st *state) guardResults() {
+	g := st.s.eng.guard
+	if g == nil {
+		return
+	}
+	st.heapSample[0].Name = heapMetric
+	inner := func(proxy glua.LValue) *glua.LTable {
+		t, ok := proxy.(*glua.LTable)
+		if !ok {
+			return nil
+		}
+		if mt, ok := t.Metatable.(*glua.LTable); ok {
+			if in, ok := mt.RawGetString("__index").(*glua.LTable); ok {
+				return in
+			}
+		}
+		return t
+	}
+	wrap := func(t *glua.LTable, names ...string) {
+		if t == nil {
+			return
+		}
+		for _, name := range names {
+			f, ok := t.RawGetString(name).(*glua.LFunction)
+			if !ok || !f.IsG {
+				continue
+			}
+			fn := f.GFunction
+			t.RawSetString(name, st.L.NewFunction(func(L *glua.LState) int {
+				n := fn(L)
+				if n > 0 {
+					if s, ok := L.Get(L.GetTop() - n + 1).(glua.LString); ok && len(s) >= bigResult {
+						st.checkHeap(L, g)
+					}
+				}
+				return n
+			}))
+		}
+	}
+	wrap(inner(st.globals.RawGetString("string")), "rep", "format", "gsub", "upper", "lower", "reverse")
+	wrap(inner(st.globals.RawGetString("table")), "concat")
+	rn := inner(st.modules["rgwnats"])
+	wrap(rn, "base64_encode", "base64_decode")
+	if rn != nil {
+		wrap(inner(rn.RawGetString("json")), "encode")
+	}
+	wrap(inner(st.modules["lunajson"]), "encode")
+	wrap(inner(st.modules["cjson"]), "encode")
+}
+
+func (st *state) checkHeap(L *glua.LState, g *memoryGuard) {
+	if st.cur == nil || heapInUse(&st.heapSample) <= g.limit {
+		return
+	}
+	st.memStop.Store(true)
+	st.deadline.expire()
+	L.RaiseError("memory limit reached")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"sync/atomic"
 	"time"
 
@@ -19,11 +20,12 @@ type state struct {
 	// channel between instructions; a per-state context and a reused timer
 	// keep a call free of context allocations. After it fired once the state
 	// is closed, so the closed channel is never seen by a later call.
-	deadline deadlineCtx
-	timer    *time.Timer
-	running  atomic.Bool // a call runs: the memory guard may stop it
-	memStop  atomic.Bool // the memory guard expired the deadline
-	live     bool        // holds a slot of the script and is known to the guard
+	deadline   deadlineCtx
+	timer      *time.Timer
+	running    atomic.Bool // a call runs: the memory guard may stop it
+	memStop    atomic.Bool // the memory guard expired the deadline
+	live       bool        // holds a slot of the script and is known to the guard
+	heapSample [1]metrics.Sample
 
 	fn      *glua.LFunction // the transform function, or the main chunk (RGW style)
 	globals *glua.LTable
