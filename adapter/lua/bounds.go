@@ -388,3 +388,27 @@ func (st *state) checkHeap(L *glua.LState, g *memoryGuard) {
 	st.deadline.expire()
 	L.RaiseError("memory limit reached")
 }
+
+// checkChain bounds the outputs of a chain as a whole: each script's calls
+// are bounded, but every output of one feeds the next.
+func (e *Engine) checkChain(c *chain, id string, outs []Output) error {
+	last := c.scripts[len(c.scripts)-1].name
+	if len(outs) > e.cfg.maxOutputs {
+		e.stats.limits.Add(1)
+		return &ScriptError{Script: last, EventID: id, Limit: true,
+			Msg: fmt.Sprintf("the chain produced %d outputs, exceeding the limit of %d (LUA_MAX_OUTPUTS)", len(outs), e.cfg.maxOutputs)}
+	}
+	size := 0
+	for _, o := range outs {
+		size += len(o.Raw) + headerSize(o.Header)
+		if o.Event != nil {
+			size += len(o.Event.Data())
+		}
+	}
+	if size > e.cfg.maxOutputBytes {
+		e.stats.limits.Add(1)
+		return &ScriptError{Script: last, EventID: id, Limit: true,
+			Msg: fmt.Sprintf("the chain produced %d bytes of outputs, exceeding the limit of %d bytes (LUA_MAX_OUTPUT_BYTES)", size, e.cfg.maxOutputBytes)}
+	}
+	return nil
+}

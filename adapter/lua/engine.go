@@ -297,6 +297,9 @@ func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, erro
 		}
 		outs, err = s.apply(ctx, outs)
 	}
+	if err == nil && len(c.scripts) > 1 {
+		err = e.checkChain(c, ev.ID(), outs)
+	}
 	if err != nil {
 		return nil, err
 	}
