@@ -500,7 +500,7 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			if !binding.IsJSON(ev.DataMediaType()) {
 				return fail("ev.data: data of content type %q must be a string, not a %s", ev.DataContentType(), v.Type())
 			}
-			b, err := st.json.encodeMax(v, left, st.deadline.expired.Load)
+			b, err := st.json.encodeMax(v, left, &st.deadline.expired)
 			switch {
 			case errors.Is(err, errLimitHit):
 				return Output{}, len(b), nil

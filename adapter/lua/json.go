@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -36,8 +37,8 @@ type jsonCodec struct {
 	keys []string // a stack of object keys being sorted, shared by nested objects
 	str  []byte   // scratch for unescaping strings
 
-	max     int         // encoding stops with errLimitHit past this many bytes
-	expired func() bool // encoding stops with errExpired when it returns true
+	max     int          // encoding stops with errLimitHit past this many bytes
+	expired *atomic.Bool // encoding stops with errExpired once it is set
 	values  int
 }
 
@@ -369,10 +370,10 @@ func (c *jsonCodec) encode(v glua.LValue) ([]byte, error) {
 
 // encodeMax is encode bounded: it fails with errLimitHit once the text is
 // longer than max bytes (returning what it has, longer than max), and with
-// errExpired when expired (checked every 1024 values) says the deadline
+// errExpired once expired (checked every 1024 values) is set: the deadline
 // passed. A table of a million entries is one Go call for the VM: these
 // checks are what bound it.
-func (c *jsonCodec) encodeMax(v glua.LValue, max int, expired func() bool) ([]byte, error) {
+func (c *jsonCodec) encodeMax(v glua.LValue, max int, expired *atomic.Bool) ([]byte, error) {
 	c.buf = c.buf[:0]
 	c.keys = c.keys[:0]
 	c.max, c.expired, c.values = max, expired, 0
@@ -396,7 +397,7 @@ func (c *jsonCodec) value(v glua.LValue, depth int) error {
 	if len(c.buf) > c.max {
 		return errLimitHit
 	}
-	if c.values++; c.values%1024 == 0 && c.expired != nil && c.expired() {
+	if c.values++; c.values%1024 == 0 && c.expired != nil && c.expired.Load() {
 		return errExpired
 	}
 	switch v := v.(type) {

@@ -33,7 +33,7 @@ func (st *state) initModules() {
 	fn := func(f glua.LGFunction) glua.LValue { return L.NewFunction(f) }
 
 	encode := fn(func(L *glua.LState) int {
-		b, err := st.json.encodeMax(L.CheckAny(1), st.maxString(), st.deadline.expired.Load)
+		b, err := st.json.encodeMax(L.CheckAny(1), st.maxString(), &st.deadline.expired)
 		if errors.Is(err, errLimitHit) {
 			st.tooLong(L, "json.encode", len(b))
 		}
@@ -162,7 +162,7 @@ func (st *state) rnPublish(L *glua.LState) int {
 	case glua.LString:
 		payload = []byte(v)
 	default:
-		b, err := st.json.encodeMax(v, st.bytesLeft(), st.deadline.expired.Load)
+		b, err := st.json.encodeMax(v, st.bytesLeft(), &st.deadline.expired)
 		if errors.Is(err, errLimitHit) {
 			st.charge(L, 0, len(b))
 		}

@@ -197,6 +197,7 @@ func runHostile(t *testing.T, bin, src string, body []byte) (peak int64, slowest
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		codes = map[int]int{}
+		why   = map[int]string{} // one answer body per status
 	)
 	start := make(chan struct{})
 	for i := range hostileRequests {
@@ -216,9 +217,10 @@ func runHostile(t *testing.T, bin, src string, body []byte) (peak int64, slowest
 				t.Errorf("request %d: no answer after %v: %v", i, took, err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 			resp.Body.Close()
 			codes[resp.StatusCode]++
+			why[resp.StatusCode] = strings.TrimSpace(string(b))
 			if took > answerBound {
 				t.Errorf("request %d answered %d after %v, want within %v", i, resp.StatusCode, took, answerBound)
 			}
@@ -227,6 +229,9 @@ func runHostile(t *testing.T, bin, src string, body []byte) (peak int64, slowest
 	close(start)
 	wg.Wait()
 	t.Logf("answers: %v", codes)
+	for code, body := range why {
+		t.Logf("  %d: %s", code, body)
+	}
 	// Still serving afterwards.
 	resp, err := http.Get(base + "/health/liveness")
 	if err != nil {
