@@ -29,8 +29,9 @@ var (
 	// ErrMemory is wrapped by the error of a call stopped because the
 	// process's heap passed LUA_MEMORY_LIMIT while it ran. Every call
 	// running at that moment is stopped, since the heap cannot tell whose
-	// memory it is: transient, like ErrTimeout, and like a repeated timeout
-	// a repeated ErrMemory for one event id points at a poison event.
+	// memory it is, so it is transient: such an error wraps ErrTimeout too,
+	// and like a repeated timeout a repeated stop for one event id points at
+	// a poison event.
 	ErrMemory = errors.New("lua: memory limit reached")
 )
 

@@ -310,8 +310,8 @@ end`},
 			e := newEngine(t, tc.src, WithTimeout(testTimeout), WithMemoryLimit(heapNow()+32<<20))
 			ev := fixture(t, "reef-put-capture.json", cloudevent.Options{})
 			_, err := e.Transform(context.Background(), ev)
-			if !errors.Is(err, ErrMemory) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrLimit) {
-				t.Fatalf("error %v, want ErrMemory", err)
+			if !errors.Is(err, ErrMemory) || !errors.Is(err, ErrTimeout) || errors.Is(err, ErrLimit) {
+				t.Fatalf("error %v, want ErrMemory and ErrTimeout", err)
 			}
 			for _, want := range []string{"LUA_MEMORY_LIMIT", "(event " + ev.ID() + ")"} {
 				if !strings.Contains(err.Error(), want) {

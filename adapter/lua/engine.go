@@ -50,7 +50,7 @@ var (
 // ScriptError is the error of one script call. Its message names the script
 // file, the line when known, and the event id. It wraps ErrScript, and
 // ErrTimeout when the call hit its deadline, ErrLimit when it passed a bound
-// of the event, ErrMemory when the memory guard stopped it.
+// of the event, ErrMemory and ErrTimeout when the memory guard stopped it.
 type ScriptError struct {
 	Script  string // file name of the script
 	Line    int    // 0 when unknown
@@ -84,7 +84,9 @@ func (e *ScriptError) Unwrap() []error {
 	case e.Limit:
 		return []error{ErrScript, ErrLimit}
 	case e.Memory:
-		return []error{ErrScript, ErrMemory}
+		// Stopped before it finished, like a timeout, and classified as
+		// one: transient, and poison when it repeats for one event id.
+		return []error{ErrScript, ErrTimeout, ErrMemory}
 	}
 	return []error{ErrScript}
 }
@@ -326,7 +328,7 @@ func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
 		outs = outs[:n]
 		e := s.eng
 		e.stats.errors.Add(1)
-		if errors.Is(err, ErrTimeout) {
+		if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrMemory) {
 			e.stats.timeouts.Add(1)
 		}
 		switch e.cfg.onError {
