@@ -159,10 +159,16 @@ var errLimitHit = errors.New("output bytes limit")
 // than maxStates; otherwise it waits for either, up to the state wait and
 // the context's deadline.
 func (s *script) acquire(ctx context.Context, id string) (*state, error) {
-	select {
-	case st := <-s.idle:
-		return st, nil
-	default:
+	for {
+		select {
+		case st := <-s.idle:
+			if s.usable(st) {
+				return st, nil
+			}
+			continue
+		default:
+		}
+		break
 	}
 	select {
 	case s.slots <- struct{}{}:
@@ -177,6 +183,9 @@ func (s *script) acquire(ctx context.Context, id string) (*state, error) {
 	defer t.Stop()
 	select {
 	case st := <-s.idle:
+		if !s.usable(st) {
+			return s.acquire(ctx, id)
+		}
 		return st, nil
 	case s.slots <- struct{}{}:
 		return s.startState()
@@ -186,6 +195,16 @@ func (s *script) acquire(ctx context.Context, id string) (*state, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("lua: %s: event %s: waiting for a state: %w", s.name, id, ctx.Err())
 	}
+}
+
+// usable tells an idle state from one the memory guard stopped just as its
+// last call ended (its deadline is done for good): that one is closed.
+func (s *script) usable(st *state) bool {
+	if st.deadline.expired.Load() {
+		st.close()
+		return false
+	}
+	return true
 }
 
 // startState creates a state in a slot taken by the caller, giving the

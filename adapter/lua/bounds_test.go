@@ -339,3 +339,21 @@ func TestBoundDefaults(t *testing.T) {
 		t.Errorf("defaults %+v", c)
 	}
 }
+
+// TestAcquireSkipsStoppedState: a state the memory guard stopped just as
+// its call ended is closed, not handed to the next call, and its slot is
+// free again.
+func TestAcquireSkipsStoppedState(t *testing.T) {
+	e := newEngine(t, `function transform(ev) return ev end`, WithMaxStates(1), WithStateWait(time.Millisecond))
+	s := e.chain.Load().scripts[0]
+	st := <-s.idle
+	st.memStop.Store(true)
+	st.deadline.expire()
+	s.idle <- st
+	if _, err := e.Transform(context.Background(), fixture(t, "reef-put-capture.json", cloudevent.Options{})); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.Stats(); s.States != 2 || s.MemoryStops != 0 {
+		t.Errorf("stats %+v: want the stopped state replaced by a second one", s)
+	}
+}
