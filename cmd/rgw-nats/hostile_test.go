@@ -61,6 +61,11 @@ end`},
   for i = 1, 1000 do l[i] = ev:clone() end
   return l
 end`},
+	// Not hostile: the floor the 900 KiB cases stand on (32 bodies decoded
+	// and dead-lettered, without any Lua bound involved).
+	{name: "control-900KiB-error", big: true, src: `function transform(ev)
+  error("rejected")
+end`},
 	{name: "clones-1000x900KiB-decoded", big: true, src: `function transform(ev)
   local d = ev.data -- decoded: every clone copies the table
   local l = {}
