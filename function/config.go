@@ -81,6 +81,12 @@ type Config struct {
 	LuaHMACKey  string        `secret:"true" env:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
 	LuaReload   bool          `env:"LUA_RELOAD" default:"true" desc:"watch LUA_SCRIPT and swap in a new version when it changes"`
 	LuaModules  string        `env:"LUA_MODULES" desc:"directories (separated by ':') of the pure-Lua modules require finds: name.lua, a/b.lua for a.b, name/init.lua"`
+	// Lua bounds (adapter/lua/bounds.go; README "Bounds").
+	LuaMaxOutputs     int           `env:"LUA_MAX_OUTPUTS" default:"100" desc:"most outputs of one event: returned events, clones and raw publishes together"`
+	LuaMaxOutputBytes int           `env:"LUA_MAX_OUTPUT_BYTES" default:"1048576" desc:"most bytes one event may produce: data of its output events and clones, raw payloads, headers"`
+	LuaMaxStates      int           `env:"LUA_MAX_STATES" default:"0" desc:"live Lua states per script; 0 means two per CPU; a call waits LUA_STATE_WAIT for one, then 503"`
+	LuaStateWait      time.Duration `env:"LUA_STATE_WAIT" default:"0" desc:"how long a call waits for a busy Lua state; 0 means LUA_TIMEOUT"`
+	LuaMemoryLimit    int64         `env:"LUA_MEMORY_LIMIT" default:"0" desc:"Go heap bytes past which running Lua calls are stopped (503); 0 means half of GOMEMLIMIT (256 MiB without), negative turns it off"`
 
 	// Logging.
 	LogLevel  string `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`

@@ -220,6 +220,13 @@ func LuaOptions(cfg *Config, log *slog.Logger) []lua.Option {
 	if cfg.LuaModules != "" {
 		opts = append(opts, lua.WithModuleDirs(filepath.SplitList(cfg.LuaModules)...))
 	}
+	opts = append(opts,
+		lua.WithMaxOutputs(cfg.LuaMaxOutputs),
+		lua.WithMaxOutputBytes(cfg.LuaMaxOutputBytes),
+		lua.WithMaxStates(cfg.LuaMaxStates),
+		lua.WithStateWait(cfg.LuaStateWait),
+		lua.WithMemoryLimit(cfg.LuaMemoryLimit),
+	)
 	return opts
 }
 

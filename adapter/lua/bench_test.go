@@ -37,7 +37,7 @@ func benchSample(b *testing.B, name string, fresh, envelope bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st, err := s.newState()
+		st, err := s.warmState()
 		if err != nil {
 			b.Fatal(err)
 		}

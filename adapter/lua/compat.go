@@ -225,9 +225,6 @@ func (st *state) natsPublish(L *glua.LState) int {
 	return 0
 }
 
-// maxOutputs bounds what one call may produce.
-const maxOutputs = 1000
-
 // publish adds a raw output to the running call.
 func (st *state) publish(L *glua.LState, subj string, payload []byte, header map[string][]string) {
 	if st.cur == nil {
@@ -236,9 +233,7 @@ func (st *state) publish(L *glua.LState, subj string, payload []byte, header map
 	if !subject.Valid(subj) {
 		L.RaiseError("publish: %q is not a valid NATS subject (escape values with rgwnats.token)", subj)
 	}
-	if len(st.cur.outputs) >= maxOutputs {
-		L.RaiseError("publish: more than %d messages for one event", maxOutputs)
-	}
+	st.charge(L, 1, len(payload)+headerSize(header))
 	st.cur.outputs = append(st.cur.outputs, Output{Raw: payload, Subject: subj, Header: header})
 }
 

@@ -41,14 +41,16 @@ var (
 	ErrClosed = errors.New("lua: engine closed")
 	// ErrLimit is wrapped by the error of a call that tried to go past a
 	// bound (a string longer than WithMaxString, from .., string.rep,
-	// string.gsub, table.concat...): a permanent failure, since the same
-	// event will hit it again.
+	// string.gsub, table.concat...; more outputs or bytes for one event than
+	// WithMaxOutputs, WithMaxOutputBytes allow): a permanent failure, since
+	// the same event will hit it again.
 	ErrLimit = errors.New("lua: limit exceeded")
 )
 
 // ScriptError is the error of one script call. Its message names the script
 // file, the line when known, and the event id. It wraps ErrScript, and
-// ErrTimeout when the call hit its deadline.
+// ErrTimeout when the call hit its deadline, ErrLimit when it passed a bound
+// of the event, ErrMemory and ErrTimeout when the memory guard stopped it.
 type ScriptError struct {
 	Script  string // file name of the script
 	Line    int    // 0 when unknown
@@ -56,6 +58,7 @@ type ScriptError struct {
 	Msg     string // what went wrong, without the position
 	Timeout bool
 	Limit   bool // a bound was hit: wraps ErrLimit
+	Memory  bool // the memory guard stopped it: wraps ErrMemory
 }
 
 func (e *ScriptError) Error() string {
@@ -73,14 +76,17 @@ func (e *ScriptError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns ErrScript, and ErrTimeout too for a timeout, ErrLimit for
-// a bound that was hit.
+// Unwrap returns ErrScript, and ErrTimeout, ErrLimit or ErrMemory too.
 func (e *ScriptError) Unwrap() []error {
 	switch {
 	case e.Timeout:
 		return []error{ErrScript, ErrTimeout}
 	case e.Limit:
 		return []error{ErrScript, ErrLimit}
+	case e.Memory:
+		// Stopped before it finished, like a timeout, and classified as
+		// one: transient, and poison when it repeats for one event id.
+		return []error{ErrScript, ErrTimeout, ErrMemory}
 	}
 	return []error{ErrScript}
 }
@@ -143,6 +149,12 @@ type config struct {
 	maxString  int
 	onLoad     func(Loaded)
 	moduleDirs []string
+
+	maxOutputs     int
+	maxOutputBytes int
+	maxStates      int
+	stateWait      time.Duration
+	memoryLimit    int64
 }
 
 // An Option configures an Engine.
@@ -160,8 +172,9 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 func WithOnError(p Policy) Option { return func(c *config) { c.onError = p } }
 
 // WithPoolSize sets how many idle states are kept per script (default, and
-// 0: 2*GOMAXPROCS). More are created when more calls run at once; they are
-// closed instead of kept when the pool is full.
+// 0: 2*GOMAXPROCS; at most WithMaxStates). More are created, up to
+// WithMaxStates, when more calls run at once; they are closed instead of
+// kept when the pool is full.
 func WithPoolSize(n int) Option { return func(c *config) { c.poolSize = n } }
 
 // WithHMACKey sets the secret of rgwnats.hmac_sha256 (LUA_HMAC_KEY). Scripts
@@ -196,6 +209,10 @@ type Engine struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	guard     *memoryGuard // nil when off
+	guardStop chan struct{}
+	guardDone chan struct{}
 }
 
 // chain is one loaded version of the scripts, in the order they run.
@@ -230,10 +247,11 @@ func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	cfg.applyBoundDefaults()
 	if !validName(cfg.function) {
 		return nil, fmt.Errorf("lua: function name %q is not a Lua identifier", cfg.function)
 	}
-	e := &Engine{path: path, cfg: cfg, table: newSharedTable()}
+	e := &Engine{path: path, cfg: cfg, table: newSharedTable(), guard: newMemoryGuard(cfg.memoryLimit)}
 	files, err := e.readFiles()
 	if err != nil {
 		return nil, err
@@ -244,6 +262,14 @@ func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
 	}
 	e.chain.Store(c)
 	e.loaded(c)
+	if e.guard != nil {
+		e.guardStop = make(chan struct{})
+		e.guardDone = make(chan struct{})
+		go func() {
+			defer close(e.guardDone)
+			e.guard.run(e.guardStop)
+		}()
+	}
 	if cfg.reload > 0 {
 		e.stop = make(chan struct{})
 		e.done = make(chan struct{})
@@ -273,6 +299,9 @@ func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, erro
 		}
 		outs, err = s.apply(ctx, outs)
 	}
+	if err == nil && len(c.scripts) > 1 {
+		err = e.checkChain(c, ev.ID(), outs)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +328,7 @@ func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
 		outs = outs[:n]
 		e := s.eng
 		e.stats.errors.Add(1)
-		if errors.Is(err, ErrTimeout) {
+		if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrMemory) {
 			e.stats.timeouts.Add(1)
 		}
 		switch e.cfg.onError {
@@ -330,6 +359,10 @@ func (e *Engine) Close() error {
 		if c := e.chain.Swap(nil); c != nil {
 			c.retire()
 		}
+		if e.guardStop != nil {
+			close(e.guardStop)
+			<-e.guardDone
+		}
 	})
 	return nil
 }
@@ -358,11 +391,15 @@ type Stats struct {
 	Reloads      uint64 // new versions swapped in
 	ReloadErrors uint64 // new versions that failed to load (the old one kept serving)
 	States       uint64 // Lua states created
+	Limits       uint64 // calls that passed LUA_MAX_OUTPUTS or LUA_MAX_OUTPUT_BYTES
+	Busy         uint64 // calls that found every state busy (ErrBusy)
+	MemoryStops  uint64 // calls stopped by the memory guard (ErrMemory)
 }
 
 type counters struct {
 	calls, errors, timeouts, drops, passthroughs, filtered atomic.Uint64
 	reloads, reloadErrors, states                          atomic.Uint64
+	limits, busy, memoryStops                              atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -372,6 +409,7 @@ func (e *Engine) Stats() Stats {
 		Calls: s.calls.Load(), Errors: s.errors.Load(), Timeouts: s.timeouts.Load(),
 		Drops: s.drops.Load(), Passthroughs: s.passthroughs.Load(), Filtered: s.filtered.Load(),
 		Reloads: s.reloads.Load(), ReloadErrors: s.reloadErrors.Load(), States: s.states.Load(),
+		Limits: s.limits.Load(), Busy: s.busy.Load(), MemoryStops: s.memoryStops.Load(),
 	}
 }
 

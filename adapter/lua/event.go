@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -276,38 +277,78 @@ func (st *state) record(L *glua.LState, le *luaEvent) glua.LValue {
 	return glua.LNil
 }
 
+// evClone is ev:clone(). A clone is an output in the making: it counts
+// against LUA_MAX_OUTPUTS when it is made, and its data against
+// LUA_MAX_OUTPUT_BYTES (the bytes of unchanged data, an estimate of the JSON
+// of a decoded table as it is copied), so a loop of clones fails early.
 func (st *state) evClone(L *glua.LState) int {
 	le := st.checkEvent(L, 1)
+	n := 0
+	switch v := le.data.(type) {
+	case nil:
+		n = len(le.current().Data())
+	case glua.LString:
+		n = len(v)
+	}
+	st.charge(L, 1, n)
 	c := &luaEvent{gen: st.gen, src: le.src, subject: le.subject, inHeader: le.inHeader}
 	if le.mod != nil {
 		c.mod = copyEvent(le.mod)
 	}
+	cp := copier{st: st, L: L}
 	if le.dataSet {
-		c.data = st.deepCopy(L, le.data, 0)
+		c.data = cp.copy(le.data, 0)
 		c.dataSet, c.dataDirty = true, le.dataDirty
 	}
 	if le.header != nil {
-		c.header = st.deepCopy(L, le.header, 0).(*glua.LTable)
+		c.header = cp.copy(le.header, 0).(*glua.LTable)
 	}
+	cp.flush()
 	c.ud = glua.LUserData{Value: c, Env: st.globals, Metatable: st.eventMT}
 	L.Push(&c.ud)
 	return 1
 }
 
-func (st *state) deepCopy(L *glua.LState, v glua.LValue, depth int) glua.LValue {
-	t, ok := v.(*glua.LTable)
-	if !ok {
+// copier deep-copies tables for ev:clone, charging the call the size their
+// JSON will roughly have and stopping at the deadline: one clone of a huge
+// table is a single Go call the VM cannot interrupt.
+type copier struct {
+	st      *state
+	L       *glua.LState
+	bytes   int // not charged yet
+	entries int
+}
+
+func (cp *copier) copy(v glua.LValue, depth int) glua.LValue {
+	switch v := v.(type) {
+	case glua.LString:
+		cp.bytes += len(v) + 3 // quotes and a separator
 		return v
+	case *glua.LTable:
+		if depth > maxJSONDepth {
+			cp.L.RaiseError("clone: %s", errJSONDepth.Error())
+		}
+		c := cp.L.CreateTable(v.Len(), 0)
+		c.Metatable = v.Metatable
+		cp.bytes += 2
+		for k, e := v.Next(glua.LNil); k != glua.LNil; k, e = v.Next(k) {
+			if cp.entries++; cp.entries%1024 == 0 {
+				cp.flush()
+			}
+			c.RawSet(cp.copy(k, depth+1), cp.copy(e, depth+1))
+		}
+		return c
 	}
-	if depth > maxJSONDepth {
-		L.RaiseError("clone: %s", errJSONDepth.Error())
+	cp.bytes += 8
+	return v
+}
+
+func (cp *copier) flush() {
+	cp.st.charge(cp.L, 0, cp.bytes)
+	cp.bytes = 0
+	if cp.st.deadline.expired.Load() {
+		cp.L.RaiseError("clone: deadline exceeded")
 	}
-	c := L.CreateTable(t.Len(), 0)
-	c.Metatable = t.Metatable
-	for k, v := t.Next(glua.LNil); k != glua.LNil; k, v = t.Next(k) {
-		c.RawSet(k, st.deepCopy(L, v, depth+1))
-	}
-	return c
 }
 
 func (st *state) extIndex(L *glua.LState) int {
@@ -434,10 +475,12 @@ func (st *state) headerTable(L *glua.LState, le *luaEvent) *glua.LTable {
 	return le.header
 }
 
-// output turns a returned event into an Output, encoding changed data.
-func (st *state) output(le *luaEvent) (Output, error) {
-	fail := func(format string, args ...any) (Output, error) {
-		return Output{}, &ScriptError{Script: st.s.name, EventID: st.cur.id, Msg: fmt.Sprintf(format, args...)}
+// output turns a returned event into an Output, encoding changed data, and
+// says how many bytes it weighs (data and headers). Encoding stops once it
+// passes left bytes: then the weight is more than left and the caller fails.
+func (st *state) output(le *luaEvent, left int) (Output, int, error) {
+	fail := func(format string, args ...any) (Output, int, error) {
+		return Output{}, 0, &ScriptError{Script: st.s.name, EventID: st.cur.id, Msg: fmt.Sprintf(format, args...)}
 	}
 	if le.gen != st.gen {
 		return fail("%s returned an event of an earlier call", st.s.eng.cfg.function)
@@ -457,8 +500,13 @@ func (st *state) output(le *luaEvent) (Output, error) {
 			if !binding.IsJSON(ev.DataMediaType()) {
 				return fail("ev.data: data of content type %q must be a string, not a %s", ev.DataContentType(), v.Type())
 			}
-			b, err := st.json.encode(v)
-			if err != nil {
+			b, err := st.json.encodeMax(v, left, &st.deadline.expired)
+			switch {
+			case errors.Is(err, errLimitHit):
+				return Output{}, len(b), nil
+			case errors.Is(err, errExpired):
+				return Output{}, 0, err
+			case err != nil:
 				return fail("ev.data: %s", err.Error())
 			}
 			raw = slices.Clone(b)
@@ -469,9 +517,13 @@ func (st *state) output(le *luaEvent) (Output, error) {
 		}
 	}
 	o := Output{Event: le.current(), Subject: le.subject}
+	n := len(o.Event.Data())
 	switch {
 	case le.header != nil:
-		h, err := headerMap(le.header)
+		h, err := headerMap(le.header, left-n)
+		if errors.Is(err, errLimitHit) {
+			return Output{}, left + 1, nil
+		}
 		if err != nil {
 			return fail("ev.nats.header: %s", err.Error())
 		}
@@ -482,13 +534,15 @@ func (st *state) output(le *luaEvent) (Output, error) {
 			o.Header[k] = slices.Clone(v)
 		}
 	}
-	return o, nil
+	return o, n + headerSize(o.Header), nil
 }
 
 // headerMap converts a Lua table of NATS headers: values are strings (or
-// numbers, booleans) or lists of them.
-func headerMap(t *glua.LTable) (map[string][]string, error) {
+// numbers, booleans) or lists of them. It fails with errLimitHit once the
+// headers weigh more than max bytes (see headerSize).
+func headerMap(t *glua.LTable, max int) (map[string][]string, error) {
 	var h map[string][]string
+	size := 0
 	for k, v := t.Next(glua.LNil); k != glua.LNil; k, v = t.Next(k) {
 		name, ok := k.(glua.LString)
 		if !ok || !binding.ValidHeaderName(string(name)) {
@@ -514,6 +568,9 @@ func headerMap(t *glua.LTable) (map[string][]string, error) {
 		for _, s := range vals {
 			if strings.ContainsAny(s, "\r\n") {
 				return nil, fmt.Errorf("header %s: value holds a line break", name)
+			}
+			if size += len(name) + len(s) + 4; size > max {
+				return nil, errLimitHit
 			}
 		}
 		if h == nil {

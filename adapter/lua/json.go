@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -35,6 +36,10 @@ type jsonCodec struct {
 	buf  []byte
 	keys []string // a stack of object keys being sorted, shared by nested objects
 	str  []byte   // scratch for unescaping strings
+
+	max     int          // encoding stops with errLimitHit past this many bytes
+	expired *atomic.Bool // encoding stops with errExpired once it is set
+	values  int
 }
 
 // decode parses one JSON text. null is what JSON null becomes (the sentinel,
@@ -360,13 +365,41 @@ func (d *jsonDecoder) hex4() (rune, bool) {
 // output is deterministic. The result aliases the codec's buffer: copy it
 // before the next call.
 func (c *jsonCodec) encode(v glua.LValue) ([]byte, error) {
+	return c.encodeMax(v, math.MaxInt, nil)
+}
+
+// encodeMax is encode bounded: it fails with errLimitHit once the text is
+// longer than max bytes (returning what it has, longer than max), and with
+// errExpired once expired (checked every 1024 values) is set: the deadline
+// passed. A table of a million entries is one Go call for the VM: these
+// checks are what bound it.
+func (c *jsonCodec) encodeMax(v glua.LValue, max int, expired *atomic.Bool) ([]byte, error) {
 	c.buf = c.buf[:0]
 	c.keys = c.keys[:0]
+	c.max, c.expired, c.values = max, expired, 0
 	err := c.value(v, 0)
+	if err == nil && len(c.buf) > max {
+		err = errLimitHit
+	}
+	if cap(c.buf) > maxKeptBuffer {
+		// One huge encoding must not pin its buffer in the state.
+		b := c.buf
+		c.buf = nil
+		return b, err
+	}
 	return c.buf, err
 }
 
+// maxKeptBuffer is the largest encoding buffer a state keeps for reuse.
+const maxKeptBuffer = 256 << 10
+
 func (c *jsonCodec) value(v glua.LValue, depth int) error {
+	if len(c.buf) > c.max {
+		return errLimitHit
+	}
+	if c.values++; c.values%1024 == 0 && c.expired != nil && c.expired.Load() {
+		return errExpired
+	}
 	switch v := v.(type) {
 	case *glua.LNilType:
 		c.buf = append(c.buf, "null"...)

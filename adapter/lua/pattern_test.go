@@ -154,7 +154,7 @@ func FuzzPatternAgainstGopherLua(f *testing.F) {
 		f.Add(seed[0], seed[1])
 	}
 	ours := newEngine(f, `function transform(ev) return ev end`)
-	st, err := ours.chain.Load().scripts[0].get()
+	st, err := ours.chain.Load().scripts[0].acquire(context.Background(), "fuzz")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func (e *Engine) load(ctx context.Context, files []scriptFile) (*chain, error) {
 		}
 		s.mods = mods
 		for range warm {
-			st, err := s.newState()
+			st, err := s.warmState()
 			if err != nil {
 				c.scripts = append(c.scripts, s)
 				c.retire()

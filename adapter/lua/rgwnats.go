@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -32,7 +33,10 @@ func (st *state) initModules() {
 	fn := func(f glua.LGFunction) glua.LValue { return L.NewFunction(f) }
 
 	encode := fn(func(L *glua.LState) int {
-		b, err := st.json.encode(L.CheckAny(1))
+		b, err := st.json.encodeMax(L.CheckAny(1), st.maxString(), &st.deadline.expired)
+		if errors.Is(err, errLimitHit) {
+			st.tooLong(L, "json.encode", len(b))
+		}
 		if err != nil {
 			L.RaiseError("%s", err.Error())
 		}
@@ -150,12 +154,18 @@ func (st *state) hmacSHA256(L *glua.LState) int {
 // goes out as is, anything else as JSON.
 func (st *state) rnPublish(L *glua.LState) int {
 	subj := L.CheckString(1)
+	if st.cur == nil {
+		L.RaiseError("publish: only possible while an event is processed, not when the script loads")
+	}
 	var payload []byte
 	switch v := L.CheckAny(2).(type) {
 	case glua.LString:
 		payload = []byte(v)
 	default:
-		b, err := st.json.encode(v)
+		b, err := st.json.encodeMax(v, st.bytesLeft(), &st.deadline.expired)
+		if errors.Is(err, errLimitHit) {
+			st.charge(L, 0, len(b))
+		}
 		if err != nil {
 			L.RaiseError("rgwnats.publish: %s", err.Error())
 		}
@@ -164,7 +174,10 @@ func (st *state) rnPublish(L *glua.LState) int {
 	var header map[string][]string
 	if t, ok := L.Get(3).(*glua.LTable); ok {
 		var err error
-		if header, err = headerMap(t); err != nil {
+		if header, err = headerMap(t, st.bytesLeft()-len(payload)); errors.Is(err, errLimitHit) {
+			st.charge(L, 0, st.bytesLeft()+1)
+		}
+		if err != nil {
 			L.RaiseError("rgwnats.publish: %s", err.Error())
 		}
 	}

@@ -170,6 +170,7 @@ func (st *state) sandbox() error {
 		}),
 	})
 	st.envMT = st.protectedMeta(map[string]glua.LValue{"__index": G})
+	st.guardResults()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package lua
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ type script struct {
 	mods     *moduleSet // the user's modules of this version
 
 	idle    chan *state
+	slots   chan struct{} // one token per live state: at most maxStates
 	retired atomic.Bool
 }
 
@@ -59,6 +61,7 @@ func compileScript(e *Engine, f scriptFile) (*script, error) {
 		rgwStyle: rgwStyle,
 		subjects: staticSubjects(chunk),
 		idle:     make(chan *state, e.cfg.poolSize),
+		slots:    make(chan struct{}, e.cfg.maxStates),
 	}, nil
 }
 
@@ -86,16 +89,6 @@ func style(chunk []ast.Stmt, fn string) (rgwStyle bool, err error) {
 		}
 	}
 	return true, nil
-}
-
-// get hands out an idle state, or a new one: a call never waits for a state.
-func (s *script) get() (*state, error) {
-	select {
-	case st := <-s.idle:
-		return st, nil
-	default:
-		return s.newState()
-	}
 }
 
 // put keeps a healthy state for the next call, unless the pool is full or
@@ -127,15 +120,20 @@ func (s *script) retire() {
 // A state whose call failed in any way is closed, never reused.
 func (s *script) run(ctx context.Context, in Output, outs []Output) ([]Output, error) {
 	s.eng.stats.calls.Add(1)
-	st, err := s.get()
+	st, err := s.acquire(ctx, in.Event.ID())
 	if err != nil {
 		if se, ok := err.(*ScriptError); ok {
 			se.EventID = in.Event.ID()
 		}
+		if errors.Is(err, ErrBusy) {
+			s.eng.stats.busy.Add(1)
+		}
 		return outs, err
 	}
 	outs, err = st.call(ctx, in, outs)
-	if err != nil {
+	if err != nil || st.deadline.expired.Load() {
+		// Also a state the memory guard stopped just as its call ended:
+		// its context is done for good.
 		st.close()
 		return outs, err
 	}

@@ -2,7 +2,9 @@ package lua
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime/metrics"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +20,12 @@ type state struct {
 	// channel between instructions; a per-state context and a reused timer
 	// keep a call free of context allocations. After it fired once the state
 	// is closed, so the closed channel is never seen by a later call.
-	deadline deadlineCtx
-	timer    *time.Timer
+	deadline   deadlineCtx
+	timer      *time.Timer
+	running    atomic.Bool // a call runs: the memory guard may stop it
+	memStop    atomic.Bool // the memory guard expired the deadline
+	live       bool        // holds a slot of the script and is known to the guard
+	heapSample [1]metrics.Sample
 
 	fn      *glua.LFunction // the transform function, or the main chunk (RGW style)
 	globals *glua.LTable
@@ -50,6 +56,10 @@ type call struct {
 	id      string
 	outputs []Output    // raw publishes, in order
 	request glua.LValue // Request, built on first use
+
+	produced int    // clones and raw publishes so far (LUA_MAX_OUTPUTS)
+	bytes    int    // bytes of clones and raw publishes so far (LUA_MAX_OUTPUT_BYTES)
+	limit    string // the limit passed, once one was: the call fails
 }
 
 type deadlineCtx struct {
@@ -120,12 +130,20 @@ func (s *script) newState() (*state, error) {
 		st.fn = fn
 	}
 	s.eng.stats.states.Add(1)
+	st.live = true
+	s.eng.guard.add(st)
 	return st, nil
 }
 
+// close releases the state and, for one handed out by acquire, its slot.
 func (st *state) close() {
 	st.timer.Stop()
 	st.L.Close()
+	if st.live {
+		st.live = false
+		st.s.eng.guard.remove(st)
+		<-st.s.slots
+	}
 }
 
 // call runs the script on one event. On error the state must be closed.
@@ -160,11 +178,21 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 		L.Push(st.newEvent(in))
 		nargs, nret = 1, glua.MultRet
 	}
+	// The deadline covers the conversion of the results too: encoding
+	// changed data is work done for the event.
+	g := s.eng.guard
+	g.enter(st)
+	defer g.leave(st)
 	st.timer.Reset(d)
+	defer st.timer.Stop()
 	err := L.PCall(nargs, nret, nil)
-	if !st.timer.Stop() || st.deadline.expired.Load() {
-		return outs, &ScriptError{Script: s.name, Line: st.lineOf(err), EventID: c.id, Timeout: true,
-			Msg: fmt.Sprintf("the call ran past its %v deadline", d)}
+	if err := st.stopped(err, d, "ran past its %v deadline"); err != nil {
+		return outs, err
+	}
+	if c.limit != "" {
+		// Raised at a clone or a publish, even if the script caught it.
+		s.eng.stats.limits.Add(1)
+		return outs, &ScriptError{Script: s.name, Line: st.lineOf(err), EventID: c.id, Limit: true, Msg: c.limit}
 	}
 	if err != nil {
 		se := s.scriptError(err, c.id)
@@ -173,14 +201,36 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 	}
 	n := len(outs)
 	outs = append(outs, c.outputs...)
-	outs, err = st.results(outs)
+	outs, err = st.results(outs, n)
+	if err := st.stopped(nil, d, "ran past its %v deadline while its outputs were converted"); err != nil {
+		return outs, err
+	}
 	if err != nil {
+		if se, ok := err.(*ScriptError); ok && se.Limit {
+			s.eng.stats.limits.Add(1)
+		}
 		return outs, err
 	}
 	if len(outs) == n {
 		s.eng.stats.filtered.Add(1)
 	}
 	return outs, nil
+}
+
+// stopped returns the error of a call whose deadline expired: the timer's,
+// or the memory guard's.
+func (st *state) stopped(err error, d time.Duration, format string) error {
+	if !st.deadline.expired.Load() {
+		return nil
+	}
+	s := st.s
+	if st.memStop.Load() {
+		s.eng.stats.memoryStops.Add(1)
+		return &ScriptError{Script: s.name, Line: st.lineOf(err), EventID: st.cur.id, Memory: true,
+			Msg: fmt.Sprintf("stopped: the heap passed the memory limit of %d MiB (LUA_MEMORY_LIMIT) while scripts ran", s.eng.cfg.memoryLimit>>20)}
+	}
+	return &ScriptError{Script: s.name, Line: st.lineOf(err), EventID: st.cur.id, Timeout: true,
+		Msg: "the call " + fmt.Sprintf(format, d)}
 }
 
 func (st *state) endCall() {
@@ -201,9 +251,34 @@ func (st *state) lineOf(err error) int {
 }
 
 // results turns what the transform function returned into outputs: an event,
-// several events, a list of events; nil or false publish nothing.
-func (st *state) results(outs []Output) ([]Output, error) {
+// several events, a list of events; nil or false publish nothing. The
+// outputs of the call (its raw publishes are already in outs from first on)
+// are counted again, exactly this time, against both limits of the event,
+// and the conversion stops at the deadline.
+func (st *state) results(outs []Output, first int) ([]Output, error) {
 	L := st.L
+	cfg := &st.s.eng.cfg
+	size := 0
+	for _, o := range outs[first:] {
+		size += len(o.Raw) + headerSize(o.Header)
+	}
+	add := func(le *luaEvent) error {
+		if len(outs)-first >= cfg.maxOutputs {
+			return st.resultLimit(fmt.Sprintf("%d outputs or more", len(outs)-first+1), cfg.maxOutputs, "(LUA_MAX_OUTPUTS)")
+		}
+		if st.deadline.expired.Load() {
+			return errExpired
+		}
+		o, n, err := st.output(le, cfg.maxOutputBytes-size)
+		if err != nil {
+			return err
+		}
+		if size += n; size > cfg.maxOutputBytes {
+			return st.resultLimit(fmt.Sprintf("%d bytes of outputs or more", size), cfg.maxOutputBytes, "bytes (LUA_MAX_OUTPUT_BYTES)")
+		}
+		outs = append(outs, o)
+		return nil
+	}
 	n := L.GetTop()
 	for i := 1; i <= n; i++ {
 		switch v := L.Get(i).(type) {
@@ -217,11 +292,9 @@ func (st *state) results(outs []Output) ([]Output, error) {
 			if !ok {
 				return outs, st.badResult("userdata")
 			}
-			o, err := st.output(le)
-			if err != nil {
+			if err := add(le); err != nil {
 				return outs, err
 			}
-			outs = append(outs, o)
 		case *glua.LTable:
 			for j := 1; j <= v.Len(); j++ {
 				ud, ok := v.RawGetInt(j).(*glua.LUserData)
@@ -232,17 +305,34 @@ func (st *state) results(outs []Output) ([]Output, error) {
 				if !ok {
 					return outs, st.badResult("list holding a userdata")
 				}
-				o, err := st.output(le)
-				if err != nil {
+				if err := add(le); err != nil {
 					return outs, err
 				}
-				outs = append(outs, o)
 			}
 		default:
 			return outs, st.badResult(v.Type().String())
 		}
 	}
 	return outs, nil
+}
+
+// errExpired stops a conversion at the deadline; the caller reports it.
+var errExpired = errors.New("deadline expired")
+
+func (st *state) resultLimit(what string, limit int, option string) error {
+	st.limitError(what, limit, option)
+	return &ScriptError{Script: st.s.name, EventID: st.cur.id, Limit: true, Msg: st.cur.limit}
+}
+
+// headerSize is what a header map weighs against LUA_MAX_OUTPUT_BYTES.
+func headerSize(h map[string][]string) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // "k: v\r\n"
+		}
+	}
+	return n
 }
 
 func (st *state) badResult(what string) error {
