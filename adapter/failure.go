@@ -64,7 +64,9 @@ var failureClass = []struct {
 	{ingress.ErrUnsupported, Permanent, ReasonDecode},
 	{ErrLimit, Permanent, ReasonLimit},
 	{lua.ErrLimit, Permanent, ReasonLimit},
+	{lua.ErrBusy, Transient, ReasonBusy},
 	{lua.ErrTimeout, Transient, ReasonTimeout},
+	{lua.ErrMemory, Transient, ReasonTimeout}, // the heap guard: like a deadline, poison when it repeats
 	{lua.ErrClosed, Transient, ReasonShutdown},
 	{natsout.ErrNoStream, Permanent, ReasonNoStream},
 	{natsout.ErrUnavailable, Transient, ReasonNATS},
