@@ -26,6 +26,7 @@ type Config struct {
 	ListenAddress string               `env:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
 	Port          string               `env:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
 	MaxBodyBytes  int64                `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body accepted; larger gets 413"`
+	MaxInFlight   int64                `env:"MAX_INFLIGHT_BYTES" default:"16777216" desc:"request body bytes held at once by all requests being processed; past it a request gets 503 before its body is read"`
 	AuthUsername  string               `env:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
 	AuthPassword  string               `secret:"true" env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
 	AuthToken     string               `secret:"true" env:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
@@ -164,6 +165,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.MaxBodyBytes <= 0:
 		return errors.New("configuration: MAX_BODY_BYTES must be positive")
+	case c.MaxInFlight < c.MaxBodyBytes:
+		return errors.New("configuration: MAX_INFLIGHT_BYTES must be at least MAX_BODY_BYTES")
 	case (c.AuthUsername == "") != (c.AuthPassword == ""):
 		return errors.New("configuration: AUTH_USERNAME and AUTH_PASSWORD go together")
 	case c.NATSAckTimeout <= 0:

@@ -52,6 +52,7 @@ type running struct {
 	pub      *natsout.Publisher
 	engine   *lua.Engine
 	auth     authenticator
+	inFlight atomic.Int64 // body bytes reserved by requests being processed
 }
 
 // Option configures a Function.

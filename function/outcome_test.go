@@ -381,3 +381,31 @@ func TestUndecodableResentOnce(t *testing.T) {
 	receive(t, letters, 1)
 	none(t, letters)
 }
+
+// TestInFlightBytesBound: past MAX_INFLIGHT_BYTES of bodies being processed
+// a request is refused with 503 before its body is read, and the bound is
+// released when requests finish.
+func TestInFlightBytesBound(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.MaxBodyBytes, cfg.MaxInFlight = 1024, 2048
+	cfg.LuaScript = writeScript(t, `function transform(ev) local t0 = os.clock() while os.clock() - t0 < 0.3 do end return ev end`)
+	a := startAdapter(t, cfg, s.ClientURL())
+	body := fixture(t, putFixture)
+	codes := make(chan int, 8)
+	for range 8 {
+		go func() { codes <- post(t, a.url, map[string]string{"Content-Type": "application/json"}, body).code }()
+	}
+	seen := map[int]int{}
+	for range 8 {
+		seen[<-codes]++
+	}
+	// 2048 bytes hold at most two bodies at once; the Lua state cap lets
+	// two calls run, so the others cannot all have been admitted.
+	if seen[503] == 0 || seen[202] == 0 {
+		t.Errorf("answers %v (body %d bytes)", seen, len(body))
+	}
+	if resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, body); resp.code != 202 {
+		t.Errorf("after the burst: %d %s", resp.code, resp.body)
+	}
+}
