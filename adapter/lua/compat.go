@@ -1,10 +1,7 @@
 package lua
 
 import (
-	"fmt"
-	"maps"
 	"strings"
-	"sync"
 
 	glua "github.com/yuin/gopher-lua"
 
@@ -16,99 +13,9 @@ import (
 // notifications: Request, RGWDebugLog, the shared RGW table and the nats,
 // lunajson and cjson modules.
 
-// RGW caps its shared table at this many entries of at most entrySize bytes
-// of key and value.
-const (
-	maxTableEntries = 100_000
-	maxEntrySize    = 1024
-)
-
-// sharedTable is the Go side of the RGW table: one per Engine, shared by
-// every state and every script version, so it survives calls and reloads.
-// Values are immutable Lua values (strings, numbers, booleans), which states
-// can share.
-type sharedTable struct {
-	mu sync.RWMutex
-	m  map[string]glua.LValue
-}
-
-func newSharedTable() *sharedTable { return &sharedTable{m: make(map[string]glua.LValue)} }
-
-func (t *sharedTable) get(k string) glua.LValue {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if v, ok := t.m[k]; ok {
-		return v
-	}
-	return glua.LNil
-}
-
-func entrySize(k string, v glua.LValue) int {
-	switch v := v.(type) {
-	case glua.LString:
-		return len(k) + len(v)
-	case glua.LBool:
-		return len(k) + 1
-	}
-	return len(k) + 8
-}
-
-func (t *sharedTable) set(k string, v glua.LValue) error {
-	switch v.(type) {
-	case *glua.LNilType:
-		t.mu.Lock()
-		delete(t.m, k)
-		t.mu.Unlock()
-		return nil
-	case glua.LString, glua.LNumber, glua.LBool:
-	default:
-		return fmt.Errorf("RGW[%q]: values are strings, numbers or booleans, not a %s", k, v.Type())
-	}
-	if n := entrySize(k, v); n > maxEntrySize {
-		return fmt.Errorf("RGW[%q]: key and value of %d bytes exceed %d bytes", k, n, maxEntrySize)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.m[k]; !ok && len(t.m) >= maxTableEntries {
-		return fmt.Errorf("RGW[%q]: the table is full (%d entries)", k, maxTableEntries)
-	}
-	t.m[k] = v
-	return nil
-}
-
-// add changes a number atomically; a missing key counts as 0.
-func (t *sharedTable) add(k string, delta float64) (glua.LValue, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var cur glua.LNumber
-	switch v := t.m[k].(type) {
-	case nil:
-		if len(t.m) >= maxTableEntries {
-			return glua.LNil, fmt.Errorf("RGW[%q]: the table is full (%d entries)", k, maxTableEntries)
-		}
-	case glua.LNumber:
-		cur = v
-	default:
-		return glua.LNil, fmt.Errorf("RGW[%q] holds a %s, not a number", k, v.Type())
-	}
-	if len(k)+8 > maxEntrySize {
-		return glua.LNil, fmt.Errorf("RGW[%q]: key of %d bytes too long", k, len(k))
-	}
-	cur += glua.LNumber(delta)
-	t.m[k] = cur
-	return cur, nil
-}
-
-func (t *sharedTable) snapshot() map[string]glua.LValue {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return maps.Clone(t.m)
-}
-
 func (st *state) initRGW() {
 	L := st.L
 	G := st.globals
-	table := st.s.eng.table
 	step := func(sign float64) *glua.LFunction {
 		return L.NewFunction(func(L *glua.LState) int {
 			k := L.CheckString(1)
@@ -116,11 +23,7 @@ func (st *state) initRGW() {
 			if L.GetTop() >= 2 {
 				n = float64(L.CheckNumber(2))
 			}
-			v, err := table.add(k, sign*n)
-			if err != nil {
-				L.RaiseError("%s", err.Error())
-			}
-			L.Push(v)
+			L.Push(st.tableAdd(L, k, sign*n))
 			return 1
 		})
 	}
@@ -135,21 +38,19 @@ func (st *state) initRGW() {
 			case "decrement":
 				L.Push(dec)
 			default:
-				L.Push(table.get(k))
+				L.Push(st.tableGet(L, k))
 			}
 			return 1
 		}),
 		"__newindex": L.NewFunction(func(L *glua.LState) int {
-			if err := table.set(L.CheckString(2), L.Get(3)); err != nil {
-				L.RaiseError("%s", err.Error())
-			}
+			st.tableSet(L, L.CheckString(2), L.Get(3))
 			return 0
 		}),
 		"__pairs": L.NewFunction(func(L *glua.LState) int {
-			snap := table.snapshot()
+			snap := st.tableSnapshot(L)
 			t := L.CreateTable(0, len(snap))
 			for k, v := range snap {
-				t.RawSetString(k, v)
+				t.RawSetString(k, toLua(v))
 			}
 			L.Push(G.RawGetString("next"))
 			L.Push(t)

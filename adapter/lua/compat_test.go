@@ -292,27 +292,31 @@ func TestRGWTable(t *testing.T) {
 	transformOne(t, e, fixture(t, "reef-put-capture.json", cloudevent.Options{}))
 }
 
-func TestSharedTableLimits(t *testing.T) {
-	tb := newSharedTable()
-	for i := range maxTableEntries {
-		if err := tb.set(fmt.Sprint(i), lstr("v")); err != nil {
+func TestMemoryTableLimits(t *testing.T) {
+	ctx := context.Background()
+	tb := NewMemoryTable()
+	for i := range MaxTableEntries {
+		if err := tb.Set(ctx, fmt.Sprint(i), "v"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := tb.set("one-more", lstr("v")); err == nil || !strings.Contains(err.Error(), "full") {
+	if err := tb.Set(ctx, "one-more", "v"); !errors.Is(err, ErrTableFull) {
 		t.Errorf("101st thousand entry: %v", err)
 	}
-	if _, err := tb.add("another", 1); err == nil {
-		t.Error("increment of a new key in a full table succeeded")
+	if _, err := tb.Add(ctx, "another", 1); !errors.Is(err, ErrTableFull) {
+		t.Errorf("increment of a new key in a full table: %v", err)
 	}
-	if err := tb.set("7", lstr("overwrite")); err != nil {
+	if err := tb.Set(ctx, "7", "overwrite"); err != nil {
 		t.Errorf("overwriting in a full table: %v", err)
 	}
-	if err := tb.set("7", lnil()); err != nil || tb.get("7") != lnil() {
-		t.Errorf("nil did not delete: %v", err)
+	if err := tb.Delete(ctx, "7"); err != nil {
+		t.Fatal(err)
 	}
-	if err := tb.set("k", lstr(strings.Repeat("x", maxEntrySize))); err == nil {
-		t.Error("an entry over 1 KB was stored")
+	if v, err := tb.Get("7"); v != nil || err != nil {
+		t.Errorf("after Delete: %v, %v", v, err)
+	}
+	if err := tb.Set(ctx, "k", strings.Repeat("x", MaxTableEntrySize)); !errors.Is(err, ErrTableEntry) {
+		t.Errorf("an entry over 1 KB: %v", err)
 	}
 }
 

@@ -59,6 +59,9 @@ type ScriptError struct {
 	Timeout bool
 	Limit   bool // a bound was hit: wraps ErrLimit
 	Memory  bool // the memory guard stopped it: wraps ErrMemory
+	// Err is the RGW table's error behind the failure (a *TableError), nil
+	// when the table had no part in it.
+	Err error
 }
 
 func (e *ScriptError) Error() string {
@@ -76,19 +79,28 @@ func (e *ScriptError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns ErrScript, and ErrTimeout, ErrLimit or ErrMemory too.
+// Unwrap returns ErrScript, ErrTimeout, ErrLimit or ErrMemory too, and Err.
+// A call that failed because the table was unavailable is not the script's
+// fault: it does not wrap ErrScript.
 func (e *ScriptError) Unwrap() []error {
+	errs := make([]error, 0, 4)
+	if !errors.Is(e.Err, ErrTableUnavailable) {
+		errs = append(errs, ErrScript)
+	}
 	switch {
 	case e.Timeout:
-		return []error{ErrScript, ErrTimeout}
+		errs = append(errs, ErrTimeout)
 	case e.Limit:
-		return []error{ErrScript, ErrLimit}
+		errs = append(errs, ErrLimit)
 	case e.Memory:
 		// Stopped before it finished, like a timeout, and classified as
 		// one: transient, and poison when it repeats for one event id.
-		return []error{ErrScript, ErrTimeout, ErrMemory}
+		errs = append(errs, ErrTimeout, ErrMemory)
 	}
-	return []error{ErrScript}
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
 }
 
 // Policy says what becomes of an event whose script call failed.
@@ -155,6 +167,8 @@ type config struct {
 	maxStates      int
 	stateWait      time.Duration
 	memoryLimit    int64
+
+	table Table
 }
 
 // An Option configures an Engine.
@@ -199,7 +213,7 @@ func WithMaxString(n int) Option { return func(c *config) { c.maxString = n } }
 type Engine struct {
 	path  string
 	cfg   config
-	table *sharedTable
+	table Table
 	chain atomic.Pointer[chain]
 	stats counters
 
@@ -251,7 +265,10 @@ func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
 	if !validName(cfg.function) {
 		return nil, fmt.Errorf("lua: function name %q is not a Lua identifier", cfg.function)
 	}
-	e := &Engine{path: path, cfg: cfg, table: newSharedTable(), guard: newMemoryGuard(cfg.memoryLimit)}
+	if cfg.table == nil {
+		cfg.table = NewMemoryTable()
+	}
+	e := &Engine{path: path, cfg: cfg, table: cfg.table, guard: newMemoryGuard(cfg.memoryLimit)}
 	files, err := e.readFiles()
 	if err != nil {
 		return nil, err
@@ -330,6 +347,11 @@ func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
 		e.stats.errors.Add(1)
 		if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrMemory) {
 			e.stats.timeouts.Add(1)
+		}
+		if errors.Is(err, ErrTableUnavailable) {
+			// Not the script's failure, and dropping or passing the
+			// event on would lose what it wrote: the sender retries.
+			return nil, err
 		}
 		switch e.cfg.onError {
 		case Drop:

@@ -47,15 +47,17 @@ type state struct {
 	gen     uint64 // number of the current call; events of older calls are stale
 	cur     *call  // the running call, nil between calls
 	callBuf call
+	tables  tableTrace
 }
 
 // call is what a running script call can reach from Go functions.
 type call struct {
-	ctx     context.Context
-	in      Output
-	id      string
-	outputs []Output    // raw publishes, in order
-	request glua.LValue // Request, built on first use
+	ctx      context.Context
+	deadline time.Time // of the call, for what waits on the network (the RGW table)
+	in       Output
+	id       string
+	outputs  []Output    // raw publishes, in order
+	request  glua.LValue // Request, built on first use
 
 	produced int    // clones and raw publishes so far (LUA_MAX_OUTPUTS)
 	bytes    int    // bytes of clones and raw publishes so far (LUA_MAX_OUTPUT_BYTES)
@@ -116,11 +118,15 @@ func (s *script) newState() (*state, error) {
 		err := L.PCall(0, 0, nil)
 		if !st.timer.Stop() {
 			st.close()
-			return nil, &ScriptError{Script: s.name, Msg: fmt.Sprintf("main chunk ran past the %v deadline", s.eng.cfg.timeout), Timeout: true}
+			return nil, st.tables.attach(&ScriptError{Script: s.name, Msg: fmt.Sprintf("main chunk ran past the %v deadline", s.eng.cfg.timeout), Timeout: true})
 		}
 		if err != nil {
 			st.close()
-			return nil, s.scriptError(err, "")
+			return nil, st.tables.attach(s.scriptError(err, ""))
+		}
+		if err := st.tables.failed(s.name, ""); err != nil {
+			st.close()
+			return nil, err
 		}
 		fn, ok := st.globals.RawGetString(s.eng.cfg.function).(*glua.LFunction)
 		if !ok {
@@ -158,7 +164,9 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 	st.gen++
 	c := &st.callBuf
 	c.ctx, c.in, c.id, c.request = ctx, in, in.Event.ID(), nil
+	c.deadline = time.Now().Add(d)
 	st.cur = c
+	st.tables.reset()
 	defer st.endCall()
 
 	L := st.L
@@ -187,7 +195,7 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 	defer st.timer.Stop()
 	err := L.PCall(nargs, nret, nil)
 	if err := st.stopped(err, d, "ran past its %v deadline"); err != nil {
-		return outs, err
+		return outs, st.tables.attachTo(err)
 	}
 	if c.limit != "" {
 		// Raised at a clone or a publish, even if the script caught it.
@@ -197,7 +205,10 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 	if err != nil {
 		se := s.scriptError(err, c.id)
 		se.Limit = st.limitHit
-		return outs, se
+		return outs, st.tables.attach(se)
+	}
+	if err := st.tables.failed(s.name, c.id); err != nil {
+		return outs, err
 	}
 	n := len(outs)
 	outs = append(outs, c.outputs...)
