@@ -22,7 +22,6 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -94,10 +93,13 @@ type Table struct {
 	js     jetstream.JetStream
 	kv     atomic.Pointer[jetstream.KeyValue] // nil until the bucket is found
 
-	mu      sync.RWMutex
-	m       map[string]entry
-	live    int           // entries of m that hold a value
-	seen    uint64        // highest revision the watcher delivered
+	mu   sync.RWMutex
+	m    map[string]entry
+	live int    // entries of m that hold a value
+	seen uint64 // highest revision the watcher delivered
+	// Writes of this process under way, by key: the values sent (see
+	// sawWrite).
+	pending map[string][]string
 	news    chan struct{} // closed when the watcher delivers, while waiters > 0
 	waiters int
 	// The watcher let a wait for a write time out, and delivered nothing
@@ -175,6 +177,7 @@ func New(nc *nats.Conn, bucket string, opts ...Option) (*Table, error) {
 		opts:     o,
 		js:       js,
 		m:        make(map[string]entry),
+		pending:  make(map[string][]string),
 		news:     make(chan struct{}),
 		loadedCh: make(chan struct{}),
 		seed:     maphash.MakeSeed(),
@@ -368,8 +371,7 @@ func (t *Table) applyWatched(e jetstream.KeyValueEntry) {
 	}
 	if e.Operation() == jetstream.KeyValuePut {
 		if cur, ok := t.m[key]; !ok || cur.rev < rev {
-			// Not this process's own write coming back.
-			t.stripe(key).foreign.Store(time.Now().UnixNano())
+			t.sawWrite(key, string(e.Value()))
 		}
 		t.storeLocked(key, decodeValue(e.Value()), rev)
 		return
@@ -378,11 +380,50 @@ func (t *Table) applyWatched(e jetstream.KeyValueEntry) {
 	if ok && cur.rev >= rev {
 		return
 	}
-	t.stripe(key).foreign.Store(time.Now().UnixNano())
+	t.sawWrite(key, deleted)
 	if ok && cur.v != nil {
 		t.live--
 	}
 	delete(t.m, key)
+}
+
+// deleted stands for a delete among the pending values.
+const deleted = "\x00deleted"
+
+// sawWrite notes a write of key that the local copy did not know of: another
+// process's, unless this process is writing the same value (the echo of a
+// write can come before its acknowledgement). t.mu is held.
+func (t *Table) sawWrite(key, value string) {
+	for _, v := range t.pending[key] {
+		if v == value {
+			return
+		}
+	}
+	t.stripe(key).foreign.Store(time.Now().UnixNano())
+}
+
+// writing notes a write of value to key under way, until the returned func
+// is called.
+func (t *Table) writing(key, value string) (done func()) {
+	t.mu.Lock()
+	t.pending[key] = append(t.pending[key], value)
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		vals := t.pending[key]
+		for i, v := range vals {
+			if v == value {
+				vals = append(vals[:i], vals[i+1:]...)
+				break
+			}
+		}
+		if len(vals) == 0 {
+			delete(t.pending, key)
+		} else {
+			t.pending[key] = vals
+		}
+	}
 }
 
 // store puts what the bucket holds at rev into the local copy, unless the
@@ -466,7 +507,10 @@ func (t *Table) Set(ctx context.Context, key string, value any) error {
 	if err := lua.CheckTableSet(key, value, n, cur != nil); err != nil {
 		return err
 	}
-	rev, err := kv.Put(ctx, encodeKey(key), encodeValue(value))
+	data := encodeValue(value)
+	done := t.writing(key, string(data))
+	defer done()
+	rev, err := kv.Put(ctx, encodeKey(key), data)
 	if err != nil {
 		return t.unavailable(key, err)
 	}
@@ -488,6 +532,8 @@ func (t *Table) Delete(ctx context.Context, key string) error {
 	if cur == nil {
 		return nil
 	}
+	done := t.writing(key, deleted)
+	defer done()
 	if err := kv.Delete(ctx, encodeKey(key)); err != nil {
 		return t.unavailable(key, err)
 	}
@@ -529,12 +575,15 @@ func (t *Table) Add(ctx context.Context, key string, delta float64) (float64, er
 		num, _ := cur.(float64)
 		next := num + delta
 		var newRev uint64
+		data := encodeValue(next)
+		done := t.writing(key, string(data))
 		start := time.Now()
 		if cur == nil {
-			newRev, err = kv.Create(ctx, k, encodeValue(next))
+			newRev, err = kv.Create(ctx, k, data)
 		} else {
-			newRev, err = kv.Update(ctx, k, encodeValue(next), rev)
+			newRev, err = kv.Update(ctx, k, data, rev)
 		}
+		done()
 		if err == nil {
 			t.stats.writes.Add(1)
 			t.store(key, next, newRev)
@@ -545,9 +594,10 @@ func (t *Table) Add(ctx context.Context, key string, delta float64) (float64, er
 			t.waitWatched(ctx, newRev)
 			// A process that keeps winning would keep the others
 			// losing (it learns of its write first): while others
-			// write the key too, give them a chance at the next round.
+			// write the key too, let the next round go to them, by
+			// waiting (about a round trip) for their write.
 			if time.Since(time.Unix(0, sp.foreign.Load())) < contended {
-				time.Sleep(rand.N(time.Since(start)))
+				t.waitNewer(ctx, key, newRev, 2*time.Since(start), false)
 			}
 			return next, nil
 		}
@@ -563,7 +613,7 @@ func (t *Table) Add(ctx context.Context, key string, delta float64) (float64, er
 		// the key (two legs) gives this process an even chance at the
 		// next round, where re-reading would lose it to a writer with
 		// increments queued.
-		if v, r, ok := t.waitNewer(ctx, key, rev); ok {
+		if v, r, ok := t.waitNewer(ctx, key, rev, watchWait, true); ok {
 			cur, rev = v, r
 			_, _, n = t.local(key)
 			continue
@@ -629,12 +679,13 @@ func (t *Table) waitWatched(ctx context.Context, rev uint64) {
 }
 
 // waitNewer waits until the local copy holds key at a revision after rev;
-// false when the watcher brought nothing in time.
-func (t *Table) waitNewer(ctx context.Context, key string, rev uint64) (any, uint64, bool) {
+// false when the watcher brought nothing within timeout (noted as the
+// watcher being late when it should have).
+func (t *Table) waitNewer(ctx context.Context, key string, rev uint64, timeout time.Duration, should bool) (any, uint64, bool) {
 	if t.late.Load() {
 		return nil, 0, false
 	}
-	timer := time.NewTimer(watchWait)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
 		t.mu.Lock()
@@ -650,7 +701,9 @@ func (t *Table) waitNewer(ctx context.Context, key string, rev uint64) (any, uin
 		case <-news:
 		case <-timer.C:
 			expired = true
-			t.late.Store(true)
+			if should {
+				t.late.Store(true)
+			}
 		case <-ctx.Done():
 			expired = true
 		}
