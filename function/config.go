@@ -88,6 +88,9 @@ type Config struct {
 	LuaMaxStates      int           `env:"LUA_MAX_STATES" default:"0" desc:"live Lua states per script; 0 means two per CPU; a call waits LUA_STATE_WAIT for one, then 503"`
 	LuaStateWait      time.Duration `env:"LUA_STATE_WAIT" default:"0" desc:"how long a call waits for a busy Lua state; 0 means LUA_TIMEOUT"`
 	LuaMemoryLimit    int64         `env:"LUA_MEMORY_LIMIT" default:"0" desc:"Go heap bytes past which running Lua calls are stopped (503); 0 means half of GOMEMLIMIT (256 MiB without), negative turns it off"`
+	// The RGW table in a NATS KV bucket (adapter/kvtable).
+	LuaRGWTableKV         string `env:"LUA_RGW_TABLE_KV" desc:"NATS KV bucket holding the scripts' RGW table, shared by every replica and kept across restarts; empty keeps it in memory"`
+	LuaRGWTableKVReplicas int    `env:"LUA_RGW_TABLE_KV_REPLICAS" default:"1" desc:"replicas of the KV bucket when it is created (with NATS_STREAM_CREATE or the embedded server)"`
 
 	// Logging.
 	LogLevel  string `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -175,6 +178,8 @@ func (c *Config) Validate() error {
 		return errors.New("configuration: LUA_TIMEOUT must be positive")
 	case c.ShutdownDelay < 0:
 		return errors.New("configuration: SHUTDOWN_DELAY must not be negative")
+	case c.LuaRGWTableKVReplicas < 1 || c.LuaRGWTableKVReplicas > 5:
+		return fmt.Errorf("configuration: LUA_RGW_TABLE_KV_REPLICAS must be 1 to 5, not %d", c.LuaRGWTableKVReplicas)
 	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:
 		return errors.New("configuration: DEDUP_MAX_IDS, POISON_ATTEMPTS and MAX_REQUEST_OUTPUT_BYTES must not be negative, NATS_STREAM_REPLICAS at least 1")
 	}

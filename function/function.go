@@ -24,6 +24,7 @@ import (
 
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/kvtable"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
@@ -51,6 +52,7 @@ type running struct {
 	pipe     *adapter.Pipeline
 	pub      *natsout.Publisher
 	engine   *lua.Engine
+	table    *kvtable.Table // nil: the RGW table is in memory
 	auth     authenticator
 	inFlight atomic.Int64 // body bytes reserved by requests being processed
 }
@@ -131,6 +133,19 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	var tr adapter.Transformer
 	if cfg.LuaScript != "" {
 		opts := append(LuaOptions(cfg, log), lua.WithOnLoad(r.checkSubjects))
+		if cfg.LuaRGWTableKV != "" {
+			// The RGW table in NATS KV, over the one connection; the
+			// bucket is created when streams may be.
+			topts := []kvtable.Option{kvtable.WithLogger(log)}
+			if cfg.NATSStreamCreate {
+				topts = append(topts, kvtable.WithCreate(cfg.LuaRGWTableKVReplicas))
+			}
+			if r.table, err = kvtable.New(r.pub.Conn(), cfg.LuaRGWTableKV, topts...); err != nil {
+				r.close(ctx)
+				return fmt.Errorf("LUA_RGW_TABLE_KV: %w", err)
+			}
+			opts = append(opts, lua.WithTable(r.table))
+		}
 		if r.engine, err = lua.New(ctx, cfg.LuaScript, opts...); err != nil {
 			r.close(ctx)
 			return fmt.Errorf("LUA_SCRIPT: %w", err)
@@ -277,6 +292,9 @@ func (r *running) close(ctx context.Context) error {
 	if r.engine != nil {
 		errs = append(errs, r.engine.Close())
 	}
+	if r.table != nil {
+		errs = append(errs, r.table.Close())
+	}
 	if r.pub != nil {
 		errs = append(errs, r.pub.Close(ctx))
 	}
@@ -284,10 +302,11 @@ func (r *running) close(ctx context.Context) error {
 }
 
 // Ready reports whether the function can publish now: started, not stopping,
-// and connected to NATS (with its stream in place when it creates one).
+// connected to NATS (with its stream in place when it creates one), and with
+// the RGW table loaded when it is kept in NATS KV.
 func (f *Function) Ready(context.Context) (bool, error) {
 	r := f.started.Load()
-	return r != nil && !f.stopping.Load() && r.pub.Ready(), nil
+	return r != nil && !f.stopping.Load() && r.pub.Ready() && (r.table == nil || r.table.Ready()), nil
 }
 
 // Alive reports whether the process works. It stays true while NATS is away:

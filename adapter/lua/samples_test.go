@@ -283,3 +283,56 @@ func TestSampleRGWCompat(t *testing.T) {
 		}
 	}
 }
+
+func TestSampleUploads(t *testing.T) {
+	ctx := context.Background()
+	tbl := NewMemoryTable()
+	e := sample(t, "uploads.lua", WithTable(tbl))
+	put := func(key string) *event.Event {
+		ev := fixture(t, "reef-put-capture.json", cloudevent.Options{})
+		if key != "" {
+			ev.SetExtension("objectkey", key)
+		}
+		return ev
+	}
+	first := put("")
+	bucket, key := first.Extensions()["bucket"].(string), first.Extensions()["objectkey"].(string)
+	del := fixture(t, "pacific-16.2.15/delete.json", cloudevent.Options{})
+	del.SetExtension("bucket", bucket)
+	del.SetExtension("objectkey", key)
+	long := strings.Repeat("dir/", 250) + "file" // S3 keys reach 1 KB
+	for i, step := range []struct {
+		in                  *event.Event
+		route               string
+		uploads, keyUploads int32 // 0: not set
+	}{
+		{first, "first", 1, 1},
+		{put(""), "again", 2, 2},
+		{del, "removed", 0, 0},
+		{put(""), "first", 3, 1},
+		{put("other key"), "first", 4, 1},
+		{put(long), "first", 5, 1},
+		{put(long), "again", 6, 2},
+	} {
+		outs := transformOne(t, e, step.in)
+		ext := one(t, outs).Extensions()
+		if want := "uploads." + bucket + "." + step.route; outs[0].Subject != want {
+			t.Errorf("step %d: subject %q, want %q", i, outs[0].Subject, want)
+		}
+		if step.uploads != 0 && (ext["uploads"] != step.uploads || ext["keyuploads"] != step.keyUploads) {
+			t.Errorf("step %d: uploads %v, key uploads %v; want %d, %d", i, ext["uploads"], ext["keyuploads"], step.uploads, step.keyUploads)
+		}
+	}
+	// A full table routes new keys apart instead of failing them.
+	for i := 0; ; i++ {
+		if err := tbl.Set(ctx, fmt.Sprint("filler", i), true); errors.Is(err, ErrTableFull) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs := transformOne(t, e, put("yet another key"))
+	if one(t, outs); outs[0].Subject != "uploads."+bucket+".untracked" {
+		t.Errorf("new key in a full table: subject %q", outs[0].Subject)
+	}
+}
