@@ -13,6 +13,7 @@ import (
 
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/adapter/kvtable"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
@@ -178,6 +179,8 @@ func (c *Config) Validate() error {
 		return errors.New("configuration: LUA_TIMEOUT must be positive")
 	case c.ShutdownDelay < 0:
 		return errors.New("configuration: SHUTDOWN_DELAY must not be negative")
+	case c.LuaRGWTableKV != "" && !kvtable.ValidBucket(c.LuaRGWTableKV):
+		return fmt.Errorf("configuration: LUA_RGW_TABLE_KV %q: a KV bucket name has only letters, digits, - and _", c.LuaRGWTableKV)
 	case c.LuaRGWTableKVReplicas < 1 || c.LuaRGWTableKVReplicas > 5:
 		return fmt.Errorf("configuration: LUA_RGW_TABLE_KV_REPLICAS must be 1 to 5, not %d", c.LuaRGWTableKVReplicas)
 	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:

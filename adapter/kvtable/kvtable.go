@@ -143,13 +143,17 @@ type entry struct {
 
 var validBucket = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
+// ValidBucket reports whether name can name a KV bucket: letters, digits,
+// '-' and '_'.
+func ValidBucket(name string) bool { return validBucket.MatchString(name) }
+
 // New returns the table kept in bucket, reached over nc (which stays the
 // caller's to close). It returns at once: finding (or creating) the bucket
 // and loading it go on in the background, retried while NATS is away; Ready
 // and WaitLoaded say when the table can serve. Until then every operation
 // fails with lua.ErrTableUnavailable. Close stops it.
 func New(nc *nats.Conn, bucket string, opts ...Option) (*Table, error) {
-	if !validBucket.MatchString(bucket) {
+	if !ValidBucket(bucket) {
 		return nil, fmt.Errorf("kvtable: bucket name %q: use letters, digits, - and _", bucket)
 	}
 	o := options{maxAttempts: DefaultMaxAttempts, setupTimeout: DefaultSetupTimeout, retryWait: time.Second, replicas: 1}

@@ -1,0 +1,79 @@
+package function_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rgw-nats/rgw-nats/function"
+)
+
+// TestRGWTableInKVAcrossReplicas: two rgw-nats instances on one NATS share
+// the RGW table through LUA_RGW_TABLE_KV: the first upload of a key through
+// one is routed as the first, the same upload through the other as a repeat,
+// and a third instance started later goes on counting.
+func TestRGWTableInKVAcrossReplicas(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.LuaScript = filepath.Join("..", "samples", "lua", "uploads.lua")
+	cfg.LuaRGWTableKV = "rgw-uploads"
+	a := startAdapter(t, cfg, s.ClientURL())
+	b := startAdapter(t, cfg, s.ClientURL())
+	ch := a.subscribe(t, "uploads.>")
+	for i, target := range []*adapter{a, b, a} {
+		if resp := post(t, target.url, nil, fixture(t, putFixture)); resp.code != 202 {
+			t.Fatalf("upload %d: %d %q", i, resp.code, resp.body)
+		}
+	}
+	msgs := receive(t, ch, 3)
+	for i, want := range []string{"first", "again", "again"} {
+		if got := msgs[i].Subject; got != "uploads.nb-main."+want {
+			t.Errorf("upload %d went to %s, want uploads.nb-main.%s", i, got, want)
+		}
+	}
+	c := startAdapter(t, cfg, s.ClientURL())
+	if resp := post(t, c.url, nil, fixture(t, putFixture)); resp.code != 202 {
+		t.Fatalf("upload through a new instance: %d %q", resp.code, resp.body)
+	}
+	ev := decode(t, receive(t, ch, 1)[0])
+	if ev.Extensions()["uploads"] != int32(4) {
+		t.Errorf("a new instance counts from %v, want 4", ev.Extensions()["uploads"])
+	}
+}
+
+// TestReadyWaitsForTheRGWTable: with a KV bucket that does not exist and
+// may not be created, the function never says ready; once the bucket
+// exists it loads it and does.
+func TestReadyWaitsForTheRGWTable(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.NATSStreamCreate = false
+	cfg.LuaScript = filepath.Join("..", "samples", "lua", "uploads.lua")
+	cfg.LuaRGWTableKV = "operators-bucket"
+	f := function.New(function.WithConfig(cfg))
+	if err := f.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Stop(context.Background()) })
+	time.Sleep(300 * time.Millisecond)
+	if ok, _ := f.Ready(context.Background()); ok {
+		t.Fatal("ready without the RGW table")
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "operators-bucket"}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, f)
+}
