@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // The cost of the RGW table per operation and per event, in memory and in a
@@ -15,7 +16,7 @@ import (
 //	go test -run '^$' -bench . -benchmem ./adapter/kvtable/
 
 func benchTables(b *testing.B) map[string]lua.Table {
-	s := runServer(b, -1, b.TempDir())
+	s := testutil.NATS(b)
 	return map[string]lua.Table{
 		"memory": lua.NewMemoryTable(),
 		"kv":     newTable(b, connect(b, s.ClientURL()), "bench"),

@@ -3,13 +3,9 @@ package kvtable
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,39 +15,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
-
-// runServer starts a real nats-server with JetStream on port (-1: any free
-// port) and storeDir, stopped when the test ends.
-func runServer(tb testing.TB, port int, storeDir string) *server.Server {
-	tb.Helper()
-	opts := natsserver.DefaultTestOptions
-	opts.Port = port
-	opts.JetStream = true
-	opts.StoreDir = storeDir
-	s := natsserver.RunServer(&opts)
-	tb.Cleanup(s.Shutdown)
-	return s
-}
-
-func stopServer(s *server.Server) {
-	s.Shutdown()
-	s.WaitForShutdown()
-}
 
 // cluster is three nats-servers in one JetStream cluster, in-process.
 type cluster struct {
 	servers []*server.Server
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func runCluster(tb testing.TB, n int) *cluster {
@@ -59,7 +28,7 @@ func runCluster(tb testing.TB, n int) *cluster {
 	ports := make([]int, n)
 	var routes []string
 	for i := range ports {
-		ports[i] = freePort(tb)
+		ports[i] = testutil.FreePort(tb)
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
 	}
 	c := &cluster{}
@@ -132,7 +101,7 @@ func connect(tb testing.TB, url string) *nats.Conn {
 // closes it when the test ends.
 func newTable(tb testing.TB, nc *nats.Conn, bucket string, opts ...Option) *Table {
 	tb.Helper()
-	t, err := New(nc, bucket, append([]Option{WithCreate(1), withRetryWait(50 * time.Millisecond), WithLogger(testLogger(tb))}, opts...)...)
+	t, err := New(nc, bucket, append([]Option{WithCreate(1), withRetryWait(50 * time.Millisecond), WithLogger(testutil.Logger(tb))}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -176,43 +145,16 @@ func newEvent(id, bucket, key string) *event.Event {
 	return &ev
 }
 
-// waitFor polls cond for up to 20 seconds.
+// waitFor polls cond for up to 30 seconds: after its server is shut down, a
+// KV watcher is recreated once its heartbeats are missed (over 10 seconds),
+// longer than testutil.WaitFor waits.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			tb.Fatalf("%s: not in time", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func testLogger(tb testing.TB) *slog.Logger {
-	w := &testOutput{out: tb.Output()}
-	tb.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-// testOutput writes to a test's output until the test ends: the table's
-// goroutine may log after the test has returned.
-type testOutput struct {
-	mu   sync.Mutex
-	out  io.Writer
-	done bool
-}
-
-func (w *testOutput) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return len(p), nil
-	}
-	return w.out.Write(p)
-}
-
-func (w *testOutput) close() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }

@@ -37,7 +37,7 @@ import (
 const (
 	// DefaultMaxAttempts bounds the compare-and-set attempts of one
 	// increment that other processes keep beating to the key.
-	DefaultMaxAttempts = 20
+	DefaultMaxAttempts = 50
 	// DefaultSetupTimeout bounds each request of finding or creating the
 	// bucket and starting the watcher.
 	DefaultSetupTimeout = 5 * time.Second
@@ -686,7 +686,7 @@ func (t *Table) waitWatched(ctx context.Context, rev uint64) {
 // false when the watcher brought nothing within timeout (noted as the
 // watcher being late when it should have).
 func (t *Table) waitNewer(ctx context.Context, key string, rev uint64, timeout time.Duration, should bool) (any, uint64, bool) {
-	if t.late.Load() {
+	if should && t.late.Load() {
 		return nil, 0, false
 	}
 	timer := time.NewTimer(timeout)

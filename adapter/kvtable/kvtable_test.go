@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // The script of adapter/lua's TestRGWTable, written for the in-memory
@@ -44,7 +45,7 @@ function transform(ev)
 end`
 
 func TestScriptForMemoryTableRunsUnchanged(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATS(t)
 	tbl := newTable(t, connect(t, s.ClientURL()), "rgw")
 	for name, table := range map[string]lua.Table{"memory": lua.NewMemoryTable(), "kv": tbl} {
 		t.Run(name, func(t *testing.T) {
@@ -86,7 +87,7 @@ func TestLimitsSameAsMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills a bucket with 100,000 entries")
 	}
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATS(t)
 	ctx := context.Background()
 	// Fill the bucket to one entry short of the limit, asynchronously (a
 	// put at a time would take long), before the table loads it.
@@ -99,6 +100,13 @@ func TestLimitsSameAsMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	mem := lua.NewMemoryTable()
+	acked := func() {
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			t.Fatal("async puts not acknowledged")
+		}
+	}
 	for i := range lua.MaxTableEntries - 1 {
 		k := fmt.Sprintf("k%d", i)
 		if _, err := js.PublishAsync("$KV.full."+encodeKey(k), encodeValue("v")); err != nil {
@@ -107,12 +115,11 @@ func TestLimitsSameAsMemory(t *testing.T) {
 		if err := mem.Set(ctx, k, "v"); err != nil {
 			t.Fatal(err)
 		}
+		if i%1000 == 999 {
+			acked() // stay within the client's bound on pending acks
+		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("async puts not acknowledged")
-	}
+	acked()
 	start := time.Now()
 	kvt := newTable(t, connect(t, s.ClientURL()), "full")
 	t.Logf("loaded %d entries in %v", kvt.Stats().Entries, time.Since(start))
@@ -203,7 +210,7 @@ func countConcurrently(t *testing.T, engines []*lua.Engine, goroutines, events i
 // replicas of the service, each with an engine running a counting script
 // from several goroutines, end with the exact total, seen by both.
 func TestTwoProcessesCountExactly(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATS(t)
 	a := newTable(t, connect(t, s.ClientURL()), "rgw")
 	b := newTable(t, connect(t, s.ClientURL()), "rgw")
 	const goroutines, events = 4, 500
@@ -228,7 +235,7 @@ func TestTwoProcessesCountExactly(t *testing.T) {
 // later (scale to zero and back) reads, with its Lua types; a delete by one
 // reaches the other.
 func TestRestartedProcessSeesValues(t *testing.T) {
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATS(t)
 	ctx := context.Background()
 	nc := connect(t, s.ClientURL())
 	first := newTable(t, nc, "rgw")
@@ -282,7 +289,7 @@ func TestRestartedProcessSeesValues(t *testing.T) {
 // work again with nothing lost.
 func TestUnavailable(t *testing.T) {
 	store := t.TempDir()
-	s := runServer(t, -1, store)
+	s := testutil.NATSOn(t, -1, store)
 	port := s.Addr().(*net.TCPAddr).Port
 	url := s.ClientURL()
 	tbl := newTable(t, connect(t, url), "rgw")
@@ -298,7 +305,7 @@ func TestUnavailable(t *testing.T) {
 		"caught":         newEngine(t, `function transform(ev) pcall(function() RGW.increment("n") end) return ev end`, tbl),
 		"caught, failed": newEngine(t, `function transform(ev) pcall(function() RGW["y"] = "v" end) error("later") end`, tbl),
 	}
-	stopServer(s)
+	testutil.StopNATS(s)
 
 	for name, e := range writers {
 		_, err := e.Transform(ctx, newEvent("ev-"+name, "b", "k"))
@@ -312,7 +319,7 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("read while NATS is down: %v, %v", outs, err)
 	}
 
-	runServer(t, port, store)
+	testutil.NATSOn(t, port, store)
 	waitFor(t, "writes work again", func() bool {
 		_, err := writers["reject"].Transform(ctx, newEvent("again", "b", "k"))
 		return err == nil

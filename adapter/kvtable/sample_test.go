@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // TestSampleUploadsAcrossReplicas runs samples/lua/uploads.lua in two
@@ -20,7 +21,7 @@ func TestSampleUploadsAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := runServer(t, -1, t.TempDir())
+	s := testutil.NATS(t)
 	engines := []*lua.Engine{
 		newEngine(t, string(src), newTable(t, connect(t, s.ClientURL()), "uploads")),
 		newEngine(t, string(src), newTable(t, connect(t, s.ClientURL()), "uploads")),
