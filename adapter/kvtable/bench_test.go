@@ -3,6 +3,7 @@ package kvtable
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
@@ -75,6 +76,28 @@ func BenchmarkScript(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkReplicaSees is a write in one process until another process's
+// local copy holds it: the write's round trip plus the watch delay.
+func BenchmarkReplicaSees(b *testing.B) {
+	s := testutil.NATS(b)
+	a := newTable(b, connect(b, s.ClientURL()), "bench")
+	other := newTable(b, connect(b, s.ClientURL()), "bench")
+	ctx := context.Background()
+	n := 0.0
+	for b.Loop() {
+		n++
+		if err := a.Set(ctx, "n", n); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if v, _ := other.Get("n"); v == n {
+				break
+			}
+			runtime.Gosched()
 		}
 	}
 }

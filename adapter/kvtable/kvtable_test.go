@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,9 +121,16 @@ func TestLimitsSameAsMemory(t *testing.T) {
 		}
 	}
 	acked()
-	start := time.Now()
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before, start := heap(), time.Now()
 	kvt := newTable(t, connect(t, s.ClientURL()), "full")
-	t.Logf("loaded %d entries in %v", kvt.Stats().Entries, time.Since(start))
+	t.Logf("loaded %d entries in %v; heap grew by %d bytes per entry (the server's share included)",
+		kvt.Stats().Entries, time.Since(start), (int64(heap())-int64(before))/int64(lua.MaxTableEntries))
 	if n := kvt.Stats().Entries; n != lua.MaxTableEntries-1 {
 		t.Fatalf("loaded %d entries", n)
 	}
