@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // A value is stored as a type tag, a colon and its text, so that a script
@@ -64,40 +66,15 @@ func decodeValue(b []byte) any {
 }
 
 // Keys of the RGW table are any strings; KV keys are subjects made of
-// letters, digits and -/_=. . A key is stored with every other byte, and '.'
-// and '=', escaped as =XX (upper-case hex), so that it stays one readable
-// token; the empty key is "=" alone, which no escaping produces.
+// letters, digits and -/_=. . A key is stored escaped as a subject token
+// (adapter/subject), with '=' for its '%', so that it stays one readable
+// token: "uploads.photos" is "uploads=2Ephotos". The empty key is "=" alone,
+// which no escaping produces.
 func encodeKey(k string) string {
 	if k == "" {
 		return "="
 	}
-	n := 0
-	for i := 0; i < len(k); i++ {
-		if !plainKeyByte(k[i]) {
-			n++
-		}
-	}
-	if n == 0 {
-		return k
-	}
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	b.Grow(len(k) + 2*n)
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if plainKeyByte(c) {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('=')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
-
-func plainKeyByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '/'
+	return strings.ReplaceAll(subject.Token(k), "%", "=")
 }
 
 // decodeKey reverses encodeKey. A key that encodeKey cannot have written
@@ -106,36 +83,12 @@ func decodeKey(s string) string {
 	if s == "=" {
 		return ""
 	}
-	if strings.IndexByte(s, '=') < 0 {
+	if !strings.Contains(s, "=") {
 		return s
 	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '=' {
-			b = append(b, c)
-			continue
-		}
-		if i+2 >= len(s) {
-			return s
-		}
-		hi, ok1 := unhex(s[i+1])
-		lo, ok2 := unhex(s[i+2])
-		if !ok1 || !ok2 {
-			return s
-		}
-		b = append(b, hi<<4|lo)
-		i += 2
+	k, err := subject.Unescape(strings.ReplaceAll(s, "=", "%"))
+	if err != nil {
+		return s
 	}
-	return string(b)
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	return k
 }

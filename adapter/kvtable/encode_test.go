@@ -53,13 +53,14 @@ var kvKey = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+$`)
 func TestKeyEncoding(t *testing.T) {
 	for k, want := range map[string]string{
 		"uploads":            "uploads",
-		"a/b-c_d":            "a/b-c_d",
+		"a-b_c":              "a-b_c",
+		"a/b":                "a=2Fb",
 		"uploads.photos":     "uploads=2Ephotos",
 		"":                   "=",
 		"=":                  "=3D",
 		"a b*>":              "a=20b=2A=3E",
 		"ü":                  "=C3=BC",
-		"first:photos/k.jpg": "first=3Aphotos/k=2Ejpg",
+		"first:photos/k.jpg": "first=3Aphotos=2Fk=2Ejpg",
 	} {
 		if got := encodeKey(k); got != want {
 			t.Errorf("encodeKey(%q) = %q, want %q", k, got, want)
@@ -69,7 +70,7 @@ func TestKeyEncoding(t *testing.T) {
 		}
 	}
 	// Keys put by hand (with dots, or '=' not followed by hex) stay as they are.
-	for _, raw := range []string{"a.b", "x=", "x=4", "x=zz", "x=4a"} {
+	for _, raw := range []string{"a.b", "a/b", "x=", "x=4", "x=zz"} {
 		if got := decodeKey(raw); got != raw {
 			t.Errorf("decodeKey(%q) = %q", raw, got)
 		}

@@ -650,35 +650,8 @@ func (t *Table) waitWatched(ctx context.Context, rev uint64) {
 	if t.late.Load() {
 		return
 	}
-	var timer *time.Timer
-	for {
-		t.mu.Lock()
-		if t.seen >= rev {
-			t.mu.Unlock()
-			return
-		}
-		t.waiters++
-		news := t.news
-		t.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(watchWait)
-			defer timer.Stop()
-		}
-		var expired bool
-		select {
-		case <-news:
-		case <-timer.C:
-			expired = true
-			t.late.Store(true)
-		case <-ctx.Done():
-			expired = true
-		}
-		t.mu.Lock()
-		t.waiters--
-		t.mu.Unlock()
-		if expired {
-			return
-		}
+	if !t.await(ctx, watchWait, func() bool { return t.seen >= rev }) && ctx.Err() == nil {
+		t.late.Store(true)
 	}
 }
 
@@ -689,25 +662,41 @@ func (t *Table) waitNewer(ctx context.Context, key string, rev uint64, timeout t
 	if should && t.late.Load() {
 		return nil, 0, false
 	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
+	var got entry
+	ok := t.await(ctx, timeout, func() bool {
+		e, ok := t.m[key]
+		got = e
+		return ok && e.rev > rev
+	})
+	if !ok && should && ctx.Err() == nil {
+		t.late.Store(true)
+	}
+	return got.v, got.rev, ok
+}
+
+// await waits, for at most timeout, until ready (called with t.mu held)
+// reports true, checking again after each watcher delivery; false when it
+// did not in time.
+func (t *Table) await(ctx context.Context, timeout time.Duration, ready func() bool) bool {
+	var timer *time.Timer
 	for {
 		t.mu.Lock()
-		if e, ok := t.m[key]; ok && e.rev > rev {
+		if ready() {
 			t.mu.Unlock()
-			return e.v, e.rev, true
+			return true
 		}
 		t.waiters++
 		news := t.news
 		t.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(timeout)
+			defer timer.Stop()
+		}
 		var expired bool
 		select {
 		case <-news:
 		case <-timer.C:
 			expired = true
-			if should {
-				t.late.Store(true)
-			}
 		case <-ctx.Done():
 			expired = true
 		}
@@ -715,7 +704,7 @@ func (t *Table) waitNewer(ctx context.Context, key string, rev uint64, timeout t
 		t.waiters--
 		t.mu.Unlock()
 		if expired {
-			return nil, 0, false
+			return false
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -18,39 +20,17 @@ import (
 	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
-// The script of adapter/lua's TestRGWTable, written for the in-memory
-// table: it must run unchanged on the KV table.
-const rgwTableScript = `
-function transform(ev)
-  RGW["s"] = "text"
-  RGW["n"] = 42
-  RGW["f"] = 1.5
-  RGW["b"] = true
-  assert(RGW["s"] == "text" and RGW["n"] == 42 and RGW["f"] == 1.5 and RGW["b"] == true)
-  assert(RGW.increment("n") == 43 and RGW.increment("f", 2) == 3.5 and RGW.decrement("n", 3) == 40)
-  RGW["b"] = nil
-  assert(RGW["b"] == nil)
-  local seen = {}
-  for k, v in pairs(RGW) do seen[#seen + 1] = k .. "=" .. tostring(v) end
-  table.sort(seen)
-  assert(table.concat(seen, ",") == "f=3.5,n=40,s=text", table.concat(seen, ","))
-  for _, bad in ipairs({
-    function() RGW["t"] = {} end,
-    function() RGW[("k"):rep(1000)] = ("v"):rep(100) end,
-    function() RGW.increment("s") end,
-    function() RGW.increment("n", "two") end,
-  }) do
-    assert(not pcall(bad))
-  end
-  return ev
-end`
-
 func TestScriptForMemoryTableRunsUnchanged(t *testing.T) {
 	s := testutil.NATS(t)
 	tbl := newTable(t, connect(t, s.ClientURL()), "rgw")
+	// adapter/lua's test of the in-memory table.
+	src, err := os.ReadFile(filepath.Join("..", "lua", "testdata", "rgw-table.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, table := range map[string]lua.Table{"memory": lua.NewMemoryTable(), "kv": tbl} {
 		t.Run(name, func(t *testing.T) {
-			e := newEngine(t, rgwTableScript, table)
+			e := newEngine(t, string(src), table)
 			if _, err := e.Transform(context.Background(), newEvent("1", "b", "k")); err != nil {
 				t.Fatal(err)
 			}
