@@ -7,6 +7,10 @@
 // RGW, RGWDebugLog, require "nats", "lunajson", "cjson"), so that a
 // postRequest script written for RGW runs here unchanged.
 //
+// The RGW table behind the RGW global is a Table: a MemoryTable by default,
+// as RGW keeps it, or a shared store given with WithTable (adapter/kvtable
+// keeps it in NATS KV).
+//
 // Scripts are reloaded when their files change (Kubernetes ConfigMap volumes
 // included) without failing an event.
 //
