@@ -3,6 +3,7 @@ package function_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +77,43 @@ func TestReadyWaitsForTheRGWTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, f)
+}
+
+// TestRGWTableUnavailableIsTransient: when the KV bucket cannot take a
+// script's write while NATS itself works, the event is answered 503 (the
+// sender retries), nothing is published and nothing is dead-lettered.
+func TestRGWTableUnavailableIsTransient(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.LuaScript = filepath.Join("..", "samples", "lua", "uploads.lua")
+	cfg.LuaRGWTableKV = "operators-bucket"
+	cfg.NATSStreamCreate = false // so that the table does not create the bucket again
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "operators-bucket"}); err != nil {
+		t.Fatal(err)
+	}
+	a := startAdapter(t, cfg, s.ClientURL())
+	events := a.subscribe(t, "uploads.>")
+	dead := a.subscribe(t, "rgwnats.deadletter.>")
+	if err := js.DeleteKeyValue(context.Background(), "operators-bucket"); err != nil {
+		t.Fatal(err)
+	}
+	// Retried again and again (past POISON_ATTEMPTS), the event stays
+	// transient: a store that is away does not make it poison.
+	for i := range cfg.PoisonAttempts + 2 {
+		resp := post(t, a.url, nil, fixture(t, putFixture))
+		if resp.code != 503 || resp.header.Get("Retry-After") == "" || strings.Contains(resp.body, "timeout") {
+			t.Fatalf("attempt %d with the table gone: %d %q (Retry-After %q); want 503, not a timeout", i, resp.code, resp.body, resp.header.Get("Retry-After"))
+		}
+	}
+	none(t, events)
+	none(t, dead)
 }

@@ -66,7 +66,10 @@ type TableError struct {
 	Key    string
 	Err    error  // one of the ErrTable sentinels
 	Reason string // what went wrong, for the message
-	Cause  error  // the store's own error, if any
+	// Cause is the store's own error, if any. It is in the message but not
+	// in the chain: the sentinel classifies the failure (a store's deadline
+	// is not a script's timeout).
+	Cause error
 }
 
 func (e *TableError) Error() string {
@@ -80,13 +83,8 @@ func (e *TableError) Error() string {
 	return fmt.Sprintf("RGW[%q]: %s", k, e.Reason)
 }
 
-// Unwrap returns the sentinel, and the store's error when there is one.
-func (e *TableError) Unwrap() []error {
-	if e.Cause != nil {
-		return []error{e.Err, e.Cause}
-	}
-	return []error{e.Err}
-}
+// Unwrap returns the sentinel.
+func (e *TableError) Unwrap() error { return e.Err }
 
 // TableEntrySize is what an entry counts against MaxTableEntrySize: the
 // key, plus the bytes of a string, 8 for a number, 1 for a boolean.
