@@ -48,7 +48,7 @@ end`), 0o644)
 			log.Fatal(err)
 		}
 		cancel()
-		engine, err := lua.New(ctx, script, lua.WithTable(table), lua.WithReload(0))
+		engine, err := lua.New(ctx, script, lua.WithTable(table), lua.WithReload(0), lua.WithTimeout(5*time.Second))
 		if err != nil {
 			log.Fatal(err)
 		}
