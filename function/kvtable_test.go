@@ -64,18 +64,7 @@ func TestReadyWaitsForTheRGWTable(t *testing.T) {
 	if ok, _ := f.Ready(context.Background()); ok {
 		t.Fatal("ready without the RGW table")
 	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "operators-bucket"}); err != nil {
-		t.Fatal(err)
-	}
+	createBucket(t, s.ClientURL(), "operators-bucket")
 	waitReady(t, f)
 }
 
@@ -88,18 +77,7 @@ func TestRGWTableUnavailableIsTransient(t *testing.T) {
 	cfg.LuaScript = filepath.Join("..", "samples", "lua", "uploads.lua")
 	cfg.LuaRGWTableKV = "operators-bucket"
 	cfg.NATSStreamCreate = false // so that the table does not create the bucket again
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "operators-bucket"}); err != nil {
-		t.Fatal(err)
-	}
+	js := createBucket(t, s.ClientURL(), "operators-bucket")
 	a := startAdapter(t, cfg, s.ClientURL())
 	events := a.subscribe(t, "uploads.>")
 	dead := a.subscribe(t, "rgwnats.deadletter.>")
@@ -116,4 +94,22 @@ func TestRGWTableUnavailableIsTransient(t *testing.T) {
 	}
 	none(t, events)
 	none(t, dead)
+}
+
+// createBucket creates a KV bucket as an operator would.
+func createBucket(t *testing.T, url, bucket string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: bucket}); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
