@@ -64,6 +64,8 @@ var failureClass = []struct {
 	{ingress.ErrUnsupported, Permanent, ReasonDecode},
 	{ErrLimit, Permanent, ReasonLimit},
 	{lua.ErrLimit, Permanent, ReasonLimit},
+	{lua.ErrTableUnavailable, Transient, ReasonTable},
+	{lua.ErrTableFull, Permanent, ReasonLimit},
 	{lua.ErrBusy, Transient, ReasonBusy},
 	{lua.ErrTimeout, Transient, ReasonTimeout},
 	{lua.ErrMemory, Transient, ReasonTimeout}, // the heap guard: like a deadline, poison when it repeats

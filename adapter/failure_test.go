@@ -26,6 +26,8 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("event e: %w", timedOut), Transient, ReasonTimeout},
 		{fmt.Errorf("x: %w", lua.ErrLimit), Permanent, ReasonLimit},
 		{fmt.Errorf("x: %w", lua.ErrBusy), Transient, ReasonBusy},
+		{fmt.Errorf("x: %w", lua.ErrTableUnavailable), Transient, ReasonTable},
+		{fmt.Errorf("x: %w", lua.ErrTableFull), Permanent, ReasonLimit},
 		{fmt.Errorf("x: %w", lua.ErrMemory), Transient, ReasonTimeout},
 		{lua.ErrClosed, Transient, ReasonShutdown},
 		{fmt.Errorf("x: %w", ErrLimit), Permanent, ReasonLimit},
