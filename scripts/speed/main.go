@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 )
 
@@ -39,7 +40,16 @@ func main() {
 		addr := fs.String("addr", "127.0.0.1:0", "listen address")
 		idle := fs.Duration("idle", 90*time.Second, "http.Server IdleTimeout")
 		every := fs.Int64("close-every", 0, "answer every Nth response on a connection with Connection: close (0: never)")
+		profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		fs.Parse(args)
+		if *profile != "" {
+			stop, perr := startProfile(*profile)
+			if perr != nil {
+				err = perr
+				break
+			}
+			defer stop()
+		}
 		err = hostRGWNATS(*addr, *idle, *every)
 	default:
 		fmt.Fprintf(os.Stderr, "speed: unknown command %q\n", cmd)
@@ -49,4 +59,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "speed:", err)
 		os.Exit(1)
 	}
+}
+
+// startProfile profiles the CPU until the returned function is called (the
+// host stops on SIGTERM, so a profile covers exactly the load it was given).
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
