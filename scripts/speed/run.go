@@ -169,8 +169,8 @@ func runCmd(args []string) error {
 	results := map[string]result{}
 	fmt.Fprintf(r.out, "wrk -t%d -c%d, %v per row after %v warm-up, POST %s (%d bytes, own eventId per request)\n\n",
 		r.threads, r.conns, r.duration, r.warmup, *payload, len(r.body))
-	fmt.Fprintln(r.out, "| target | req/s | vs its floor | target CPU µs/req | nats-server CPU µs/req |")
-	fmt.Fprintln(r.out, "|---|---|---|---|---|")
+	fmt.Fprintln(r.out, "| target | req/s | vs its floor | target CPU µs/req | nats-server CPU µs/req | non-2xx |")
+	fmt.Fprintln(r.out, "|---|---|---|---|---|---|")
 	for _, rw := range todo {
 		res, err := r.measure(rw)
 		if err != nil {
@@ -185,7 +185,7 @@ func runCmd(args []string) error {
 				ratio = "(floor not run)"
 			}
 		}
-		fmt.Fprintf(r.out, "| %s | %.0f | %s | %.1f | %.1f |\n", rw.name, res.rps, ratio, res.cpuPerReq, res.natsCPUPerReq)
+		fmt.Fprintf(r.out, "| %s | %.0f | %s | %.1f | %.1f | %d |\n", rw.name, res.rps, ratio, res.cpuPerReq, res.natsCPUPerReq, res.non2xx)
 	}
 	fmt.Fprintln(r.out)
 	pair := func(what, a, b string) {
@@ -202,6 +202,7 @@ func runCmd(args []string) error {
 
 type result struct {
 	rps, cpuPerReq, natsCPUPerReq float64
+	non2xx                        int64
 }
 
 // measure starts the row's server, warms it up, loads it for r.duration and
@@ -249,7 +250,7 @@ func (r *runner) measure(rw row) (result, error) {
 	}
 	cpu1, _ := cpuTicks(cmd.Process.Pid)
 	ncpu1, _ := cpuTicks(r.natsPID)
-	res := result{rps: main.rps}
+	res := result{rps: main.rps, non2xx: main.non2xx}
 	if main.requests > 0 {
 		res.cpuPerReq = float64(cpu1-cpu0) * 1e6 / ticksPerSecond / float64(main.requests)
 		if r.natsPID > 0 {
@@ -267,7 +268,7 @@ func (r *runner) measure(rw row) (result, error) {
 		if err != nil {
 			return result{}, err
 		}
-		if answered := warm.requests + main.requests; info.State.Msgs < uint64(answered) {
+		if answered := warm.requests + main.requests - warm.non2xx - main.non2xx; info.State.Msgs < uint64(answered) {
 			return result{}, fmt.Errorf("stream %s holds %d messages after %d answered requests", rw.stream, info.State.Msgs, answered)
 		}
 	}
@@ -320,8 +321,8 @@ end
 }
 
 type wrkResult struct {
-	requests int64
-	rps      float64
+	requests, non2xx int64
+	rps              float64
 }
 
 var (
@@ -349,17 +350,22 @@ func (r *runner) runWRK(url string, d time.Duration) (wrkResult, error) {
 	if m == nil || n == nil {
 		return wrkResult{}, fmt.Errorf("wrk: unexpected output\n%s", out)
 	}
+	var res wrkResult
+	res.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	res.requests, _ = strconv.ParseInt(string(n[1]), 10, 64)
 	if bad := reNon2xx.FindSubmatch(out); bad != nil {
-		return wrkResult{}, fmt.Errorf("wrk: %s answers were not 2xx\n%s", bad[1], out)
+		// A rare 503 (a Lua deadline passed on a machine that others load)
+		// is the service working as designed; more than 0.1% is a fault.
+		res.non2xx, _ = strconv.ParseInt(string(bad[1]), 10, 64)
+		if res.non2xx*1000 > res.requests {
+			return wrkResult{}, fmt.Errorf("wrk: %s answers were not 2xx\n%s", bad[1], out)
+		}
 	}
 	if se := reSocket.FindSubmatch(out); se != nil {
 		// A server that closes after answering makes wrk reconnect, which
 		// it does not count as an error; anything else here is one.
 		return wrkResult{}, fmt.Errorf("wrk: socket errors: %s\n%s", se[1], out)
 	}
-	var res wrkResult
-	res.rps, _ = strconv.ParseFloat(string(m[1]), 64)
-	res.requests, _ = strconv.ParseInt(string(n[1]), 10, 64)
 	return res, nil
 }
 
