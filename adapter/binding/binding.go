@@ -16,7 +16,6 @@ package binding
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -205,7 +204,7 @@ func marshalStructured(ev *event.Event) ([]byte, error) {
 	}
 	// sdk-go writes JSON data verbatim; a broken value would make the whole
 	// message unreadable for every consumer, so refuse it here.
-	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && IsJSON(ev.DataContentType()) && !json.Valid(ev.DataEncoded) {
+	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && IsJSON(ev.DataContentType()) && !validJSON(ev.DataEncoded) {
 		return nil, errors.New("data is declared JSON but is not valid JSON")
 	}
 	if c, ok := ev.Context.(*event.EventContextV1); ok {
