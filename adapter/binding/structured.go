@@ -133,7 +133,13 @@ func appendURI(b []byte, u *url.URL) []byte {
 	return appendString(b, u.String())
 }
 
-func appendString(b []byte, s string) []byte {
+func appendString(b []byte, s string) []byte { return AppendJSONString(b, s) }
+
+// AppendJSONString appends s as a JSON string literal: what encoding/json
+// escapes, except <, > and & (no HTML here); invalid UTF-8 becomes U+FFFD.
+// It is the one JSON string writer of the project (the Lua JSON encoder can
+// use it too).
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = appendEscaped(b, s)
 	return append(b, '"')
