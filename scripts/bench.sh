@@ -12,7 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 usage() {
 	cat <<USAGE
-Usage: $prog [--duration SECONDS] [--rules] [--only KEYS]
+Usage: $prog [--duration SECONDS] [--rounds N] [--rules] [--only KEYS]
 
 Build rgw-nats, nats-server (from the version in go.mod) and the driver
 (scripts/speed), start nats-server with JetStream on a loopback port, then
@@ -21,6 +21,9 @@ Installs wrk with apt-get when it is missing (needs root).
 
 Options:
   --duration SECONDS  measured time per row (default 10)
+  --rounds N          measure every row N times (default 1); each ratio is
+                      taken within a round, the table shows medians and the
+                      range: use 3 or more on a shared machine
   --rules             also price connection rules for raw RGW POSTs
                       (Connection: close every Nth response, IdleTimeout)
   --only KEYS         comma-separated row keys, e.g. floor-core,core-keepalive
@@ -36,11 +39,12 @@ while [ "$#" -gt 0 ]; do
 		usage
 		exit 0
 		;;
-	--duration | --only)
+	--duration | --only | --rounds)
 		[ "$#" -ge 2 ] || { echo "$prog: $1 needs a value" >&2; exit 2; }
 		case "$1" in
 		--duration) duration=$2 ;;
 		--only) extra+=(-only "$2") ;;
+		--rounds) extra+=(-rounds "$2") ;;
 		esac
 		shift
 		;;

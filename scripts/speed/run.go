@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,6 +122,7 @@ func runCmd(args []string) error {
 	fs.DurationVar(&r.warmup, "warmup", 0, "unmeasured load before each row (default: a fifth of -d, 1 to 2 s)")
 	only := fs.String("only", "", "comma-separated row keys (default: all)")
 	rules := fs.Bool("rules", false, "also price connection rules for raw RGW POSTs")
+	nrounds := fs.Int("rounds", 1, "measure every row this many times; ratios within a round, medians shown")
 	fs.Parse(args)
 	if r.warmup <= 0 {
 		r.warmup = min(max(r.duration/5, time.Second), 2*time.Second)
@@ -172,33 +174,67 @@ func runCmd(args []string) error {
 		}
 		todo = sel
 	}
-	results := map[string]result{}
-	fmt.Fprintf(r.out, "wrk -t%d -c%d, %v per row after %v warm-up, POST %s (%d bytes, own eventId per request)\n\n",
-		r.threads, r.conns, r.duration, r.warmup, *payload, len(r.body))
+	// Each round measures every row once; a ratio is taken within a round
+	// (a row and its floor minutes apart on a shared machine are not
+	// comparable), and the table shows the median over the rounds.
+	rounds := make([]map[string]result, 0, *nrounds)
+	for k := range *nrounds {
+		if *nrounds > 1 {
+			fmt.Fprintf(os.Stderr, "round %d of %d\n", k+1, *nrounds)
+		}
+		results := map[string]result{}
+		for _, rw := range todo {
+			res, err := r.measure(rw)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rw.key, err)
+			}
+			results[rw.key] = res
+		}
+		rounds = append(rounds, results)
+	}
+	per := fmt.Sprintf("%v per row", r.duration)
+	if *nrounds > 1 {
+		per = fmt.Sprintf("%d rounds of %v per row, medians", *nrounds, r.duration)
+	}
+	fmt.Fprintf(r.out, "wrk -t%d -c%d, %s, %v warm-up, POST %s (%d bytes, own eventId per request)\n\n",
+		r.threads, r.conns, per, r.warmup, *payload, len(r.body))
 	fmt.Fprintln(r.out, "| target | req/s | vs its floor | target CPU µs/req | nats-server CPU µs/req | non-2xx |")
 	fmt.Fprintln(r.out, "|---|---|---|---|---|---|")
 	for _, rw := range todo {
-		res, err := r.measure(rw)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rw.key, err)
-		}
-		results[rw.key] = res
-		ratio := "1.00"
-		if rw.floor != "" {
-			if f, ok := results[rw.floor]; ok && f.rps > 0 {
-				ratio = fmt.Sprintf("%.2f", res.rps/f.rps)
-			} else {
-				ratio = "(floor not run)"
+		var rps, cpu, ncpu, ratios []float64
+		var non2xx int64
+		for _, res := range rounds {
+			x := res[rw.key]
+			rps, cpu, ncpu = append(rps, x.rps), append(cpu, x.cpuPerReq), append(ncpu, x.natsCPUPerReq)
+			non2xx += x.non2xx
+			if f, ok := res[rw.floor]; ok && f.rps > 0 {
+				ratios = append(ratios, x.rps/f.rps)
 			}
 		}
-		fmt.Fprintf(r.out, "| %s | %.0f | %s | %.1f | %.1f | %d |\n", rw.name, res.rps, ratio, res.cpuPerReq, res.natsCPUPerReq, res.non2xx)
+		ratio := "1.00"
+		switch {
+		case rw.floor == "":
+		case len(ratios) == 0:
+			ratio = "(floor not run)"
+		case len(ratios) == 1:
+			ratio = fmt.Sprintf("%.2f", ratios[0])
+		default:
+			ratio = fmt.Sprintf("%.2f (%.2f-%.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
+		}
+		fmt.Fprintf(r.out, "| %s | %.0f | %s | %.1f | %.1f | %d |\n", rw.name, median(rps), ratio, median(cpu), median(ncpu), non2xx)
 	}
 	fmt.Fprintln(r.out)
 	pair := func(what, a, b string) {
-		if x, ok := results[a]; ok {
-			if y, ok := results[b]; ok && y.rps > 0 {
-				fmt.Fprintf(r.out, "%s: %.2f\n", what, x.rps/y.rps)
+		var ratios []float64
+		for _, res := range rounds {
+			if x, ok := res[a]; ok {
+				if y, ok := res[b]; ok && y.rps > 0 {
+					ratios = append(ratios, x.rps/y.rps)
+				}
 			}
+		}
+		if len(ratios) > 0 {
+			fmt.Fprintf(r.out, "%s: %.2f\n", what, median(ratios))
 		}
 	}
 	pair("rgw-nats JetStream keep-alive / the sdk-go way", "jetstream-keepalive", "sdk-go")
@@ -426,4 +462,15 @@ func cpuTicks(pid int) (int64, error) {
 		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	return u + s, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
