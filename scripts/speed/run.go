@@ -93,12 +93,15 @@ func (r *runner) rgwEnv(addr, mode string, keepAlive bool, lua string) []string 
 		"LISTEN_ADDRESS="+addr,
 		"NATS_URL="+r.natsURL,
 		"NATS_MODE="+mode,
-		"NATS_STREAM_CREATE=true",
+		"NATS_STREAM_CREATE="+strconv.FormatBool(mode == "jetstream"),
 		"RGW_CLOSE_CONNECTIONS="+strconv.FormatBool(!keepAlive),
 		"LUA_RELOAD=false",
 		"LUA_HMAC_KEY=bench-only-key",
 		"LOG_LEVEL=warn",
 	)
+	if mode != "jetstream" {
+		env = append(env, "NATS_SUBJECT="+coreTemplate)
+	}
 	if lua != "" {
 		env = append(env, "LUA_SCRIPT="+filepath.Join(r.root, lua))
 	} else {

@@ -26,7 +26,11 @@ import (
 // defaults: stream RGW capturing rgw.>).
 const (
 	floorStream  = "BENCH"
-	floorSubject = "bench.floor"
+	floorSubject = "bench.floor" // JetStream floor: captured by BENCH
+	// Core rows publish outside every stream: a captured core publish is
+	// also stored, which would make core rows pay for JetStream.
+	coreSubject  = "benchcore.floor"
+	coreTemplate = "benchcore.{bucket}.{event}"
 	sdkStream    = "SDKGO" // the sdk-go sender captures SDKGO.*
 	sdkSubject   = "SDKGO.rgw"
 )
@@ -96,7 +100,7 @@ func floorCore(nc *nats.Conn) http.HandlerFunc {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if err := nc.Publish(floorSubject, body); err != nil {
+		if err := nc.Publish(coreSubject, body); err != nil {
 			unavailable(w, err)
 			return
 		}
