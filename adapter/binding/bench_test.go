@@ -1,9 +1,12 @@
 package binding
 
 import (
+	"bytes"
 	"testing"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+
 	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
@@ -38,4 +41,31 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkStructured compares the structured-mode writers on the same
+// 1 KiB event, payload only: the hand-written one, sdk-go's WriteJson, and
+// (with GOEXPERIMENT=jsonv2) encoding/json/v2 in jsonv2_bench_test.go.
+func BenchmarkStructured(b *testing.B) {
+	ev := testutil.Event1KiB(b)
+	c := ev.Context.(*event.EventContextV1)
+	b.Run("hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := appendStructuredV1(ev, c); !ok {
+				b.Fatal("not written")
+			}
+		}
+	})
+	b.Run("sdk-go", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			if err := event.WriteJson(ev, &buf); err != nil {
+				b.Fatal(err)
+			}
+			_ = bytes.Clone(buf.Bytes())
+		}
+	})
 }

@@ -16,7 +16,6 @@ package binding
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -145,7 +144,11 @@ func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Mes
 	case Structured:
 		m.Data, err = marshalStructured(ev)
 		m.Header = make(nats.Header, 2+len(header))
-		m.Header[HeaderContentType] = []string{ContentTypeStructured}
+		// One allocation for both values; capped, so an Add copies.
+		vals := [...]string{ContentTypeStructured, id}
+		both := vals[:]
+		m.Header[HeaderContentType] = both[0:1:1]
+		m.Header[HeaderMsgID] = both[1:2:2]
 	case Binary:
 		m.Header, err = binaryHeader(ev, 1+len(header))
 		m.Data = ev.Data()
@@ -155,7 +158,9 @@ func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Mes
 	if err != nil {
 		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
 	}
-	m.Header[HeaderMsgID] = []string{id}
+	if enc != Structured {
+		m.Header[HeaderMsgID] = []string{id}
+	}
 	if err := mergeHeader(&m, header, enc); err != nil {
 		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
 	}
@@ -199,8 +204,13 @@ func marshalStructured(ev *event.Event) ([]byte, error) {
 	}
 	// sdk-go writes JSON data verbatim; a broken value would make the whole
 	// message unreadable for every consumer, so refuse it here.
-	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && IsJSON(ev.DataContentType()) && !json.Valid(ev.DataEncoded) {
+	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && IsJSON(ev.DataContentType()) && !validJSON(ev.DataEncoded) {
 		return nil, errors.New("data is declared JSON but is not valid JSON")
+	}
+	if c, ok := ev.Context.(*event.EventContextV1); ok {
+		if b, ok := appendStructuredV1(ev, c); ok {
+			return b, nil
+		}
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()

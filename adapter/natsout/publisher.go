@@ -31,6 +31,7 @@ type Publisher struct {
 	ackTimeout time.Duration
 	nc         *nats.Conn
 	js         jetstream.JetStream // nil in core mode without stream creation
+	flush      *flusher            // core mode only
 
 	// Stream setup runs on one goroutine, woken after every (re)connect.
 	streamKick   chan struct{}
@@ -60,6 +61,9 @@ type Stats struct {
 	Failed     uint64 // messages that got an error
 	Duplicates uint64 // JetStream acks that reported an already stored msg id
 	Reconnects uint64 // successful reconnects of the connection
+	// Flushes counts core-mode round trips (PING/PONG); concurrent
+	// requests share them, so under load it stays below Published.
+	Flushes uint64
 }
 
 // Connect opens the process's NATS connection. Bad configuration (unreadable
@@ -147,6 +151,10 @@ func newPublisher(cfg Config) *Publisher {
 // use binds p to nc.
 func (p *Publisher) use(nc *nats.Conn) error {
 	p.nc = nc
+	if p.cfg.Mode != JetStream {
+		p.flush = newFlusher(nc, p.ackTimeout, p.stop)
+		go p.flush.run()
+	}
 	// A stream to create is created in core mode too: core publishes to its
 	// subjects are stored (without an ack), so the embedded server's stream
 	// keeps events and dead letters in either mode.
@@ -349,7 +357,15 @@ func (p *Publisher) Stats() Stats {
 		Failed:     p.failed.Load(),
 		Duplicates: p.duplicates.Load(),
 		Reconnects: p.nc.Stats().Reconnects,
+		Flushes:    p.flushes(),
 	}
+}
+
+func (p *Publisher) flushes() uint64 {
+	if p.flush == nil {
+		return 0
+	}
+	return p.flush.rounds.Load()
 }
 
 // Close drains the connection: messages already published are flushed and
@@ -426,6 +442,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 func (p *Publisher) publishCore(ctx context.Context, msgs []Message, errs []error) {
 	// A flush answered after a reconnect proves nothing about messages
 	// written before the disconnect: count reconnects around the round trip.
+	// The round trip itself is shared with concurrent callers (flusher).
 	before := p.nc.Stats().Reconnects
 	sent := 0
 	var nm nats.Msg
@@ -444,9 +461,7 @@ func (p *Publisher) publishCore(ctx context.Context, msgs []Message, errs []erro
 	if sent == 0 {
 		return
 	}
-	fctx, cancel := context.WithTimeout(ctx, p.ackTimeout)
-	err := p.nc.FlushWithContext(fctx)
-	cancel()
+	err := p.flush.wait(ctx)
 	if err == nil && p.nc.Stats().Reconnects != before {
 		err = errors.New("reconnected before the flush was answered")
 	}

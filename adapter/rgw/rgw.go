@@ -349,6 +349,9 @@ func Decode(body []byte) ([]Record, error) {
 	if !utf8.Valid(body) {
 		return nil, fmt.Errorf("%w: %w", ErrNotNotification, ErrNotUTF8)
 	}
+	if recs, ok := scanEnvelope(body); ok {
+		return recs, nil
+	}
 	var env struct {
 		Records *[]recordWire `json:"Records"`
 	}
@@ -474,6 +477,13 @@ func DecodeAny(data []byte) ([]Record, error) {
 	}
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: %w", ErrBadRecord, ErrNotUTF8)
+	}
+	if recs, ok := scanEnvelope(data); ok {
+		return recs, nil
+	}
+	if r := (Record{}); scanRecord(string(data), &r) {
+		r.Raw = data
+		return []Record{r}, nil
 	}
 	// One pass decodes a single record, or an envelope's records.
 	var w struct {

@@ -1,0 +1,92 @@
+package natsout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
+)
+
+// TestGroupCommit: concurrent core-mode publishes share round trips, and
+// every message whose Publish returned nil is on the server: a subscriber
+// that flushes its own connection afterwards has received all of them.
+func TestGroupCommit(t *testing.T) {
+	s := testutil.NATS(t)
+	cfg := Config{URL: s.ClientURL(), Mode: Core, AckTimeout: 5 * time.Second}
+	p := connect(t, cfg)
+	waitReady(t, p)
+
+	sub, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var mu sync.Mutex
+	got := map[string]bool{}
+	if _, err := sub.Subscribe("rgw.group.>", func(m *nats.Msg) {
+		mu.Lock()
+		got[string(m.Data)] = true
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	const workers, each = 32, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				id := fmt.Sprintf("%d-%d", w, i)
+				if err := p.Publish(context.Background(), []Message{{Subject: "rgw.group." + id, Data: []byte(id), MsgID: id}})[0]; err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == workers*each })
+
+	st := p.Stats()
+	if st.Published != workers*each {
+		t.Fatalf("published %d, want %d", st.Published, workers*each)
+	}
+	if st.Flushes == 0 || st.Flushes >= st.Published {
+		t.Fatalf("%d round trips for %d concurrent publishes: not shared", st.Flushes, st.Published)
+	}
+	t.Logf("%d publishes, %d round trips", st.Published, st.Flushes)
+}
+
+// TestGroupCommitCallerGivesUp: a caller whose context ends stops waiting
+// with that error; the others are unaffected.
+func TestGroupCommitCallerGivesUp(t *testing.T) {
+	s := testutil.NATS(t)
+	p := connect(t, Config{URL: s.ClientURL(), Mode: Core, AckTimeout: 5 * time.Second})
+	waitReady(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := p.Publish(ctx, []Message{{Subject: "rgw.a", Data: []byte("x"), MsgID: "a"}})[0]
+	if err == nil || !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled publish: %v, want ErrUnavailable", err)
+	}
+	if err := p.Publish(context.Background(), []Message{{Subject: "rgw.b", Data: []byte("y"), MsgID: "b"}})[0]; err != nil {
+		t.Fatal(err)
+	}
+}
