@@ -495,7 +495,7 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 				raw = []byte(v)
 				break
 			}
-			raw = appendJSONString(nil, string(v))
+			raw = binding.AppendJSONString(nil, string(v))
 		default:
 			if !binding.IsJSON(ev.DataMediaType()) {
 				return fail("ev.data: data of content type %q must be a string, not a %s", ev.DataContentType(), v.Type())

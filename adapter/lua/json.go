@@ -10,6 +10,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
+
 	glua "github.com/yuin/gopher-lua"
 )
 
@@ -408,7 +410,7 @@ func (c *jsonCodec) value(v glua.LValue, depth int) error {
 	case glua.LNumber:
 		return c.number(float64(v))
 	case glua.LString:
-		c.buf = appendJSONString(c.buf, string(v))
+		c.buf = binding.AppendJSONString(c.buf, string(v))
 	case *glua.LTable:
 		if depth >= maxJSONDepth {
 			return errJSONDepth
@@ -483,7 +485,7 @@ func (c *jsonCodec) table(t *glua.LTable, depth int) error {
 		if i > 0 {
 			c.buf = append(c.buf, ',')
 		}
-		c.buf = appendJSONString(c.buf, k)
+		c.buf = binding.AppendJSONString(c.buf, k)
 		c.buf = append(c.buf, ':')
 		if err := c.value(t.RawGetString(k), depth+1); err != nil {
 			return err
@@ -505,48 +507,4 @@ func (c *jsonCodec) array(t *glua.LTable, n, depth int) error {
 	}
 	c.buf = append(c.buf, ']')
 	return nil
-}
-
-// appendJSONString quotes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
-// encoding/json does; unlike encoding/json, <, > and & stay as they are.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
