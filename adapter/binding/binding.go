@@ -414,14 +414,14 @@ func unquote(s string) (string, error) {
 // binary when a ce-specversion header is present. Header names match in any
 // case. The event's data shares memory with msg.Data.
 func Decode(msg *nats.Msg) (event.Event, error) {
-	ct := headerFold(msg.Header, HeaderContentType)
+	ct := HeaderFold(msg.Header, HeaderContentType)
 	if ct != "" && hasPrefixFold(ct, "application/cloudevents") {
 		if hasPrefixFold(ct, "application/cloudevents-batch") {
 			return event.Event{}, fmt.Errorf("binding: message on %q: %w: batch mode is not part of the NATS binding", msg.Subject, ErrNotCloudEvent)
 		}
 		return decodeStructured(msg)
 	}
-	if sv := headerFold(msg.Header, binaryPrefix+"specversion"); sv != "" {
+	if sv := HeaderFold(msg.Header, binaryPrefix+"specversion"); sv != "" {
 		return decodeBinary(msg, sv, false)
 	}
 	if bytes.HasPrefix(bytes.TrimLeft(msg.Data, " \t\r\n"), []byte("{")) {
@@ -449,7 +449,7 @@ func decodeStructured(msg *nats.Msg) (event.Event, error) {
 // Ce- headers, datacontenttype from Content-Type (the HTTP binding has no
 // ce-datacontenttype). The event's data shares memory with body.
 func DecodeHTTPBinary(h map[string][]string, body []byte) (event.Event, error) {
-	sv := headerFold(h, binaryPrefix+"specversion")
+	sv := HeaderFold(h, binaryPrefix+"specversion")
 	if sv == "" {
 		return event.Event{}, fmt.Errorf("binding: %w: no ce-specversion header", ErrNotCloudEvent)
 	}
@@ -483,7 +483,7 @@ func decodeBinary(msg *nats.Msg, rawVersion string, http bool) (event.Event, err
 		}
 	}
 	if http {
-		if ct := headerFold(msg.Header, HeaderContentType); ct != "" {
+		if ct := HeaderFold(msg.Header, HeaderContentType); ct != "" {
 			ev.SetDataContentType(ct)
 		}
 	}
@@ -499,7 +499,9 @@ func decodeBinary(msg *nats.Msg, rawVersion string, http bool) (event.Event, err
 	return ev, nil
 }
 
-func headerFold(h nats.Header, key string) string {
+// HeaderFold returns the first value of key in h, matching the name in
+// any case: NATS keeps header names as they were sent.
+func HeaderFold(h nats.Header, key string) string {
 	if v := h[key]; len(v) > 0 {
 		return v[0]
 	}

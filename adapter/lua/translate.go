@@ -637,6 +637,38 @@ func (p *parser) block() error {
 	return nil
 }
 
+// seq parses a run of grammar steps: a string is a token that must come
+// next, a function a part to parse.
+func (p *parser) seq(steps ...any) error {
+	for _, st := range steps {
+		var err error
+		switch st := st.(type) {
+		case string:
+			err = p.expect(st)
+		case func() error:
+			err = st()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// names parses Name {sep Name}.
+func (p *parser) names(sep string) error {
+	if err := p.name(); err != nil {
+		return err
+	}
+	for p.is(sep) {
+		p.i++
+		if err := p.name(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (p *parser) statement() error {
 	t := p.tok()
 	if t.kind == tOp {
@@ -646,57 +678,25 @@ func (p *parser) statement() error {
 			return nil
 		case "::":
 			p.i++
-			if err := p.name(); err != nil {
-				return err
-			}
-			return p.expect("::")
+			return p.seq(p.name, "::")
 		}
 	}
 	if t.kind == tKeyword {
+		p.i++
 		switch t.text {
 		case "break":
-			p.i++
 			return nil
 		case "goto":
-			p.i++
 			return p.name()
 		case "do":
-			p.i++
-			if err := p.block(); err != nil {
-				return err
-			}
-			return p.expect("end")
+			return p.seq(p.block, "end")
 		case "while":
-			p.i++
-			if err := p.exp(); err != nil {
-				return err
-			}
-			if err := p.expect("do"); err != nil {
-				return err
-			}
-			if err := p.block(); err != nil {
-				return err
-			}
-			return p.expect("end")
+			return p.seq(p.exp, "do", p.block, "end")
 		case "repeat":
-			p.i++
-			if err := p.block(); err != nil {
-				return err
-			}
-			if err := p.expect("until"); err != nil {
-				return err
-			}
-			return p.exp()
+			return p.seq(p.block, "until", p.exp)
 		case "if":
-			p.i++
 			for {
-				if err := p.exp(); err != nil {
-					return err
-				}
-				if err := p.expect("then"); err != nil {
-					return err
-				}
-				if err := p.block(); err != nil {
+				if err := p.seq(p.exp, "then", p.block); err != nil {
 					return err
 				}
 				if p.is("elseif") {
@@ -712,7 +712,6 @@ func (p *parser) statement() error {
 				return p.expect("end")
 			}
 		case "for":
-			p.i++
 			if err := p.name(); err != nil {
 				return err
 			}
@@ -728,30 +727,14 @@ func (p *parser) statement() error {
 						return err
 					}
 				}
-				if err := p.expect("in"); err != nil {
-					return err
-				}
-				if err := p.exprList(); err != nil {
+				if err := p.seq("in", p.exprList); err != nil {
 					return err
 				}
 			}
-			if err := p.expect("do"); err != nil {
-				return err
-			}
-			if err := p.block(); err != nil {
-				return err
-			}
-			return p.expect("end")
+			return p.seq("do", p.block, "end")
 		case "function":
-			p.i++
-			if err := p.name(); err != nil {
+			if err := p.names("."); err != nil {
 				return err
-			}
-			for p.is(".") {
-				p.i++
-				if err := p.name(); err != nil {
-					return err
-				}
 			}
 			if p.is(":") {
 				p.i++
@@ -761,22 +744,12 @@ func (p *parser) statement() error {
 			}
 			return p.funcBody()
 		case "local":
-			p.i++
 			if p.is("function") {
 				p.i++
-				if err := p.name(); err != nil {
-					return err
-				}
-				return p.funcBody()
+				return p.seq(p.name, p.funcBody)
 			}
-			for {
-				if err := p.name(); err != nil {
-					return err
-				}
-				if !p.is(",") {
-					break
-				}
-				p.i++
+			if err := p.names(","); err != nil {
+				return err
 			}
 			if p.is("=") {
 				p.i++
@@ -784,6 +757,7 @@ func (p *parser) statement() error {
 			}
 			return nil
 		}
+		p.i-- // a keyword that starts no statement: an expression's error
 	}
 	// An assignment or a call.
 	if _, err := p.suffixedExp(); err != nil {

@@ -458,18 +458,7 @@ const (
 
 func isDeadLetter(m *nats.Msg) bool { return header(m.Header, headerReason) != "" }
 
-// header reads a header in any case: NATS keeps names as they were sent.
-func header(h nats.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	for k, v := range h {
-		if len(v) > 0 && strings.EqualFold(k, key) {
-			return v[0]
-		}
-	}
-	return ""
-}
+func header(h nats.Header, key string) string { return binding.HeaderFold(h, key) }
 
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
