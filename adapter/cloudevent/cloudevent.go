@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -152,7 +154,7 @@ func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 		// Not SetSubject: it trims spaces, which are part of a key.
 		ctx.Subject = &key
 	}
-	if t, err := rec.Time(); err == nil {
+	if t, ok := eventTime(rec); ok {
 		ctx.Time = &types.Timestamp{Time: t}
 	}
 	ct := event.ApplicationJSON
@@ -187,6 +189,40 @@ func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 		ev.DataEncoded = rec.Raw
 	}
 	return ev, nil
+}
+
+// eventTime is the record's eventTime, or, when that is not a time (Tentacle's
+// POST form upload sends "0.000000"), the time its eventId starts with:
+// <10-digit seconds>.<6-digit microseconds>.<etag>. RGW writes both from the
+// same clock, so the fallback is the same instant to the microsecond.
+func eventTime(rec *rgw.Record) (time.Time, bool) {
+	if t, err := rec.Time(); err == nil && t.Unix() > 0 {
+		return t, true
+	}
+	return timeOfEventID(rec.EventID)
+}
+
+func timeOfEventID(id string) (time.Time, bool) {
+	sec, rest, _ := strings.Cut(id, ".")
+	usec, _, _ := strings.Cut(rest, ".")
+	if len(sec) != 10 || len(usec) != 6 || !digits(sec) || !digits(usec) {
+		return time.Time{}, false
+	}
+	s, _ := strconv.ParseInt(sec, 10, 64)
+	us, _ := strconv.ParseInt(usec, 10, 64)
+	if s == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(s, us*1000).UTC(), true
+}
+
+func digits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 const (

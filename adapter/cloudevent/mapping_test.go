@@ -130,7 +130,15 @@ func TestFromRecordAttributes(t *testing.T) {
 			"ceph:s3.default.photos", "com.amazonaws.ObjectCreated:Put", "", "", "2024-04-21T10:03:18.419013Z"},
 		{"time with a space", []string{`2024-04-21T`, `2024-04-21 `},
 			"ceph:s3.default.photos", "com.amazonaws.ObjectCreated:Put", "a/b.jpg", "a/b.jpg", "2024-04-21T10:03:18.419013Z"},
-		{"unreadable time: no time attribute", []string{`"2024-04-21T10:03:18.419013Z"`, `"yesterday"`},
+		{"unreadable time: the eventId's time", []string{`"2024-04-21T10:03:18.419013Z"`, `"yesterday"`},
+			"ceph:s3.default.photos", "com.amazonaws.ObjectCreated:Put", "a/b.jpg", "a/b.jpg", "2024-04-21T10:03:18.430517Z"},
+		{"Tentacle POST form time 0.000000: the eventId's time", []string{`"2024-04-21T10:03:18.419013Z"`, `"0.000000"`},
+			"ceph:s3.default.photos", "com.amazonaws.ObjectCreated:Put", "a/b.jpg", "a/b.jpg", "2024-04-21T10:03:18.430517Z"},
+		{"epoch time: the eventId's time", []string{`"2024-04-21T10:03:18.419013Z"`, `"1970-01-01T00:00:00.000000Z"`},
+			"ceph:s3.default.photos", "com.amazonaws.ObjectCreated:Put", "a/b.jpg", "a/b.jpg", "2024-04-21T10:03:18.430517Z"},
+		{"no time, no eventId: no time attribute", []string{`"2024-04-21T10:03:18.419013Z"`, `"0.000000"`, `"1713693798.430517.e1"`, `""`},
+			"ceph:s3.default.photos", "com.amazonaws.ObjectCreated:Put", "a/b.jpg", "a/b.jpg", ""},
+		{"no time, eventId without a time: no time attribute", []string{`"2024-04-21T10:03:18.419013Z"`, `"0.000000"`, `"1713693798.430517.e1"`, `"abc"`},
 			"ceph:s3.default.photos", "com.amazonaws.ObjectCreated:Put", "a/b.jpg", "a/b.jpg", ""},
 		{"bucket and region no URI can hold raw", []string{`"name":"photos"`, `"name":"a b#%zz?\u0001/é"`, `"awsRegion":"default"`, `"awsRegion":"z g"`},
 			"ceph:s3.z%20g.a%20b%23%25zz%3F%01%2F%C3%A9", "com.amazonaws.ObjectCreated:Put", "a/b.jpg", "a/b.jpg", "2024-04-21T10:03:18.419013Z"},
@@ -166,6 +174,40 @@ func TestFromRecordAttributes(t *testing.T) {
 			}
 			roundTrip(t, &ev, rec.Raw)
 		})
+	}
+}
+
+// TestTimeOfEventID: only <10 digits>.<6 digits>[.anything] is a time.
+func TestTimeOfEventID(t *testing.T) {
+	tests := []struct {
+		id   string
+		want string // "" = not a time
+	}{
+		{"1796160285.477840.8dd5067d1c62a18c414da9ef1f1dbde6", "2026-12-01T21:24:45.47784Z"},
+		{"1796160285.477840", "2026-12-01T21:24:45.47784Z"},
+		{"1796160285.000001.x.y", "2026-12-01T21:24:45.000001Z"},
+		{"", ""},
+		{"0000000000.000000.e", ""},
+		{"179616028.477840.e", ""},
+		{"17961602850.477840.e", ""},
+		{"1796160285.47784.e", ""},
+		{"1796160285.4778400.e", ""},
+		{"+796160285.477840.e", ""},
+		{"1796160285.-77840.e", ""},
+		{"1796160285x477840.e", ""},
+		{"rgw-0123456789abcdef", ""},
+	}
+	for _, tt := range tests {
+		got, ok := timeOfEventID(tt.id)
+		if tt.want == "" {
+			if ok {
+				t.Errorf("timeOfEventID(%q) = %v, want no time", tt.id, got)
+			}
+			continue
+		}
+		if s := got.Format("2006-01-02T15:04:05.999999999Z"); !ok || s != tt.want {
+			t.Errorf("timeOfEventID(%q) = %s, %v; want %s", tt.id, s, ok, tt.want)
+		}
 	}
 }
 
