@@ -38,6 +38,8 @@ type Config struct {
 	CEOverrides   cloudevent.Overrides `env:"K_CE_OVERRIDES" desc:"JSON {\"extensions\":{...}} set on every event (injected by a Knative SinkBinding)"`
 	Shutdown      time.Duration        `env:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long SIGTERM waits for in-flight requests and the NATS drain"`
 	ShutdownDelay time.Duration        `env:"SHUTDOWN_DELAY" default:"0s" desc:"rgw-nats serve: after SIGTERM, fail readiness but keep serving this long before shutting down (a preStop sleep for plain Deployments; Knative drains by itself)"`
+	TLSCertFile   string               `env:"TLS_CERT_FILE" desc:"PEM certificate (chain): serve HTTPS, TLS 1.2+, instead of HTTP; reloaded when it changes (rgw-nats serve only)"`
+	TLSKeyFile    string               `env:"TLS_KEY_FILE" desc:"PEM private key of TLS_CERT_FILE, reloaded with it"`
 
 	// CloudEvents.
 	CEMode binding.Encoding `env:"CE_MODE" default:"structured" desc:"CloudEvents NATS binding: structured (JSON payload) or binary (ce- headers)"`

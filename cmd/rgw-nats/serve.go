@@ -50,9 +50,14 @@ type endpoints struct {
 // serveConfig runs the adapter until ctx ends. When ready is not nil it
 // receives the endpoints once the function can publish (tests use it).
 func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, ready chan<- endpoints) error {
-	ln, err := net.Listen("tcp", cfg.Addr())
+	tcp, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set PORT or LISTEN_ADDRESS to change it)", cfg.Addr(), err)
+	}
+	ln, err := tlsListener(tcp, cfg.TLSCertFile, cfg.TLSKeyFile, log)
+	if err != nil {
+		tcp.Close()
+		return err
 	}
 	if cfg.NATSURL == "" {
 		srv, err := embedded.Start(cfg.NATSEmbeddedListen, cfg.NATSStoreDir)
@@ -82,7 +87,7 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		srv.Close()
 		return err
 	}
-	log.Info("rgw-nats listening", "address", ln.Addr().String(), "nats", natsout.RedactURL(cfg.NATSURL))
+	log.Info("rgw-nats listening", "address", ln.Addr().String(), "tls", ln != tcp, "nats", natsout.RedactURL(cfg.NATSURL))
 	if ready != nil {
 		go func() {
 			for {
