@@ -153,7 +153,7 @@ var requestFields = func() map[string]string {
 	for _, f := range []string{
 		"RGWOp", "Id", "RGWId", "Time", "Dialect", "ZoneGroup", "Name", "User", "Tenant",
 		"Bucket", "Object", "Size", "Instance", "HTTP", "Metadata", "Tags", "Response",
-		"HTTPStatusCode",
+		"HTTPStatusCode", "ObjectOwner",
 	} {
 		m[strings.ToLower(f)] = f
 	}
@@ -238,9 +238,12 @@ func (st *state) request() glua.LValue {
 		"Id", rec.ResponseElements.RequestID,
 		"RGWId", rec.ResponseElements.HostID,
 		"Time", reqTime,
-		"Dialect", "S3",
+		"Dialect", "s3", // as RGW spells it (measured on Pacific 16.2.15)
 		"ZoneGroup", obj("Name", rec.AWSRegion),
 		"User", user(rec.UserIdentity.PrincipalID),
+		// Pacific has no Request.User (reading it is an error there): its
+		// scripts find the writer of an object as ObjectOwner.User.
+		"ObjectOwner", obj("User", user(rec.UserIdentity.PrincipalID)),
 		"Bucket", obj(
 			"Name", rec.S3.Bucket.Name,
 			"Id", rec.S3.Bucket.ID,

@@ -26,6 +26,7 @@ local out = {
   RGWOp = Request.RGWOp, Id = Request.Id, RGWId = Request.RGWId, Time = Request.Time,
   Dialect = Request.Dialect, ZoneGroup = Request.ZoneGroup and Request.ZoneGroup.Name,
   UserId = Request.User and Request.User.Id, UserTenant = Request.User and Request.User.Tenant,
+  OwnerId = Request.ObjectOwner and Request.ObjectOwner.User.Id,
   BucketName = Request.Bucket and Request.Bucket.Name, BucketId = Request.Bucket and Request.Bucket.Id,
   BucketTenant = Request.Bucket and Request.Bucket.Tenant,
   BucketUserId = Request.Bucket and Request.Bucket.User.Id,
@@ -59,8 +60,8 @@ func TestRequestFields(t *testing.T) {
 	got := requestOf(t, e, fixture(t, "pacific-16.2.15/put-with-meta.json", cloudevent.Options{}))
 	want := map[string]any{
 		"RGWOp": "put_obj", "Id": "9a5c78a5-252c-4931-9474-8341a5f09156.4114.8486191301316701201",
-		"RGWId": "1012-default-default", "Time": "2026-11-24 21:14:06", "Dialect": "S3",
-		"ZoneGroup": "", "UserId": "tester", "UserTenant": "",
+		"RGWId": "1012-default-default", "Time": "2026-11-24 21:14:06", "Dialect": "s3",
+		"ZoneGroup": "", "UserId": "tester", "UserTenant": "", "OwnerId": "tester",
 		"BucketName": "nb-main", "BucketId": "9a5c78a5-252c-4931-9474-8341a5f09156.4116.1",
 		"BucketTenant": "", "BucketUserId": "tester", "BucketUserTenant": "",
 		"ObjectName": "docs/report.txt", "ObjectSize": float64(24), "ObjectInstance": "",

@@ -1,0 +1,70 @@
+-- request-fields.lua: one line of what a postRequest script sees of
+-- Request, for the e2e test to compare. The same file runs inside RGW
+-- (radosgw-admin script put --context=postRequest; the line appears in RGW's
+-- log at debug_rgw = 20) and inside rgw-nats (LUA_SCRIPT; the line appears
+-- in its log at LOG_LEVEL=debug). Only object writes to the e2e-lua bucket.
+
+local function get(f)
+  local ok, v = pcall(f)
+  if not ok or v == nil then
+    return "nil"
+  end
+  return tostring(v)
+end
+
+-- sorted lists a map as k:v pairs in key order (iteration order differs).
+local function sorted(f)
+  local ok, t = pcall(f)
+  if not ok or t == nil then
+    return "nil"
+  end
+  local items = {}
+  for k, v in pairs(t) do
+    items[#items + 1] = tostring(k) .. ":" .. tostring(v)
+  end
+  table.sort(items)
+  return "{" .. table.concat(items, ",") .. "}"
+end
+
+if get(function() return Request.Bucket.Name end) ~= "e2e-lua" then
+  return
+end
+if get(function() return Request.RGWOp end) ~= "put_obj" then
+  return
+end
+
+local fields = {
+  "op=" .. get(function() return Request.RGWOp end),
+  "bucket=" .. get(function() return Request.Bucket.Name end),
+  "bucket.id=" .. get(function() return Request.Bucket.Id end),
+  "bucket.tenant=" .. get(function() return Request.Bucket.Tenant end),
+  "bucket.owner=" .. get(function() return Request.Bucket.User.Id end),
+  "object=" .. get(function() return Request.Object.Name end),
+  "object.size=" .. get(function() return Request.Object.Size end),
+  "object.instance=" .. get(function() return Request.Object.Instance end),
+  -- Pacific has no Request.User (reading it stops the script there, pcall
+  -- or not); ObjectOwner is the writer of the object.
+  "user=" .. get(function() return Request.ObjectOwner.User.Id end),
+  "user.tenant=" .. get(function() return Request.ObjectOwner.User.Tenant end),
+  "owner.name=" .. get(function() return Request.ObjectOwner.DisplayName end),
+  "content_length=" .. get(function() return Request.ContentLength end),
+  "id=" .. get(function() return Request.Id end),
+  "rgwid=" .. get(function() return Request.RGWId end),
+  "time=" .. get(function() return Request.Time end),
+  "dialect=" .. get(function() return Request.Dialect end),
+  "zonegroup=" .. get(function() return Request.ZoneGroup.Name end),
+  "status=" .. get(function() return Request.Response.HTTPStatusCode end),
+  "metadata=" .. sorted(function() return Request.HTTP.Metadata end),
+  "tags=" .. sorted(function() return Request.Tags end),
+  "usermeta=" .. sorted(function()
+    local m = {}
+    for k, v in pairs(Request.HTTP.Metadata) do
+      if string.sub(string.lower(k), 1, 11) == "x-amz-meta-" then m[k] = v end
+    end
+    return m
+  end),
+  "transaction=" .. get(function() return Request.TransactionId end),
+  "decoded_uri=" .. get(function() return Request.DecodedURI end),
+  "host=" .. get(function() return Request.HTTP.Host end),
+}
+RGWDebugLog("E2E-LUA " .. table.concat(fields, "|"))
