@@ -106,6 +106,42 @@ var fixtureEvents = map[string]mapped{
 		subject: "v.txt", time: "2026-11-24T21:14:45.113758Z",
 		opaque: "np-opaque", config: "ver-all",
 	},
+	"tentacle-20.2.4/cloudevents-put.json": {
+		id:     "1796160338.161069." + etag + ".ce-created",
+		source: "ceph:s3.default.nb-ce", typ: "com.amazonaws.ObjectCreated:Put",
+		subject: "ce.txt", time: "2026-12-01T21:25:38.159631Z", config: "ce-created",
+	},
+	"tentacle-20.2.4/multipart-upload.json": {
+		id:     "1796160257.433362.88fc978485924ccd87ceb19c90195b35-2.main-created",
+		source: "ceph:s3.default.nb-main", typ: "com.amazonaws.ObjectCreated:CompleteMultipartUpload",
+		subject: "big/multipart.bin", time: "2026-12-01T21:24:17.427058Z",
+		opaque: "np-opaque", config: "main-created",
+	},
+	// eventTime "0.000000": the time is the eventId's (seconds.microseconds).
+	"tentacle-20.2.4/post-object-form.json": {
+		id:     "1796160285.477840." + etag + ".post-created",
+		source: "ceph:s3.default.nb-post", typ: "com.amazonaws.ObjectCreated:Post",
+		subject: "uploads/form.txt", time: "2026-12-01T21:24:45.477840Z",
+		opaque: "np-opaque", config: "post-created",
+	},
+	"tentacle-20.2.4/versioned-delete-marker.json": {
+		id:     "1796160290.637397." + etag + ".ver-all",
+		source: "ceph:s3.default.nb-ver", typ: "com.amazonaws.ObjectRemoved:DeleteMarkerCreated",
+		subject: "v.txt", time: "2026-12-01T21:24:50.63739Z",
+		opaque: "np-opaque", config: "ver-all",
+	},
+	// Two records of one DeleteObjects: RGW's Ce-Id is the same for both,
+	// ours differ (eventId + configuration).
+	"tentacle-20.2.4/ce-persistent-delete-multi-1.json": {
+		id:     "1796161343.464019.7b48666b13c02ffd7122df4275adc002.cep-all",
+		source: "ceph:s3.default.tx-cep", typ: "com.amazonaws.ObjectRemoved:Delete",
+		subject: "cep/m1.txt", time: "2026-12-01T21:42:23.464014Z", config: "cep-all",
+	},
+	"tentacle-20.2.4/ce-persistent-delete-multi-2.json": {
+		id:     "1796161343.464716.7b48666b13c02ffd7122df4275adc002.cep-all",
+		source: "ceph:s3.default.tx-cep", typ: "com.amazonaws.ObjectRemoved:Delete",
+		subject: "cep/m2.txt", time: "2026-12-01T21:42:23.464713Z", config: "cep-all",
+	},
 }
 
 func decodeOne(t *testing.T, body []byte) rgw.Record {

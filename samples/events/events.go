@@ -1,5 +1,5 @@
 // Package events holds the RGW notification payloads captured from real Ceph
-// releases (Octopus, Pacific 16.2.15, Reef, a downstream lab) plus the
+// releases (Octopus, Pacific 16.2.15, Reef, Tentacle 20.2.4, a downstream lab) plus the
 // documentation's example, embedded so that every test, fuzz seed and
 // example of the repository reads the same set. The *.headers.txt files
 // beside them are the HTTP headers RGW sent.
