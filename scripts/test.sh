@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's one test command (README, .ci/run): every unit, end-to-end,
-# packaging and example test, then each fuzz target for a short while.
+# The project's one test command (README, .ci/run): every unit, end-to-end
+# (a real Ceph RGW, installed as root), packaging and example test, then each
+# fuzz target for a short while.
 # FUZZTIME=0 skips the fuzzing; FUZZTIME=2m fuzzes longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,17 @@ if ! command -v lua5.3 >/dev/null; then
   else
     echo "== lua5.3 missing and not installable (not root): the Lua 5.3 differential tests skip"
   fi
+fi
+
+# The end-to-end test (e2e/) needs a real RGW: Debian's Ceph packages. It
+# skips with its reason where they cannot be installed, except in CI.
+echo "== Ceph lab packages (scripts/ceph-lab.sh install)"
+if ! ./scripts/ceph-lab.sh install; then
+  if [ "${CI:-}" = true ]; then
+    echo "CI: the end-to-end test cannot run without them" >&2
+    exit 1
+  fi
+  echo "   not installed: the end-to-end test will skip"
 fi
 
 echo "== go test ./..."
