@@ -29,10 +29,8 @@ const (
 	nextPersistent  = 30 * time.Second // one poll period: a queue briefly unowned after a retry storm
 	synchronous     = 10 * time.Second
 	settle          = 3 * time.Second // after the last expected event: time for a duplicate to show
-	// After an endpoint restart Pacific resumed within 6 s when no request
-	// was stuck; a request caught by the SIGKILL holds the topic until
-	// rgw_curl_low_speed_time (300 s by default, 10 s in the lab): two
-	// of those and an owner poll.
+	// When Pacific resumes after an endpoint restart it does so within 6 s
+	// (reference) or 3 s (here); two owner polls are plenty.
 	jetStreamRecovery = 60 * time.Second
 )
 
@@ -467,33 +465,40 @@ func (s *suite) jetStreamBurst(t *testing.T, js *adapter, work, file string) {
 		t.Fatalf("the first event never reached the stream: %v\n%s", r, js.logs.String())
 	}
 
-	dir := filepath.Join(work, "burst")
-	os.Mkdir(dir, 0o755)
+	// Two halves of a burst: the first is delivered, rgw-nats is SIGKILLed
+	// between two POSTs, the second half is PUT while it is down, and it
+	// comes back 3 s later. Pacific's queue often stalls after such a
+	// restart (README): then this fails with the RGW log attached.
 	const n = 40
-	for i := range n {
-		name := fmt.Sprintf("f%02d.txt", i)
-		os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644)
-		wants = append(wants, want{"burst/" + name, "ObjectCreated:Put", "js"})
+	upload := func(half int) *exec.Cmd {
+		dir := filepath.Join(work, fmt.Sprintf("burst%d", half))
+		os.Mkdir(dir, 0o755)
+		for i := range n / 2 {
+			name := fmt.Sprintf("f%d-%02d.txt", half, i)
+			os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644)
+			wants = append(wants, want{"burst/" + name, "ObjectCreated:Put", "js"})
+		}
+		cmd := exec.Command(l.aws, "--endpoint-url", l.endpoint, "s3", "cp", "--recursive", "--only-show-errors", dir, "s3://e2e-js/burst/")
+		cmd.Env = l.awsEnv()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
 	}
-	upload := exec.Command(l.aws, "--endpoint-url", l.endpoint, "s3", "cp", "--recursive", "--only-show-errors", dir, "s3://e2e-js/burst/")
-	upload.Env = l.awsEnv()
-	out := &syncBuffer{}
-	upload.Stdout, upload.Stderr = out, out
-	if err := upload.Start(); err != nil {
-		t.Fatal(err)
+	if err := upload(1).Wait(); err != nil {
+		t.Fatalf("aws s3 cp: %v", err)
 	}
-	// Kill as soon as the burst is flowing into the stream.
-	before := len(inStream())
-	waitUntil(context.Background(), 20*time.Second, func() bool { return len(inStream()) > before })
+	if r := await(t, "jetstream: first half", nextPersistent, inStream, wants); r.delivered != len(wants) {
+		t.Fatalf("first half of the burst not in the stream: %v", r)
+	}
 	js.kill()
-	killedAt := len(inStream())
-	time.Sleep(2 * time.Second)
+	second := upload(2)
+	time.Sleep(3 * time.Second)
 	js.start()
-	if err := upload.Wait(); err != nil {
-		t.Fatalf("aws s3 cp: %v\n%s", err, out.String())
-	}
 	restarted := time.Now()
-	t.Logf("SIGKILL after %d of %d events were in the stream", killedAt-1, n)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("aws s3 cp: %v", err)
+	}
 	r := await(t, "jetstream: SIGKILL in burst", jetStreamRecovery, inStream, wants)
 	t.Logf("all events in the stream %s after the restart (including %s settle)", time.Since(restarted).Round(time.Second), settle)
 	s.report(t, r, inStream())
@@ -509,9 +514,6 @@ func (s *suite) jetStreamBurst(t *testing.T, js *adapter, work, file string) {
 			errs = errs[len(errs)-40:]
 		}
 		t.Logf("RGW log (errors, last 40):\n%s\nrgw-nats log (tail):\n%s", strings.Join(errs, "\n"), tail([]byte(js.logs.String()), 2000))
-	}
-	if killedAt-1 >= n {
-		t.Errorf("the burst had been delivered before the kill: nothing tested")
 	}
 }
 

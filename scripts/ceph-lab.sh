@@ -167,9 +167,6 @@ rgw data = $dir/rgw
 ms mon client mode = crc secure
 rgw frontends = civetweb port=127.0.0.1:8000 num_threads=32, beast ssl_endpoint=127.0.0.1:8443 ssl_certificate=$dir/tls/rgw.crt ssl_private_key=$dir/tls/rgw.key
 debug rgw = $debug
-# A push caught by the endpoint's death (SIGKILL mid-request) holds a Pacific
-# persistent topic until curl gives up on a slow transfer: 300 s by default.
-rgw curl low speed time = 10
 CONF
 }
 
