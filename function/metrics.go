@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -249,6 +250,7 @@ type metricsServer struct {
 	srv  *http.Server
 	addr net.Addr
 	done chan error
+	once sync.Once
 }
 
 func serveMetrics(addr string, h http.Handler) (*metricsServer, error) {
@@ -267,10 +269,15 @@ func serveMetrics(addr string, h http.Handler) (*metricsServer, error) {
 	return s, nil
 }
 
+// close stops the listener; later calls do nothing (Stop may be called
+// more than once).
 func (s *metricsServer) close(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if served := <-s.done; !errors.Is(served, http.ErrServerClosed) {
-		err = errors.Join(err, served)
-	}
+	var err error
+	s.once.Do(func() {
+		err = s.srv.Shutdown(ctx)
+		if served := <-s.done; !errors.Is(served, http.ErrServerClosed) {
+			err = errors.Join(err, served)
+		}
+	})
 	return err
 }
