@@ -5,7 +5,9 @@
 // It is the HTTP shell only: method, ingress auth, body limit, health, and
 // the one table from what the adapter pipeline made of a request to the
 // status code that makes RGW or Knative do the right thing (2xx only once
-// NATS has every event). It reads the configuration. Decoding, mapping, Lua
+// NATS has every event). It reads the configuration, and it is where the
+// service is observed from: the Prometheus metrics (metrics.go) and the
+// OpenTelemetry SDK with its OTLP exporter (tracing.go). Decoding, mapping, Lua
 // and NATS live in package adapter and its sub-packages. It must not import
 // package main, anything under cmd/, or nats-server.
 package function

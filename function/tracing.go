@@ -54,12 +54,11 @@ func newTracing(ctx context.Context, cfg *Config, log *slog.Logger) (*sdktrace.T
 	if err != nil {
 		return nil, fmt.Errorf("OTLP trace exporter for %s: %w", url, err)
 	}
-	// resource.Default adds OTEL_RESOURCE_ATTRIBUTES and the SDK's own; the
-	// service name is ours unless OTEL_RESOURCE_ATTRIBUTES sets it.
+	// resource.Default holds the SDK's attributes and OTEL_RESOURCE_ATTRIBUTES;
+	// OTEL_SERVICE_NAME wins over the latter, as the specification says.
 	b := buildInfo()
-	res, err := resource.Merge(
-		resource.NewSchemaless(attribute.String("service.name", cfg.OTELServiceName), attribute.String("service.version", b[0])),
-		resource.Default())
+	res, err := resource.Merge(resource.Default(),
+		resource.NewSchemaless(attribute.String("service.name", cfg.OTELServiceName), attribute.String("service.version", b[0])))
 	if err != nil {
 		res = resource.Default()
 	}
