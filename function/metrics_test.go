@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -194,6 +196,25 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	}
 	if got["go_goroutines"] == 0 || got["process_resident_memory_bytes"] == 0 {
 		t.Error("the Go and process collectors are missing")
+	}
+
+	// Every metric the Grafana dashboard queries is exported.
+	dash, err := os.ReadFile("../knative/grafana/rgw-nats.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`rgwnats_[a-z_]*[a-z]`).FindAllString(string(dash), -1) {
+		name = strings.TrimSuffix(name, "_bucket")
+		found := false
+		for k := range got {
+			if k == name || strings.HasPrefix(k, name+"{") || strings.HasPrefix(k, name+"_count") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("the dashboard queries %s, which the service does not export", name)
+		}
 	}
 
 	// NATS comes back on the same port: one reconnect.
