@@ -16,6 +16,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/adapter/tracecontext"
 )
 
 // Headers of a dead letter. Its payload is the request body exactly as it
@@ -110,6 +111,12 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason string, err e
 		id = "deadletter.sha256-" + hex.EncodeToString(sum[:16])
 	}
 	h.Set(binding.HeaderMsgID, id)
+	// Whoever looks into the dead letter can find the trace it belongs to.
+	tc := tracecontext.FromHeader(req.Header)
+	if tc.IsZero() && ev != nil {
+		tc = tracecontext.FromEvent(ev)
+	}
+	tc.SetHeader(h)
 	return binding.Message{
 		Subject: p.cfg.DeadLetter.Execute(subjectOf),
 		Header:  h,

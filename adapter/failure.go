@@ -50,6 +50,16 @@ const (
 	ReasonTable    = "table"     // the shared RGW table could not be written
 )
 
+// Reasons is the closed set of reasons, for metrics whose label values must
+// be known in advance.
+var Reasons = [...]string{
+	ReasonDecode, ReasonScript, ReasonLimit, ReasonOutput, ReasonNoStream, ReasonPoison,
+	ReasonTimeout, ReasonBusy, ReasonNATS, ReasonShutdown, ReasonTable,
+}
+
+// Statuses lists every Status, for the same reason.
+var Statuses = [...]Status{Failed, Published, Dropped, Duplicate, DeadLettered}
+
 // failureClass is the one table from the errors the pipeline's parts return
 // to what they mean. Each part classifies its errors where they arise by
 // wrapping one of these sentinels; the table is read in order, so the more

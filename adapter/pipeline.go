@@ -9,6 +9,11 @@
 // dead-lettered, or failed with a class (permanent or transient) and a
 // reason.
 //
+// The W3C trace context of the request (its traceparent header) or of each
+// event (the CloudEvents distributed-tracing extension) goes on with every
+// message published for the event; with Config.Tracer set the pipeline
+// records a span for each event's Lua call and publish under it.
+//
 // Every error is classified once (failure.go holds the one table); a
 // permanent per-event failure goes to the dead letter, a recently confirmed
 // event id is not published again, and a deadline one event hits again and
@@ -27,12 +32,16 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
+	"github.com/rgw-nats/rgw-nats/adapter/tracecontext"
 )
 
 // Publisher publishes a request's messages and says, per message, whether
@@ -76,6 +85,11 @@ type Config struct {
 	// MaxRequestBytes bounds the payload bytes one request may publish;
 	// zero: unbounded.
 	MaxRequestBytes int
+
+	// Tracer records a span per event for the Lua call and for the publish,
+	// under the span in the context Handle gets (the request's). Nil records
+	// nothing and costs nothing; trace context still passes through.
+	Tracer trace.Tracer
 }
 
 // Pipeline processes requests. It is safe for concurrent use.
@@ -212,7 +226,7 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 		}
 		return res
 	}
-	res.Outcomes = p.Process(ctx, in.Events)
+	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header))
 	if p.cfg.DeadLetter != nil {
 		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
 	}
@@ -233,7 +247,17 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 // acks. It returns one Outcome per event. It does not dead-letter: Handle
 // does, since a dead letter carries the request's bytes.
 func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
+	return p.process(ctx, events, tracecontext.Context{})
+}
+
+// process is Process for a request whose header carried the trace context
+// tc (zero when none).
+func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context) []Outcome {
 	outcomes := make([]Outcome, len(events))
+	var spans []trace.Span // the publish span of each event, with a tracer
+	if p.cfg.Tracer != nil {
+		spans = make([]trace.Span, len(events))
+	}
 	msgs := make([]binding.Message, 0, len(events))
 	owners := make([]int, 0, len(events)) // msgs[j] was produced for events[owners[j]]
 	now := p.now()
@@ -248,8 +272,18 @@ func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome 
 			continue
 		}
 		first := len(msgs)
+		et := eventTrace{ctx: ctx, out: tc}
+		if et.out.IsZero() {
+			et.out = tracecontext.FromEvent(ev)
+		}
+		if p.cfg.Tracer != nil {
+			et.parent(tc)
+		}
 		var err error
-		msgs, err = p.produce(ctx, ev, o, msgs, &budget)
+		msgs, err = p.produce(ev, o, msgs, &budget, &et)
+		if spans != nil {
+			spans[i] = et.span
+		}
 		if err != nil {
 			msgs = msgs[:first] // publish all of an event's outputs or none
 			o.Published = nil
@@ -280,15 +314,85 @@ func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome 
 		case o.Status == Dropped:
 			p.confirm(o.EventID, now)
 		}
+		if spans != nil && spans[i] != nil {
+			endSpan(spans[i], o.Err)
+		}
 	}
 	return outcomes
 }
 
+// eventTrace is the trace of one event on its way through produce.
+type eventTrace struct {
+	ctx   context.Context      // the event's; with a tracer, holding the parent of its spans
+	out   tracecontext.Context // what its messages carry
+	links []trace.Link         // of its spans
+	span  trace.Span           // the publish span, once started
+}
+
+// parent chooses the parent of the event's spans: the request's span when
+// the request header carried a trace context or the event did not, else the
+// event's own trace (its extension), linked to the request's span so that a
+// batch of events from many traces still shows which request carried them.
+func (et *eventTrace) parent(header tracecontext.Context) {
+	sc := trace.SpanContextFromContext(et.ctx)
+	switch {
+	case !header.IsZero() && !sc.IsValid():
+		et.ctx = trace.ContextWithRemoteSpanContext(et.ctx, header.SpanContext())
+	case header.IsZero() && !et.out.IsZero():
+		if sc.IsValid() {
+			et.links = []trace.Link{{SpanContext: sc}}
+		}
+		et.ctx = trace.ContextWithRemoteSpanContext(et.ctx, et.out.SpanContext())
+	}
+}
+
+// startPublish starts the event's publish span, whose context its messages
+// then carry: a consumer's span continues under it.
+func (p *Pipeline) startPublish(ev *event.Event, et *eventTrace) {
+	if p.cfg.Tracer == nil || et.span != nil {
+		return
+	}
+	_, et.span = p.cfg.Tracer.Start(et.ctx, "publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithLinks(et.links...), trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("cloudevents.event_id", ev.ID()),
+			attribute.String("cloudevents.event_type", ev.Type())))
+	et.out = tracecontext.FromSpanContext(et.span.SpanContext())
+}
+
+// transform runs the transformer, in a span of its own with a tracer.
+func (p *Pipeline) transform(ctx context.Context, ev *event.Event, et *eventTrace) ([]lua.Output, error) {
+	if p.cfg.Tracer == nil {
+		return p.tr.Transform(ctx, ev)
+	}
+	sctx, span := p.cfg.Tracer.Start(ctx, "lua transform", trace.WithLinks(et.links...),
+		trace.WithAttributes(attribute.String("cloudevents.event_id", ev.ID())))
+	outs, err := p.tr.Transform(sctx, ev)
+	span.SetAttributes(attribute.Int("rgwnats.outputs", len(outs)))
+	endSpan(span, err)
+	return outs, err
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		class, reason := classify(err)
+		span.SetAttributes(attribute.String("error.type", reason), attribute.String("rgwnats.failure", class.String()))
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
 // produce appends the messages for one event: the transform's outputs, or
-// the event itself without a transform.
-func (p *Pipeline) produce(ctx context.Context, ev *event.Event, o *Outcome, msgs []binding.Message, budget *int) ([]binding.Message, error) {
+// the event itself without a transform, each carrying the event's trace
+// context.
+func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, budget *int, et *eventTrace) ([]binding.Message, error) {
+	ctx := et.ctx
 	if p.tr == nil {
+		p.startPublish(ev, et)
+		et.out.SetExtension(ev)
 		m, err := p.encode(ev, "", nil)
+		et.out.SetHeader(m.Header)
 		if err != nil {
 			return msgs, err
 		}
@@ -303,9 +407,12 @@ func (p *Pipeline) produce(ctx context.Context, ev *event.Event, o *Outcome, msg
 		ctx, cancel = context.WithTimeout(ctx, p.cfg.EventTimeout)
 		defer cancel()
 	}
-	outs, err := p.tr.Transform(ctx, ev)
+	outs, err := p.transform(ctx, ev, et)
 	if err != nil {
 		return msgs, err
+	}
+	if len(outs) > 0 {
+		p.startPublish(ev, et)
 	}
 	first := len(msgs)
 	for k, out := range outs {
@@ -315,10 +422,12 @@ func (p *Pipeline) produce(ctx context.Context, ev *event.Event, o *Outcome, msg
 		if err := ctx.Err(); err != nil {
 			return msgs, fmt.Errorf("output %d: %w: encoding the outputs: %w", k, lua.ErrTimeout, err)
 		}
+		et.out.SetExtension(out.Event)
 		m, err := p.output(ev, out)
 		if err != nil {
 			return msgs, fmt.Errorf("output %d: %w", k, err)
 		}
+		et.out.SetHeader(m.Header)
 		if err := p.spend(budget, &m); err != nil {
 			return msgs, fmt.Errorf("output %d: %w", k, err)
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -120,4 +122,46 @@ func BenchmarkHTTPParallel(b *testing.B) {
 			reportCPU(b, start)
 		})
 	}
+}
+
+// BenchmarkMetricsCost is BenchmarkHandle (core mode, with a Lua script so
+// that every metric on the request path is touched: requests, events, the
+// publish and Lua histograms) with the metrics off and on, in one binary:
+// compare with `benchstat -col /metrics`.
+func BenchmarkMetricsCost(b *testing.B) {
+	body := fixture(b, putFixture)
+	for _, addr := range []string{"off", ""} {
+		name := "metrics=on"
+		if addr == "off" {
+			name = "metrics=off"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := runNATS(b)
+			cfg := testConfig(b, s.ClientURL())
+			cfg.MetricsAddress = addr
+			cfg.LuaScript = benchScript(b)
+			a := startAdapter(b, cfg, s.ClientURL())
+			b.ReportAllocs()
+			start := cpuTime()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				a.f.Handle(w, req)
+				if w.Code != http.StatusAccepted {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+			reportCPU(b, start)
+		})
+	}
+}
+
+func benchScript(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "transform.lua")
+	if err := os.WriteFile(path, []byte(`function transform(ev) ev.ext.seen = "yes" return ev end`), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
 }

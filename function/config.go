@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -98,6 +100,14 @@ type Config struct {
 	// Logging.
 	LogLevel  string `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `env:"LOG_FORMAT" default:"json" desc:"json or text"`
+
+	// Metrics and tracing.
+	MetricsAddress     string `env:"METRICS_ADDRESS" desc:"where GET /metrics (Prometheus) is served: empty: on the main port; host:port: on a listener of its own only; off: no metrics"`
+	OTELEndpoint       string `env:"OTEL_EXPORTER_OTLP_ENDPOINT" desc:"OTLP/HTTP collector base URL (/v1/traces is appended); set, spans are exported; empty, none are (trace context still passes through)"`
+	OTELTracesEndpoint string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" desc:"OTLP/HTTP URL for spans, used as it is; overrides OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTELProtocol       string `env:"OTEL_EXPORTER_OTLP_PROTOCOL" default:"http/protobuf" desc:"OTLP protocol; only http/protobuf is supported"`
+	OTELServiceName    string `env:"OTEL_SERVICE_NAME" default:"rgw-nats" desc:"service.name of the exported spans"`
+	OTELDisabled       bool   `env:"OTEL_SDK_DISABLED" default:"false" desc:"true: export no spans even with an endpoint set"`
 }
 
 // LoadConfig reads Config from the process environment and checks it.
@@ -188,11 +198,41 @@ func (c *Config) Validate() error {
 	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:
 		return errors.New("configuration: DEDUP_MAX_IDS, POISON_ATTEMPTS and MAX_REQUEST_OUTPUT_BYTES must not be negative, NATS_STREAM_REPLICAS at least 1")
 	}
+	if err := c.validateTelemetry(); err != nil {
+		return err
+	}
 	if c.DeadLetter {
 		for _, s := range c.streamSubjects() {
 			if subject.Overlap(s, c.DeadLetterSubject.StreamSubjects()) {
 				return fmt.Errorf("configuration: DEAD_LETTER_SUBJECT %q falls inside the event subjects %q: consumers would take dead letters for events", c.DeadLetterSubject.String(), s)
 			}
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateTelemetry() error {
+	switch c.MetricsAddress {
+	case "", metricsOff:
+	default:
+		if _, _, err := net.SplitHostPort(c.MetricsAddress); err != nil {
+			return fmt.Errorf("configuration: METRICS_ADDRESS=%q: want host:port, empty (the main port) or off: %w", c.MetricsAddress, err)
+		}
+	}
+	if c.tracesURL() == "" {
+		return nil
+	}
+	if c.OTELProtocol != "http/protobuf" {
+		return fmt.Errorf("configuration: OTEL_EXPORTER_OTLP_PROTOCOL=%q: only http/protobuf is supported (a collector's OTLP/HTTP port, usually 4318)", c.OTELProtocol)
+	}
+	for _, v := range []struct{ name, value string }{
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", c.OTELTracesEndpoint}, {"OTEL_EXPORTER_OTLP_ENDPOINT", c.OTELEndpoint},
+	} {
+		if v.value == "" {
+			continue
+		}
+		if u, err := url.Parse(v.value); err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("configuration: %s=%q: want an http:// or https:// URL", v.name, v.value)
 		}
 	}
 	return nil

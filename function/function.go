@@ -5,7 +5,9 @@
 // It is the HTTP shell only: method, ingress auth, body limit, health, and
 // the one table from what the adapter pipeline made of a request to the
 // status code that makes RGW or Knative do the right thing (2xx only once
-// NATS has every event). It reads the configuration. Decoding, mapping, Lua
+// NATS has every event). It reads the configuration, and it is where the
+// service is observed from: the Prometheus metrics (metrics.go) and the
+// OpenTelemetry SDK with its OTLP exporter (tracing.go). Decoding, mapping, Lua
 // and NATS live in package adapter and its sub-packages. It must not import
 // package main, anything under cmd/, or nats-server.
 package function
@@ -15,12 +17,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
@@ -55,6 +61,12 @@ type running struct {
 	table    *kvtable.Table // nil: the RGW table is in memory
 	auth     authenticator
 	inFlight atomic.Int64 // body bytes reserved by requests being processed
+
+	metrics     *metrics // nil: METRICS_ADDRESS=off
+	metricsHere bool     // served by Handle on the main port
+	metricsSrv  *metricsServer
+	tp          *sdktrace.TracerProvider // nil without an OTLP endpoint
+	tracer      trace.Tracer             // nil without an OTLP endpoint
 }
 
 // Option configures a Function.
@@ -126,8 +138,19 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	}
 	logStart(log, cfg)
 	r := &running{cfg: *cfg, log: log, failures: newThrottle(log, failureLogRate), auth: newAuthenticator(cfg)}
+	if cfg.MetricsAddress != metricsOff {
+		r.metrics = newMetrics()
+		r.metricsHere = cfg.MetricsAddress == ""
+	}
 	var err error
+	if r.tp, err = newTracing(ctx, cfg, log); err != nil {
+		return err
+	}
+	if r.tp != nil {
+		r.tracer = r.tp.Tracer(tracerName)
+	}
 	if r.pub, err = natsout.Connect(ctx, natsConfig(cfg, log), f.natsOp...); err != nil {
+		r.close(ctx)
 		return fmt.Errorf("NATS: %w", err)
 	}
 	var tr adapter.Transformer
@@ -146,6 +169,9 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 			}
 			opts = append(opts, lua.WithTable(r.table))
 		}
+		if r.metrics != nil {
+			opts = append(opts, lua.WithCallObserver(r.metrics.observeLua))
+		}
 		if r.engine, err = lua.New(ctx, cfg.LuaScript, opts...); err != nil {
 			r.close(ctx)
 			return fmt.Errorf("LUA_SCRIPT: %w", err)
@@ -154,11 +180,34 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 		// One line per load: this one, then the engine's at every reload.
 		log.Info("lua: scripts loaded", "path", cfg.LuaScript, "scripts", r.engine.Scripts())
 	}
-	if r.pipe, err = adapter.New(PipelineConfig(cfg), r.pub, tr); err != nil {
+	pc := PipelineConfig(cfg)
+	pc.Tracer = r.tracer
+	var pub adapter.Publisher = r.pub
+	if r.metrics != nil {
+		r.metrics.collect(r.pub, r.engine)
+		pub = timedPublisher{pub: r.pub, hist: r.metrics.publish}
+	}
+	if r.pipe, err = adapter.New(pc, pub, tr); err != nil {
 		r.close(ctx)
 		return err
 	}
+	if r.metrics != nil && !r.metricsHere {
+		if r.metricsSrv, err = serveMetrics(cfg.MetricsAddress, r.metrics.handler); err != nil {
+			r.close(ctx)
+			return err
+		}
+		log.Info("metrics listening", "address", r.metricsSrv.addr.String(), "path", MetricsPath)
+	}
 	f.started.Store(r)
+	return nil
+}
+
+// MetricsAddr is the address of the metrics' own listener (METRICS_ADDRESS),
+// nil when they are served on the main port or not at all.
+func (f *Function) MetricsAddr() net.Addr {
+	if r := f.started.Load(); r != nil && r.metricsSrv != nil {
+		return r.metricsSrv.addr
+	}
 	return nil
 }
 
@@ -297,6 +346,15 @@ func (r *running) close(ctx context.Context) error {
 	}
 	if r.pub != nil {
 		errs = append(errs, r.pub.Close(ctx))
+	}
+	if r.tp != nil {
+		// Exports the spans still queued, bounded by ctx.
+		if err := r.tp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("trace export at shutdown: %w", err))
+		}
+	}
+	if r.metricsSrv != nil {
+		errs = append(errs, r.metricsSrv.close(ctx))
 	}
 	return errors.Join(errs...)
 }

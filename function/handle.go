@@ -17,14 +17,52 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 )
 
-// Handle is the function's HTTP entry point: every path, POST only. The
-// answer follows from what the pipeline made of the request (answerOf).
+// Handle is the function's HTTP entry point: every path, POST only, and GET
+// /metrics when the metrics are served on the main port. The answer follows
+// from what the pipeline made of the request (answerOf).
 func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
+	run := f.started.Load()
+	if r.Method == http.MethodGet && r.URL.Path == MetricsPath {
+		switch {
+		case run == nil:
+			f.unavailable(w, r, nil, "not ready: starting")
+			return
+		case run.metricsHere:
+			run.metrics.handler.ServeHTTP(w, r)
+			return
+		}
+	}
+	mode := ingress.DetectMode(ingress.Header(r.Header))
+	var span trace.Span
+	if run != nil && run.tracer != nil {
+		var ctx context.Context
+		ctx, span = startRequest(run.tracer, r)
+		r = r.WithContext(ctx)
+	}
+	code, res := f.handle(w, r, run, mode)
+	if run == nil {
+		return
+	}
+	if run.metrics != nil {
+		run.metrics.request(mode, code)
+		if res != nil {
+			run.metrics.result(res)
+		}
+	}
+	if span != nil {
+		endRequest(span, mode, code, res)
+	}
+}
+
+// handle answers one request and says with which status code, and what the
+// pipeline made of it when it got that far.
+func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, mode ingress.Mode) (int, *adapter.Result) {
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodOptions:
@@ -34,30 +72,23 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WebHook-Allowed-Origin", "*")
 		}
 		w.WriteHeader(http.StatusOK)
-		return
+		return http.StatusOK, nil
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")
-		f.fail(w, r, nil, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: POST notifications or CloudEvents")
-		return
+		return f.fail(w, r, nil, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: POST notifications or CloudEvents"), nil
 	}
-	run := f.started.Load()
 	if run == nil || f.stopping.Load() {
-		f.unavailable(w, r, run, "not ready: starting or stopping")
-		return
+		return f.unavailable(w, r, run, "not ready: starting or stopping"), nil
 	}
 	if !run.auth.allow(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="rgw-nats", charset="UTF-8"`)
-		f.fail(w, r, run, http.StatusUnauthorized, "missing or wrong credentials")
-		return
+		return f.fail(w, r, run, http.StatusUnauthorized, "missing or wrong credentials"), nil
 	}
 	if !run.pub.Ready() {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
-		f.unavailable(w, r, run, "NATS unavailable: not connected")
-		return
+		return f.unavailable(w, r, run, "NATS unavailable: not connected"), nil
 	}
-	h := ingress.Header(r.Header)
-	mode := ingress.DetectMode(h)
 	if mode == ingress.Raw && run.cfg.CloseRGW {
 		// RGW that keeps a connection to a process that then dies can stall a
 		// persistent topic for minutes; a fresh connection per POST costs
@@ -73,17 +104,15 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 	}
 	if run.inFlight.Add(reserve) > run.cfg.MaxInFlight {
 		run.inFlight.Add(-reserve)
-		f.unavailable(w, r, run, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed")
-		return
+		return f.unavailable(w, r, run, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
 	}
 	defer run.inFlight.Add(-reserve)
 	body, code, err := readBody(r, w, run.cfg.MaxBodyBytes)
 	if err != nil {
-		f.fail(w, r, run, code, err.Error())
-		return
+		return f.fail(w, r, run, code, err.Error()), nil
 	}
 	start := time.Now()
-	res := run.pipe.Handle(r.Context(), adapter.Request{Header: h, Body: body})
+	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body})
 	a := answerOf(&res)
 	if run.log.Enabled(r.Context(), slog.LevelDebug) {
 		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.code,
@@ -96,14 +125,15 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		}
 		if run.cfg.Reply && mode != ingress.Raw && len(res.Outcomes) == 1 && len(res.Outcomes[0].Published) == 1 {
 			if err := reply(r.Context(), w, res.Outcomes[0].Published[0], run.cfg.ReplyType); err == nil {
-				return
+				return http.StatusOK, &res
 			}
 		}
 		w.WriteHeader(a.code)
+		return a.code, &res
 	case a.retry:
-		f.unavailable(w, r, run, summary(&res))
+		return f.unavailable(w, r, run, summary(&res)), &res
 	default:
-		f.fail(w, r, run, a.code, summary(&res))
+		return f.fail(w, r, run, a.code, summary(&res)), &res
 	}
 }
 
@@ -189,17 +219,17 @@ func reply(ctx context.Context, w http.ResponseWriter, published *event.Event, s
 	return cehttp.WriteResponseWriter(ctx, binding.ToMessage(&ev), http.StatusOK, w)
 }
 
-func (f *Function) unavailable(w http.ResponseWriter, r *http.Request, run *running, msg string) {
+func (f *Function) unavailable(w http.ResponseWriter, r *http.Request, run *running, msg string) int {
 	retry := 1
 	if run != nil {
 		retry = run.cfg.RetryAfter
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(retry))
-	f.fail(w, r, run, http.StatusServiceUnavailable, msg)
+	return f.fail(w, r, run, http.StatusServiceUnavailable, msg)
 }
 
-// fail writes a one-line plain-text reason and logs one line.
-func (f *Function) fail(w http.ResponseWriter, r *http.Request, run *running, code int, msg string) {
+// fail writes a one-line plain-text reason, logs one line and returns code.
+func (f *Function) fail(w http.ResponseWriter, r *http.Request, run *running, code int, msg string) int {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -211,6 +241,7 @@ func (f *Function) fail(w http.ResponseWriter, r *http.Request, run *running, co
 	}
 	t.log(r.Context(), slog.LevelWarn, "request failed",
 		"status", code, "reason", msg, "path", r.URL.Path, "remote", r.RemoteAddr)
+	return code
 }
 
 // authenticator checks optional ingress credentials in constant time.

@@ -169,6 +169,8 @@ type config struct {
 	memoryLimit    int64
 
 	table Table
+
+	observe func(time.Duration)
 }
 
 // An Option configures an Engine.
@@ -207,6 +209,11 @@ func WithReload(interval time.Duration) Option { return func(c *config) { c.relo
 // WithMaxString bounds the size of strings built by string.rep, string.gsub,
 // table.concat and the like (default 1 MiB).
 func WithMaxString(n int) Option { return func(c *config) { c.maxString = n } }
+
+// WithCallObserver has fn called with the duration of every script call
+// (one per event and script, failed calls included), for a latency
+// histogram. fn runs on the calling goroutine and must be quick.
+func WithCallObserver(fn func(time.Duration)) Option { return func(c *config) { c.observe = fn } }
 
 // Engine runs a script, or a chain of scripts, on events. It is safe for
 // concurrent use.
@@ -338,15 +345,25 @@ func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
 		}
 		var err error
 		n := len(outs)
-		outs, err = s.run(ctx, in, outs)
+		e := s.eng
+		if e.cfg.observe != nil {
+			start := time.Now()
+			outs, err = s.run(ctx, in, outs)
+			e.cfg.observe(time.Since(start))
+		} else {
+			outs, err = s.run(ctx, in, outs)
+		}
 		if err == nil {
+			e.stats.ok.Add(1)
 			continue
 		}
 		outs = outs[:n]
-		e := s.eng
-		e.stats.errors.Add(1)
+		// Each finished call adds to exactly one of ok, failed and
+		// timeouts, so that each of them only grows.
 		if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrMemory) {
 			e.stats.timeouts.Add(1)
+		} else {
+			e.stats.failed.Add(1)
 		}
 		if errors.Is(err, ErrTableUnavailable) {
 			// Not the script's failure, and dropping or passing the
@@ -402,9 +419,11 @@ func (e *Engine) Scripts() []string {
 	return names
 }
 
-// Stats counts what the engine did since New.
+// Stats counts what the engine did since New, and says what its states do
+// now.
 type Stats struct {
-	Calls        uint64 // script calls (one per event and script)
+	Calls        uint64 // script calls started (one per event and script)
+	OK           uint64 // calls that returned normally
 	Errors       uint64 // calls that failed, timeouts included
 	Timeouts     uint64 // calls stopped by their deadline
 	Drops        uint64 // events dropped by the Drop policy after an error
@@ -416,23 +435,35 @@ type Stats struct {
 	Limits       uint64 // calls that passed LUA_MAX_OUTPUTS or LUA_MAX_OUTPUT_BYTES
 	Busy         uint64 // calls that found every state busy (ErrBusy)
 	MemoryStops  uint64 // calls stopped by the memory guard (ErrMemory)
+
+	Live uint64 // states running a call now
+	Idle uint64 // states of the serving version kept ready now
 }
 
 type counters struct {
-	calls, errors, timeouts, drops, passthroughs, filtered atomic.Uint64
-	reloads, reloadErrors, states                          atomic.Uint64
-	limits, busy, memoryStops                              atomic.Uint64
+	calls, ok, failed, timeouts, drops, passthroughs, filtered atomic.Uint64
+	reloads, reloadErrors, states                              atomic.Uint64
+	limits, busy, memoryStops                                  atomic.Uint64
+	live                                                       atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
 func (e *Engine) Stats() Stats {
 	s := &e.stats
-	return Stats{
-		Calls: s.calls.Load(), Errors: s.errors.Load(), Timeouts: s.timeouts.Load(),
+	failed, timeouts := s.failed.Load(), s.timeouts.Load()
+	st := Stats{
+		Calls: s.calls.Load(), OK: s.ok.Load(), Errors: failed + timeouts, Timeouts: timeouts,
 		Drops: s.drops.Load(), Passthroughs: s.passthroughs.Load(), Filtered: s.filtered.Load(),
 		Reloads: s.reloads.Load(), ReloadErrors: s.reloadErrors.Load(), States: s.states.Load(),
 		Limits: s.limits.Load(), Busy: s.busy.Load(), MemoryStops: s.memoryStops.Load(),
+		Live: uint64(max(s.live.Load(), 0)),
 	}
+	if c := e.chain.Load(); c != nil {
+		for _, sc := range c.scripts {
+			st.Idle += uint64(len(sc.idle))
+		}
+	}
+	return st
 }
 
 func validName(s string) bool {

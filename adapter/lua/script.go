@@ -130,7 +130,10 @@ func (s *script) run(ctx context.Context, in Output, outs []Output) ([]Output, e
 		}
 		return outs, err
 	}
+	live := &s.eng.stats.live
+	live.Add(1)
 	outs, err = st.call(ctx, in, outs)
+	live.Add(-1)
 	if err != nil || st.deadline.expired.Load() {
 		// Also a state the memory guard stopped just as its call ended:
 		// its context is done for good.

@@ -52,13 +52,15 @@ type Publisher struct {
 
 	published  atomic.Uint64
 	failed     atomic.Uint64
-	duplicates atomic.Uint64
+	stored     atomic.Uint64 // acks of messages new to the stream
+	duplicates atomic.Uint64 // acks of messages the stream already had
 }
 
 // Stats counts what a Publisher did since Connect.
 type Stats struct {
 	Published  uint64 // messages NATS confirmed (flush or ack)
 	Failed     uint64 // messages that got an error
+	Acks       uint64 // JetStream acks received, duplicates included
 	Duplicates uint64 // JetStream acks that reported an already stored msg id
 	Reconnects uint64 // successful reconnects of the connection
 	// Flushes counts core-mode round trips (PING/PONG); concurrent
@@ -351,11 +353,15 @@ func (p *Publisher) WaitReady(ctx context.Context) error {
 func (p *Publisher) Conn() *nats.Conn { return p.nc }
 
 // Stats returns the counters.
+// Each counter only grows, and Acks-Duplicates too (each ack adds to exactly
+// one of two counters), so they can be exported as Prometheus counters.
 func (p *Publisher) Stats() Stats {
+	dup := p.duplicates.Load()
 	return Stats{
 		Published:  p.published.Load(),
 		Failed:     p.failed.Load(),
-		Duplicates: p.duplicates.Load(),
+		Acks:       p.stored.Load() + dup,
+		Duplicates: dup,
 		Reconnects: p.nc.Stats().Reconnects,
 		Flushes:    p.flushes(),
 	}
@@ -573,6 +579,8 @@ func (p *Publisher) streamSubjects(ctx context.Context) []string {
 func (p *Publisher) acked(ack *jetstream.PubAck) {
 	if ack.Duplicate {
 		p.duplicates.Add(1)
+	} else {
+		p.stored.Add(1)
 	}
 }
 

@@ -122,8 +122,8 @@ func TestPublishJetStreamDeduplicates(t *testing.T) {
 	if n := streamMsgs(t, s.ClientURL(), "RGW"); n != 2 {
 		t.Errorf("stream holds %d messages, want 2", n)
 	}
-	if d := p.Stats().Duplicates; d != 2 {
-		t.Errorf("duplicates %d, want 2", d)
+	if st := p.Stats(); st.Duplicates != 2 || st.Acks != 4 {
+		t.Errorf("acks %d duplicates %d, want 4 and 2", st.Acks, st.Duplicates)
 	}
 }
 
