@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/internal/buildinfo"
 )
 
 // MetricsPath is where the Prometheus metrics are served, on the main port
@@ -227,22 +226,19 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReloads, l.ReloadErrors, "rejected")
 }
 
-// buildInfo is the module version, the VCS revision and the Go version.
+// buildInfo is the version, revision and Go version for metrics and spans
+// (internal/buildinfo, as the CLI prints it; the revision linked in by
+// scripts/build.sh when the toolchain stamped none).
 func buildInfo() [3]string {
-	b := [3]string{"unknown", "unknown", runtime.Version()}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return b
+	i := buildinfo.Read()
+	return [3]string{orUnknown(i.Version), orUnknown(i.Revision), orUnknown(i.GoVersion)}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
 	}
-	if v := bi.Main.Version; v != "" {
-		b[0] = v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && s.Value != "" {
-			b[1] = s.Value
-		}
-	}
-	return b
+	return s
 }
 
 // metricsServer serves the metrics on their own address (METRICS_ADDRESS).
