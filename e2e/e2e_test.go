@@ -275,7 +275,7 @@ end
 		mk = append(mk, func() { l.run(t, "s3api", "create-bucket", "--bucket", b) })
 	}
 	parallel(mk...)
-	l.run(t, "s3api", "put-bucket-versioning", "--bucket", "e2e-ver", "--versioning-configuration", "Status=Enabled")
+	l.setup(t, "s3api", "put-bucket-versioning", "--bucket", "e2e-ver", "--versioning-configuration", "Status=Enabled")
 	parallel(
 		func() { l.notify(t, "e2e-ops", notification{"ops", tPersist, allEvents}) },
 		func() { l.notify(t, "e2e-ver", notification{"ver", tPersist, allEvents}) },

@@ -219,8 +219,28 @@ func (l *lab) notify(t *testing.T, bucket string, ns ...notification) {
 		cfg.TopicConfigurations = append(cfg.TopicConfigurations, tc{n.ID, n.Topic, n.Events})
 	}
 	b, _ := json.Marshal(cfg)
-	l.run(t, "s3api", "put-bucket-notification-configuration", "--bucket", bucket,
+	l.setup(t, "s3api", "put-bucket-notification-configuration", "--bucket", bucket,
 		"--notification-configuration", string(b))
+}
+
+// setup runs an idempotent awscli call (a bucket, a topic, a notification
+// configuration), trying again a few times: on a loaded machine RGW
+// sometimes answers one of a burst of concurrent set-up calls with an
+// error awscli cannot parse ("argument of type 'NoneType' is not
+// iterable"). Never use it for an S3 operation whose repetition would emit
+// a second notification.
+func (l *lab) setup(t *testing.T, args ...string) string {
+	t.Helper()
+	var err error
+	for attempt := range 4 {
+		var out string
+		if out, err = l.try(l.endpoint, args...); err == nil {
+			return out
+		}
+		time.Sleep(time.Duration(attempt+1) * time.Second)
+	}
+	t.Errorf("aws %s: %v", strings.Join(args, " "), err)
+	return ""
 }
 
 // postObject uploads body as key with an S3 POST form (browser upload),
