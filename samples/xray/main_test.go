@@ -258,6 +258,10 @@ func TestJetStreamDurable(t *testing.T) {
 	// The scorer exits: its pull requests go with its connection.
 	stop()
 	firstConn.Close()
+	// Publish only once the server has dropped the closed connection's pull
+	// requests: one still waiting would take the message and hold it until
+	// AckWait.
+	waitNoPullWaiting(t, js, cfg)
 
 	publish("while-down")
 	got, _ = collector(t, connect(t, s), cfg)
@@ -268,6 +272,20 @@ func TestJetStreamDurable(t *testing.T) {
 	if info.NumRedelivered != 0 {
 		t.Errorf("%d messages redelivered", info.NumRedelivered)
 	}
+}
+
+// waitNoPullWaiting waits until no pull request waits on the durable
+// consumer.
+func waitNoPullWaiting(t *testing.T, js jetstream.JetStream, cfg Config) {
+	t.Helper()
+	testutil.WaitFor(t, func() bool {
+		cons, err := js.Consumer(context.Background(), cfg.Stream, cfg.Durable)
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumWaiting == 0
+	})
 }
 
 // waitAcked waits until the durable consumer has nothing pending or
