@@ -346,8 +346,8 @@ func (r *Record) Time() (time.Time, error) {
 // Decode decodes a {"Records":[...]} envelope. The records' Raw fields are
 // slices of body, which must not be modified while they are in use.
 func Decode(body []byte) ([]Record, error) {
-	if !utf8.Valid(body) {
-		return nil, fmt.Errorf("%w: %w", ErrNotNotification, ErrNotUTF8)
+	if err := checkUTF8(body); err != nil {
+		return nil, err
 	}
 	if recs, ok := scanEnvelope(body); ok {
 		return recs, nil
@@ -391,6 +391,9 @@ func assemble(body []byte, ws []recordWire) ([]Record, error) {
 // then decodes each on its own, so that an error names the record and what
 // is wrong with it.
 func decodeEnvelope(body []byte) ([]Record, error) {
+	if err := checkUTF8(body); err != nil {
+		return nil, err
+	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotNotification, jsonReason(err))
@@ -399,6 +402,15 @@ func decodeEnvelope(body []byte) ([]Record, error) {
 		return nil, fmt.Errorf("%w: no \"Records\" array", ErrNotNotification)
 	}
 	return decodeRecords(*env.Records)
+}
+
+// checkUTF8 refuses a body that is not UTF-8, before encoding/json would
+// silently replace the bad bytes; both paths of Decode start with it.
+func checkUTF8(body []byte) error {
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: %w", ErrNotNotification, ErrNotUTF8)
+	}
+	return nil
 }
 
 // envelope finds the records without decoding them.
