@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rgw-nats/rgw-nats/scripts/internal/procstat"
+
 	"github.com/nats-io/nats.go"
 )
 
@@ -174,29 +176,6 @@ func rssKiB(pid int) (rss, hwm int, err error) {
 	return rss, hwm, nil
 }
 
-// cpuTicks reads the user and system CPU time of pid from /proc, in clock
-// ticks (USER_HZ, 100 per second on Linux).
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces: fields count from the ')'.
-	_, rest, ok := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	return utime + stime, nil
-}
-
-const ticksPerSecond = 100
-
 func (b *bench) run(runs, requests, concurrency int, maxLoad, idle time.Duration) error {
 	nc, err := nats.Connect(b.natsURL)
 	if err != nil {
@@ -303,7 +282,7 @@ func (b *bench) load(a *adapter, msgs chan *nats.Msg, requests, concurrency int,
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	cpu0, cpuErr := cpuTicks(a.cmd.Process.Pid)
+	cpu0, cpuErr := procstat.CPUTicks(a.cmd.Process.Pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range concurrency {
@@ -320,7 +299,7 @@ func (b *bench) load(a *adapter, msgs chan *nats.Msg, requests, concurrency int,
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu1, cpuErr1 := cpuTicks(a.cmd.Process.Pid)
+	cpu1, cpuErr1 := procstat.CPUTicks(a.cmd.Process.Pid)
 	cancel()
 	<-sampled
 	var all []time.Duration
@@ -341,9 +320,9 @@ func (b *bench) load(a *adapter, msgs chan *nats.Msg, requests, concurrency int,
 	if cpuErr == nil && cpuErr1 == nil && len(all) > 0 {
 		// The adapter process alone: HTTP server, decoding, mapping, Lua,
 		// encoding and the NATS client, not the load generator or NATS.
-		perReq := time.Duration(cpu1-cpu0) * (time.Second / ticksPerSecond) / time.Duration(len(all))
+		perReq := time.Duration(cpu1-cpu0) * (time.Second / procstat.TicksPerSecond) / time.Duration(len(all))
 		fmt.Fprintf(b.out, "adapter CPU under load: %.1f µs per request (%.2f CPUs busy)\n",
-			float64(perReq)/float64(time.Microsecond), float64(cpu1-cpu0)/ticksPerSecond/elapsed.Seconds())
+			float64(perReq)/float64(time.Microsecond), float64(cpu1-cpu0)/procstat.TicksPerSecond/elapsed.Seconds())
 	}
 	fmt.Fprintf(b.out, "RSS under load: %.1f MiB sampled peak, %.1f MiB VmHWM\n", float64(peak)/1024, float64(hwm)/1024)
 	if failed.Load() > 0 {

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rgw-nats/rgw-nats/scripts/internal/procstat"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -287,19 +289,19 @@ func (r *runner) measure(rw row) (result, error) {
 	if err != nil {
 		return result{}, fmt.Errorf("warm-up: %w\n%s", err, logs.String())
 	}
-	cpu0, _ := cpuTicks(cmd.Process.Pid)
-	ncpu0, _ := cpuTicks(r.natsPID)
+	cpu0, _ := procstat.CPUTicks(cmd.Process.Pid)
+	ncpu0, _ := procstat.CPUTicks(r.natsPID)
 	main, err := r.runWRK(url, r.duration, true)
 	if err != nil {
 		return result{}, fmt.Errorf("%w\n%s", err, logs.String())
 	}
-	cpu1, _ := cpuTicks(cmd.Process.Pid)
-	ncpu1, _ := cpuTicks(r.natsPID)
+	cpu1, _ := procstat.CPUTicks(cmd.Process.Pid)
+	ncpu1, _ := procstat.CPUTicks(r.natsPID)
 	res := result{rps: main.rps, non2xx: main.non2xx}
 	if main.requests > 0 {
-		res.cpuPerReq = float64(cpu1-cpu0) * 1e6 / ticksPerSecond / float64(main.requests)
+		res.cpuPerReq = float64(cpu1-cpu0) * 1e6 / procstat.TicksPerSecond / float64(main.requests)
 		if r.natsPID > 0 {
-			res.natsCPUPerReq = float64(ncpu1-ncpu0) * 1e6 / ticksPerSecond / float64(main.requests)
+			res.natsCPUPerReq = float64(ncpu1-ncpu0) * 1e6 / procstat.TicksPerSecond / float64(main.requests)
 		}
 	}
 	if rw.stream != "" {
@@ -444,30 +446,6 @@ func waitReady(base string, exited <-chan error) error {
 		}
 	}
 	return errors.New("not ready within 30 s")
-}
-
-const ticksPerSecond = 100 // USER_HZ
-
-// cpuTicks is the user + system CPU time of pid, in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	if pid <= 0 {
-		return 0, errors.New("no pid")
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	_, rest, ok := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	return u + s, nil
 }
 
 func median(v []float64) float64 {
