@@ -116,7 +116,7 @@ func (n *exprNode) render() string {
 }
 
 // checked writes the tree fully parenthesised, every value through c, the
-// operands of //, % and .. through the checks that skip known differences.
+// operands of /, //, % and .. through the checks that skip known differences.
 func (n *exprNode) checked() string {
 	if n.leaf != "" {
 		return "c(" + n.leaf + ")"
@@ -126,7 +126,9 @@ func (n *exprNode) checked() string {
 	}
 	l, r := n.kids[0].checked(), n.kids[1].checked()
 	switch n.op {
-	case "//":
+	case "//", "/":
+		// Division by zero: 5.3's integer zero has no sign, 5.1's number
+		// does (64 / -0 is inf there, -inf here; README).
 		l = "z(" + l + ", " + r + ")"
 	case "%":
 		l = "zm(" + l + ", " + r + ")"
