@@ -10,15 +10,17 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// flusher shares one PING/PONG round trip among all core-mode publishes
-// that wait at the same time (group commit). A caller publishes its
-// messages first and then queues itself; the flusher takes everything
-// queued, sends one PING behind all of it and, when the PONG comes back,
-// tells each caller the outcome. Since a caller's messages are in the
-// connection's write buffer before it is queued, the PING follows them and
-// its PONG proves that the server has read them. Callers that queue while a
-// round trip is under way wait for the next one: its PING is written after
-// their messages.
+// flusher publishes core-mode messages in batches and shares one PING/PONG
+// round trip among everything it published (group commit). A caller hands
+// over its messages and waits; the flusher takes every caller queued,
+// publishes all their messages back to back, sends one PING behind them
+// and, when the PONG comes back, tells each caller the outcome. The PONG
+// proves that the server has read everything written before the PING.
+//
+// Publishing from the flusher rather than from each caller is what makes
+// the batch cheap: a caller's own publish wakes nats.go's write loop, which
+// then writes each request's messages in a syscall of their own; published
+// back to back, a batch goes out in one or two writes with its PING.
 //
 // One goroutine per Publisher, not per request; under load 32 concurrent
 // requests cost one round trip instead of 32.
@@ -28,11 +30,22 @@ type flusher struct {
 	queue   chan *flushWait
 	stop    <-chan struct{}
 	rounds  atomic.Uint64
+	// classify turns a publish error into the caller's error.
+	classify func(m *Message, err error) error
 }
 
-// flushWait is one caller's place in the queue; done is buffered so that
-// the flusher never blocks on a caller that gave up.
-type flushWait struct{ done chan error }
+// flushWait is one caller's place in the queue. The flusher publishes msgs
+// holding mu, unless the caller abandoned them first; so once a caller that
+// gave up holds mu, the flusher no longer touches its messages. done is
+// buffered so that the flusher never blocks on a caller that gave up.
+type flushWait struct {
+	mu        sync.Mutex
+	msgs      []Message
+	errs      []error
+	sent      int
+	abandoned bool
+	done      chan error
+}
 
 var flushWaits = sync.Pool{New: func() any { return &flushWait{done: make(chan error, 1)} }}
 
@@ -44,8 +57,8 @@ var errFlusherStopped = errors.New("publisher closed before the flush was answer
 // for the next one.
 const maxFlushBatch = 1024
 
-func newFlusher(nc *nats.Conn, timeout time.Duration, stop <-chan struct{}) *flusher {
-	return &flusher{nc: nc, timeout: timeout, queue: make(chan *flushWait, maxFlushBatch), stop: stop}
+func newFlusher(nc *nats.Conn, timeout time.Duration, stop <-chan struct{}, classify func(*Message, error) error) *flusher {
+	return &flusher{nc: nc, timeout: timeout, queue: make(chan *flushWait, maxFlushBatch), stop: stop, classify: classify}
 }
 
 func (f *flusher) run() {
@@ -67,13 +80,50 @@ func (f *flusher) run() {
 				break gather
 			}
 		}
-		err := f.nc.FlushTimeout(f.timeout)
-		f.rounds.Add(1)
+		// A flush answered after a reconnect proves nothing about messages
+		// written before the disconnect: count reconnects around the round.
+		before := f.nc.Stats().Reconnects
+		sent := 0
+		for _, w := range batch {
+			sent += f.publish(w)
+		}
+		var err error
+		if sent > 0 {
+			err = f.nc.FlushTimeout(f.timeout)
+			if err == nil && f.nc.Stats().Reconnects != before {
+				err = errors.New("reconnected before the flush was answered")
+			}
+			f.rounds.Add(1)
+		}
 		for i, w := range batch {
 			w.done <- err
 			batch[i] = nil
 		}
 	}
+}
+
+// publish writes one caller's messages into the connection's buffer and
+// returns how many it wrote.
+func (f *flusher) publish(w *flushWait) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.abandoned {
+		return 0
+	}
+	var nm nats.Msg
+	for i := range w.msgs {
+		m := &w.msgs[i]
+		if w.errs[i] != nil {
+			continue
+		}
+		nm.Subject, nm.Header, nm.Data = m.Subject, m.Header, m.Data
+		if err := f.nc.PublishMsg(&nm); err != nil {
+			w.errs[i] = f.classify(m, err)
+			continue
+		}
+		w.sent++
+	}
+	return w.sent
 }
 
 // fail answers whoever is still queued.
@@ -88,27 +138,40 @@ func (f *flusher) fail(err error) {
 	}
 }
 
-// wait returns once a PING written after the caller's messages has been
-// answered (nil), or why not.
-func (f *flusher) wait(ctx context.Context) error {
+// send publishes msgs (those whose errs entry is nil) and returns once a
+// PING written after them has been answered. A message that could not be
+// published gets its error in errs; the error returned is the flush's, for
+// every message that was published.
+func (f *flusher) send(ctx context.Context, msgs []Message, errs []error) error {
 	w := flushWaits.Get().(*flushWait)
+	w.msgs, w.errs, w.sent, w.abandoned = msgs, errs, 0, false
 	select {
 	case f.queue <- w:
 	case <-ctx.Done():
+		w.msgs, w.errs = nil, nil
 		flushWaits.Put(w)
 		return ctx.Err()
 	case <-f.stop:
+		w.msgs, w.errs = nil, nil
 		flushWaits.Put(w)
 		return errFlusherStopped
 	}
+	var err error
 	select {
-	case err := <-w.done:
+	case err = <-w.done:
+		w.msgs, w.errs = nil, nil
 		flushWaits.Put(w)
 		return err
 	case <-ctx.Done():
-		// w stays out of the pool: the flusher will still answer it.
-		return ctx.Err()
+		err = ctx.Err()
 	case <-f.stop:
-		return errFlusherStopped
+		err = errFlusherStopped
 	}
+	// Given up: after this the flusher leaves the messages alone (they may
+	// already be written; nothing says they arrived). w stays out of the
+	// pool, since the flusher will still answer it.
+	w.mu.Lock()
+	w.abandoned = true
+	w.mu.Unlock()
+	return err
 }

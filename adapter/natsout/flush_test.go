@@ -90,3 +90,64 @@ func TestGroupCommitCallerGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGroupCommitAbandonedMessagesUntouched: once Publish returns, even
+// because its context ended while the flusher had its messages queued, the
+// flusher no longer reads or writes them: the caller may reuse the buffers
+// at once (run with -race), and no subscriber ever sees a reused buffer.
+func TestGroupCommitAbandonedMessagesUntouched(t *testing.T) {
+	s := testutil.NATS(t)
+	p := connect(t, Config{URL: s.ClientURL(), Mode: Core, AckTimeout: 5 * time.Second})
+	waitReady(t, p)
+	sub, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var mu sync.Mutex
+	var reused int
+	if _, err := sub.Subscribe("rgw.abandon.>", func(m *nats.Msg) {
+		if string(m.Data) == "reused!!" {
+			mu.Lock()
+			reused++
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var gaveUp sync.Map
+	for w := range 16 {
+		wg.Go(func() {
+			for i := range 200 {
+				data := []byte(fmt.Sprintf("%04d%04d", w, i))
+				msgs := []Message{{Subject: fmt.Sprintf("rgw.abandon.%d", w), Data: data}}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%5)*20*time.Microsecond)
+				errs := p.Publish(ctx, msgs)
+				cancel()
+				if errs[0] != nil {
+					gaveUp.Store(w, true)
+				}
+				copy(data, "reused!!")
+				msgs[0].Subject = "rgw.abandon.reused"
+				errs[0] = nil
+			}
+		})
+	}
+	wg.Wait()
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if reused > 0 {
+		t.Fatalf("%d messages were published from buffers their callers had taken back", reused)
+	}
+	n := 0
+	gaveUp.Range(func(any, any) bool { n++; return true })
+	t.Logf("callers that gave up at least once: %d of 16", n)
+}

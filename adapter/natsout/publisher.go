@@ -154,7 +154,7 @@ func newPublisher(cfg Config) *Publisher {
 func (p *Publisher) use(nc *nats.Conn) error {
 	p.nc = nc
 	if p.cfg.Mode != JetStream {
-		p.flush = newFlusher(nc, p.ackTimeout, p.stop)
+		p.flush = newFlusher(nc, p.ackTimeout, p.stop, func(m *Message, err error) error { return publishError(m, classify(err)) })
 		go p.flush.run()
 	}
 	// A stream to create is created in core mode too: core publishes to its
@@ -446,32 +446,16 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 }
 
 func (p *Publisher) publishCore(ctx context.Context, msgs []Message, errs []error) {
-	// A flush answered after a reconnect proves nothing about messages
-	// written before the disconnect: count reconnects around the round trip.
-	// The round trip itself is shared with concurrent callers (flusher).
-	before := p.nc.Stats().Reconnects
-	sent := 0
-	var nm nats.Msg
-	for i := range msgs {
-		m := &msgs[i]
-		if errs[i] != nil {
-			continue
-		}
-		nm.Subject, nm.Header, nm.Data = m.Subject, m.Header, m.Data
-		if err := p.nc.PublishMsg(&nm); err != nil {
-			errs[i] = publishError(m, classify(err))
-			continue
-		}
-		sent++
+	pending := false
+	for _, err := range errs {
+		pending = pending || err == nil
 	}
-	if sent == 0 {
+	if !pending {
 		return
 	}
-	err := p.flush.wait(ctx)
-	if err == nil && p.nc.Stats().Reconnects != before {
-		err = errors.New("reconnected before the flush was answered")
-	}
-	if err != nil {
+	// The flusher publishes the messages and shares the round trip with
+	// concurrent callers.
+	if err := p.flush.send(ctx, msgs, errs); err != nil {
 		cause := fmt.Errorf("%w: flush: %w", ErrUnavailable, err)
 		for i := range msgs {
 			if errs[i] == nil {

@@ -33,7 +33,14 @@ func main() {
 		fs := flag.NewFlagSet("serve", flag.ExitOnError)
 		natsURL := fs.String("nats", "", "NATS URL")
 		addr := fs.String("addr", "127.0.0.1:0", "listen address")
+		profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		fs.Parse(args)
+		stop, perr := startProfile(*profile)
+		if perr != nil {
+			err = perr
+			break
+		}
+		defer stop()
 		err = serveTarget(fs.Arg(0), *natsURL, *addr)
 	case "host":
 		fs := flag.NewFlagSet("host", flag.ExitOnError)
@@ -42,14 +49,12 @@ func main() {
 		every := fs.Int64("close-every", 0, "answer every Nth response on a connection with Connection: close (0: never)")
 		profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		fs.Parse(args)
-		if *profile != "" {
-			stop, perr := startProfile(*profile)
-			if perr != nil {
-				err = perr
-				break
-			}
-			defer stop()
+		stop, perr := startProfile(*profile)
+		if perr != nil {
+			err = perr
+			break
 		}
+		defer stop()
 		err = hostRGWNATS(*addr, *idle, *every)
 	default:
 		fmt.Fprintf(os.Stderr, "speed: unknown command %q\n", cmd)
@@ -62,8 +67,12 @@ func main() {
 }
 
 // startProfile profiles the CPU until the returned function is called (the
-// host stops on SIGTERM, so a profile covers exactly the load it was given).
+// servers stop on SIGTERM, so a profile covers exactly the load they were
+// given). An empty path profiles nothing.
 func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
