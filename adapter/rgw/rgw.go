@@ -490,8 +490,12 @@ func DecodeAny(data []byte) ([]Record, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: %w", ErrBadRecord, ErrNotUTF8)
 	}
-	if recs, ok := scanEnvelope(data); ok {
-		return recs, nil
+	// The fast path takes only an exact "Records" name for an envelope: data
+	// without one is at most a record.
+	if bytes.Contains(data, []byte(`"Records"`)) {
+		if recs, ok := scanEnvelope(data); ok {
+			return recs, nil
+		}
 	}
 	if r := (Record{}); scanRecord(string(data), &r) {
 		r.Raw = data

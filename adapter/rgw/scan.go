@@ -1,14 +1,15 @@
 package rgw
 
 import (
+	"math/bits"
 	"strings"
 	"unicode/utf8"
 )
 
 // scanEnvelope decodes the common envelope, as RGW sends it, in one pass
-// without reflection: each record is copied once into a string and every
-// field is a substring of it, so a record costs one allocation for its
-// strings instead of one per field.
+// without reflection: the Records array is copied once into a string and
+// every field is a substring of it, so the records cost one allocation for
+// their strings instead of one per field.
 //
 // It validates everything it reads, and it gives up (ok false) on anything
 // where it could disagree with encoding/json: a member name that is not an
@@ -80,34 +81,36 @@ func scanEnvelope(body []byte) (recs []Record, ok bool) {
 	return recs, true
 }
 
-// scanRecords reads the Records array starting at body[i] == '['.
+// scanRecords reads the Records array starting at body[i] == '['. The array
+// is copied into a string once and scanned in place: every field of every
+// record is a substring of that copy, and Raw a subslice of body.
 func scanRecords(body []byte, i int) (next int, recs []Record, ok bool) {
-	i = skipSpace(body, i+1)
-	if i < len(body) && body[i] == ']' {
+	sc := scanner{s: string(body[i:]), i: 1}
+	sc.space()
+	if sc.peek() == ']' {
 		return 0, nil, false // no records: the slow path says so
 	}
 	for {
-		if i >= len(body) || body[i] != '{' {
+		if sc.peek() != '{' {
 			return 0, nil, false
 		}
-		end := skipValue(body, i)
-		raw := body[i:end:end]
+		start := sc.i
 		recs = append(recs, Record{})
-		if !scanRecord(string(raw), &recs[len(recs)-1]) {
+		r := &recs[len(recs)-1]
+		if !sc.record(r) {
 			return 0, nil, false
 		}
-		recs[len(recs)-1].Raw = raw
-		i = skipSpace(body, end)
-		if i >= len(body) {
+		r.Raw = body[i+start : i+sc.i : i+sc.i]
+		sc.space()
+		switch sc.peek() {
+		case ']':
+			return i + sc.i + 1, recs, true
+		case ',':
+			sc.i++
+			sc.space()
+		default:
 			return 0, nil, false
 		}
-		if body[i] == ']' {
-			return i + 1, recs, true
-		}
-		if body[i] != ',' {
-			return 0, nil, false
-		}
-		i = skipSpace(body, i+1)
 	}
 }
 
@@ -115,6 +118,11 @@ func scanRecords(body []byte, i int) (next int, recs []Record, ok bool) {
 // object.
 func scanRecord(s string, r *Record) bool {
 	sc := scanner{s: s}
+	return sc.record(r) && sc.i == len(s)
+}
+
+// record reads the record object at sc.i.
+func (sc *scanner) record(r *Record) bool {
 	var seen fields
 	ok := sc.object(func(key string) bool {
 		switch key {
@@ -160,7 +168,7 @@ func scanRecord(s string, r *Record) bool {
 			"userIdentity", "requestParameters", "responseElements", "s3", "eventId", "opaqueData", "Records")
 	})
 	// What checkRecord refuses, the slow path explains.
-	return ok && sc.i == len(s) && r.EventName != "" && r.S3.Bucket.Name != ""
+	return ok && r.EventName != "" && r.S3.Bucket.Name != ""
 }
 
 // fields remembers which members of a record were seen, to give up on
@@ -352,8 +360,8 @@ func (sc *scanner) object(member func(name string) bool) bool {
 		return true
 	}
 	for {
-		lit, ok := sc.literal()
-		if !ok || !plainASCIIString(lit) {
+		lit, plain, ok := sc.literal()
+		if !ok || !plain {
 			return false
 		}
 		if !sc.expect(':') {
@@ -389,35 +397,50 @@ func (sc *scanner) unknown(name string, names ...string) bool {
 }
 
 // literal returns the string literal at sc.i, quotes included, after
-// checking it holds no control characters.
-func (sc *scanner) literal() (string, bool) {
+// checking it holds no control characters; plain says that it has no
+// escapes and only ASCII, so that its content is itself.
+func (sc *scanner) literal() (lit string, plain, ok bool) {
+	lit, escaped, ascii, ok := sc.quoted()
+	return lit, ok && !escaped && ascii, ok
+}
+
+// quoted is literal with both things plain is made of.
+func (sc *scanner) quoted() (lit string, escaped, ascii, ok bool) {
 	if sc.peek() != '"' {
-		return "", false
+		return "", false, false, false
 	}
 	start := sc.i
-	for i := start + 1; i < len(sc.s); i++ {
+	ascii = true
+	for i := start + 1; ; {
+		i = stringStop(sc.s, i)
+		if i >= len(sc.s) {
+			return "", false, false, false
+		}
 		switch c := sc.s[i]; {
 		case c == '"':
 			sc.i = i + 1
-			return sc.s[start:sc.i], true
+			return sc.s[start:sc.i], escaped, ascii, true
 		case c == '\\':
-			i++
+			escaped = true
+			i += 2
 		case c < 0x20:
-			return "", false
+			return "", false, false, false
+		default:
+			ascii = false
+			i++
 		}
 	}
-	return "", false
 }
 
 // str reads a string value into dst: a substring when it has no escapes and
 // is valid UTF-8 (the common case), else decoded as encoding/json decodes it.
 func (sc *scanner) str(dst *string) bool {
-	lit, ok := sc.literal()
+	lit, escaped, ascii, ok := sc.quoted()
 	if !ok {
 		return false
 	}
 	body := lit[1 : len(lit)-1]
-	if strings.IndexByte(body, '\\') < 0 && (plainASCIIString(lit) || utf8.ValidString(body)) {
+	if !escaped && (ascii || utf8.ValidString(body)) {
 		*dst = body
 		return true
 	}
@@ -455,11 +478,11 @@ func (sc *scanner) skipAny() bool {
 	sc.space()
 	switch c := sc.peek(); {
 	case c == '"':
-		lit, ok := sc.literal()
+		lit, plain, ok := sc.literal()
 		if !ok {
 			return false
 		}
-		if strings.IndexByte(lit, '\\') >= 0 || !plainASCIIString(lit) {
+		if !plain {
 			// Escapes must be valid; bytes that are not UTF-8 are replaced
 			// by encoding/json, not rejected.
 			_, err := unquote([]byte(lit))
@@ -563,11 +586,28 @@ func plainASCII(b []byte) bool {
 	return true
 }
 
-func plainASCIIString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 0x80 || c == '\\' {
-			return false
+// stringStop returns the index of the first byte at or after i that ends
+// the plain run of a string literal: a quote, a backslash, a control
+// character or a byte outside ASCII; len(s) if there is none. It looks at
+// eight bytes at a time: most of a record is such runs.
+func stringStop(s string, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		// A byte's high bit is set in m where that byte is '"' or '\\'
+		// (x^c has a zero byte), below 0x20, or has its own high bit. A
+		// borrow can only mark bytes after a marked one, so the lowest
+		// mark is exact.
+		q, b := x^(ones*'"'), x^(ones*'\\')
+		if m := ((q-ones)&^q | (b-ones)&^b | (x - ones*0x20) | x) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
 		}
 	}
-	return true
+	for ; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+			return i
+		}
+	}
+	return i
 }
