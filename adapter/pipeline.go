@@ -226,7 +226,7 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 		}
 		return res
 	}
-	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header))
+	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true)
 	if p.cfg.DeadLetter != nil {
 		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
 	}
@@ -247,12 +247,13 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 // acks. It returns one Outcome per event. It does not dead-letter: Handle
 // does, since a dead letter carries the request's bytes.
 func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
-	return p.process(ctx, events, tracecontext.Context{})
+	return p.process(ctx, events, tracecontext.Context{}, false)
 }
 
 // process is Process for a request whose header carried the trace context
-// tc (zero when none).
-func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context) []Outcome {
+// tc (zero when none). checked: the events come from ingress.Decode, which
+// returns only events that pass binding.Check.
+func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked bool) []Outcome {
 	outcomes := make([]Outcome, len(events))
 	var spans []trace.Span // the publish span of each event, with a tracer
 	if p.cfg.Tracer != nil {
@@ -280,7 +281,7 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 			et.parent(tc)
 		}
 		var err error
-		msgs, err = p.produce(ev, o, msgs, &budget, &et)
+		msgs, err = p.produce(ev, o, msgs, &budget, &et, checked)
 		if spans != nil {
 			spans[i] = et.span
 		}
@@ -386,12 +387,16 @@ func endSpan(span trace.Span, err error) {
 // produce appends the messages for one event: the transform's outputs, or
 // the event itself without a transform, each carrying the event's trace
 // context.
-func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, budget *int, et *eventTrace) ([]binding.Message, error) {
+func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, budget *int, et *eventTrace, checked bool) ([]binding.Message, error) {
 	ctx := et.ctx
 	if p.tr == nil {
 		p.startPublish(ev, et)
-		et.out.SetExtension(ev)
-		m, err := p.encode(ev, "", nil)
+		et.out.SetExtension(ev) // a traceparent we wrote: still checked
+		encode := binding.Encode
+		if checked {
+			encode = binding.EncodeChecked
+		}
+		m, err := p.encodeWith(encode, ev, "", nil)
 		et.out.SetHeader(m.Header)
 		if err != nil {
 			return msgs, err
@@ -489,10 +494,15 @@ func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error
 }
 
 func (p *Pipeline) encode(ev *event.Event, subj string, h nats.Header) (binding.Message, error) {
+	return p.encodeWith(binding.Encode, ev, subj, h)
+}
+
+func (p *Pipeline) encodeWith(encode func(*event.Event, string, binding.Encoding, nats.Header) (binding.Message, error),
+	ev *event.Event, subj string, h nats.Header) (binding.Message, error) {
 	if subj == "" {
 		subj = p.cfg.Subject.Execute(ev)
 	}
-	m, err := binding.Encode(ev, subj, p.cfg.Encoding, h)
+	m, err := encode(ev, subj, p.cfg.Encoding, h)
 	if err != nil {
 		return m, fmt.Errorf("%w: %w", ErrOutput, err)
 	}

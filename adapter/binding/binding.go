@@ -125,6 +125,44 @@ var ceHeaders = spec.WithPrefix(binaryPrefix)
 // structured mode, ce-* in binary mode. In binary mode Data shares memory
 // with the event's data. Errors wrap ErrRejected.
 func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Message, error) {
+	return encode(ev, subj, enc, header, true)
+}
+
+// EncodeChecked is Encode for an event that passed Check and has not
+// changed since: what ingress.Decode returns (its fuzz test holds it to
+// that). Skipping the checks saves a quarter of the cost of encoding a
+// record. An event that would fail Check may be encoded into a message
+// that consumers cannot read.
+func EncodeChecked(ev *event.Event, subj string, enc Encoding, header nats.Header) (Message, error) {
+	return encode(ev, subj, enc, header, false)
+}
+
+// Check is what Encode checks of an event before writing it: the
+// CloudEvents rules (sdk-go's Validate), string attributes and extensions
+// that are UTF-8, and, for the structured mode, data that is valid JSON when
+// it is declared JSON. It wraps ErrRejected.
+func Check(ev *event.Event) error {
+	if ev == nil || ev.Context == nil {
+		return fmt.Errorf("binding: %w: no event", ErrRejected)
+	}
+	err := check(ev)
+	if err == nil {
+		err = dataJSON(ev)
+	}
+	if err != nil {
+		return fmt.Errorf("binding: event %q: %w: %w", ev.ID(), ErrRejected, err)
+	}
+	return nil
+}
+
+func check(ev *event.Event) error {
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	return checkUTF8(ev)
+}
+
+func encode(ev *event.Event, subj string, enc Encoding, header nats.Header, checks bool) (Message, error) {
 	if ev == nil || ev.Context == nil {
 		return Message{}, fmt.Errorf("binding: encode: %w: no event", ErrRejected)
 	}
@@ -132,17 +170,21 @@ func Encode(ev *event.Event, subj string, enc Encoding, header nats.Header) (Mes
 	if !subject.Valid(subj) {
 		return Message{}, fmt.Errorf("binding: encode event %q: %w: invalid subject %q", id, ErrRejected, subj)
 	}
-	if err := ev.Validate(); err != nil {
-		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
-	}
-	if err := checkUTF8(ev); err != nil {
-		return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
+	if checks {
+		if err := check(ev); err != nil {
+			return Message{}, fmt.Errorf("binding: encode event %q: %w: %w", id, ErrRejected, err)
+		}
 	}
 	m := Message{Subject: subj, MsgID: id}
 	var err error
 	switch enc {
 	case Structured:
-		m.Data, err = marshalStructured(ev)
+		if checks {
+			err = dataJSON(ev)
+		}
+		if err == nil {
+			m.Data, err = marshalStructured(ev)
+		}
 		m.Header = make(nats.Header, 2+len(header))
 		// One allocation for both values; capped, so an Add copies.
 		vals := [...]string{ContentTypeStructured, id}
@@ -188,6 +230,16 @@ func checkUTF8(ev *event.Event) error {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// dataJSON refuses data declared JSON that is not: the structured mode
+// writes JSON data verbatim, and a broken value would make the whole message
+// unreadable for every consumer.
+func dataJSON(ev *event.Event) error {
+	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && IsJSON(ev.DataContentType()) && !validJSON(ev.DataEncoded) {
+		return errors.New("data is declared JSON but is not valid JSON")
+	}
+	return nil
+}
+
 func marshalStructured(ev *event.Event) ([]byte, error) {
 	// sdk-go writes data of "Application/JSON" as JSON but reads it back
 	// only from a string; media types ignore case, so lower it (rare path).
@@ -201,11 +253,6 @@ func marshalStructured(ev *event.Event) ([]byte, error) {
 			c.SetDataContentType(lower)
 			ev = &c
 		}
-	}
-	// sdk-go writes JSON data verbatim; a broken value would make the whole
-	// message unreadable for every consumer, so refuse it here.
-	if !ev.DataBase64 && len(ev.DataEncoded) > 0 && IsJSON(ev.DataContentType()) && !validJSON(ev.DataEncoded) {
-		return nil, errors.New("data is declared JSON but is not valid JSON")
 	}
 	if c, ok := ev.Context.(*event.EventContextV1); ok {
 		if b, ok := appendStructuredV1(ev, c); ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -477,4 +478,42 @@ func parseHeaderBlock(s string) nats.Header {
 		}
 	}
 	return h
+}
+
+// TestCheckIsWhatEncodeChecks: Check refuses exactly the events that Encode
+// refuses for the event itself, and for events that pass it EncodeChecked
+// writes the message Encode writes.
+func TestCheckIsWhatEncodeChecks(t *testing.T) {
+	noID := rgwEvent(t, "")
+	badJSON := rgwEvent(t, "id-2")
+	badJSON.DataEncoded = []byte(`{"truncated":`)
+	notUTF8 := rgwEvent(t, "id-3")
+	notUTF8.SetExtension("objectkey", "a\xffb")
+	for name, ev := range map[string]*event.Event{"invalid event": noID, "JSON data that is not JSON": badJSON, "extension not UTF-8": notUTF8} {
+		if err := Check(ev); !errors.Is(err, ErrRejected) {
+			t.Errorf("%s: Check gives %v, want ErrRejected", name, err)
+		}
+		if _, err := Encode(ev, "a.b", Structured, nil); !errors.Is(err, ErrRejected) {
+			t.Errorf("%s: Encode gives %v, want ErrRejected", name, err)
+		}
+	}
+	for _, ev := range []*event.Event{rgwEvent(t, "1713693798.430517.a6002322"), rgwEvent(t, "ünï")} {
+		if err := Check(ev); err != nil {
+			t.Fatalf("Check(%s): %v", ev.ID(), err)
+		}
+		for _, enc := range []Encoding{Structured, Binary} {
+			h := nats.Header{"X-Extra": {"1"}}
+			want, err := Encode(ev, "rgw.a.b", enc, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := EncodeChecked(ev, "rgw.a.b", enc, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s %s: EncodeChecked wrote\n%+v\nEncode wrote\n%+v", ev.ID(), enc, got, want)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/samples/events"
@@ -44,6 +45,11 @@ func FuzzDecode(f *testing.F) {
 		for _, ev := range evs {
 			if err := ev.Validate(); err != nil {
 				t.Fatalf("accepted an invalid event: %v", err)
+			}
+			// The pipeline encodes what Decode returns without checking it
+			// again (binding.EncodeChecked).
+			if err := binding.Check(&ev); err != nil {
+				t.Fatalf("accepted an event that binding.Check refuses: %v", err)
 			}
 			if !utf8.ValidString(ev.Subject()) || !utf8.ValidString(ev.ID()) {
 				t.Fatalf("accepted attributes that are not UTF-8: %q %q", ev.ID(), ev.Subject())

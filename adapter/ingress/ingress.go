@@ -97,7 +97,8 @@ type Request struct {
 }
 
 // Decode decodes a request body. opts.Extensions (K_CE_OVERRIDES) are set on
-// every event. A non-nil error wraps ErrInvalid or ErrUnsupported and its
+// every event. Every event it returns passes binding.Check, so it can be
+// encoded as it is with binding.EncodeChecked. A non-nil error wraps ErrInvalid or ErrUnsupported and its
 // message is one line meant for the sender; the Request still tells the
 // mode and whether RGW sent it.
 func Decode(h Header, body []byte, opts cloudevent.Options) (Request, error) {
@@ -199,6 +200,10 @@ func unwrap(out []event.Event, ev *event.Event, opts cloudevent.Options) ([]even
 		data := ev.Data()
 		switch {
 		case len(bytes.TrimSpace(data)) == 0:
+			// Blanks are no JSON value: the sender sent no data.
+			if !ev.DataBase64 {
+				ev.DataEncoded = nil
+			}
 		case !utf8.Valid(data):
 			return nil, invalid("CloudEvent %q: data is declared %s but is not valid UTF-8", ev.ID(), contentTypeName(ev))
 		case !json.Valid(data):
