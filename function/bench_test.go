@@ -45,7 +45,7 @@ func BenchmarkDecodeMapEncode(b *testing.B) {
 					b.Fatal(err)
 				}
 				evs := req.Events
-				if _, err := binding.Encode(&evs[0], tmpl.Execute(&evs[0]), enc, nil); err != nil {
+				if _, err := binding.EncodeChecked(&evs[0], tmpl.Execute(&evs[0]), enc, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -26,7 +26,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 )
 
-// Extension attribute names set on every mapped event. They follow the
+// Extension attribute names set on every fromRecord event. They follow the
 // CloudEvents naming rule (lower-case a-z0-9, at most 20 characters).
 const (
 	ExtBucket          = "bucket"
@@ -46,7 +46,7 @@ type Options struct {
 	// consumers that read data.Records[0] expect.
 	Envelope bool
 	// Extensions are set on every event (K_CE_OVERRIDES of a SinkBinding);
-	// they win over the mapped ones.
+	// they win over the fromRecord ones.
 	Extensions map[string]any
 }
 
@@ -145,20 +145,26 @@ func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 	if strings.TrimSpace(name) == "" {
 		return event.Event{}, fmt.Errorf("cloudevent: record %s has no event name", ID(rec))
 	}
-	ctx := &event.EventContextV1{
-		ID:     ID(rec),
-		Source: sourceURI(rec),
-		Type:   TypePrefix + name,
+	// One allocation for the context and what its pointers point to.
+	m := &fromRecord{
+		ctx: event.EventContextV1{
+			ID:     ID(rec),
+			Source: sourceURI(rec),
+			Type:   TypePrefix + name,
+		},
+		key:         rec.S3.Object.Key,
+		contentType: event.ApplicationJSON,
 	}
-	if key := rec.S3.Object.Key; strings.TrimSpace(key) != "" {
+	ctx := &m.ctx
+	if strings.TrimSpace(m.key) != "" {
 		// Not SetSubject: it trims spaces, which are part of a key.
-		ctx.Subject = &key
+		ctx.Subject = &m.key
 	}
 	if t, ok := eventTime(rec); ok {
-		ctx.Time = &types.Timestamp{Time: t}
+		m.time.Time = t
+		ctx.Time = &m.time
 	}
-	ct := event.ApplicationJSON
-	ctx.DataContentType = &ct
+	ctx.DataContentType = &m.contentType
 
 	ext := make(map[string]any, 5+len(opts.Extensions))
 	ext[ExtBucket] = rec.S3.Bucket.Name
@@ -189,6 +195,14 @@ func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 		ev.DataEncoded = rec.Raw
 	}
 	return ev, nil
+}
+
+// fromRecord holds an event context with the values its pointers point to.
+type fromRecord struct {
+	ctx         event.EventContextV1
+	key         string
+	contentType string
+	time        types.Timestamp
 }
 
 // eventTime is the record's eventTime, or, when that is not a time (Tentacle's
