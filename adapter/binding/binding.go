@@ -22,6 +22,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 	"github.com/rgw-nats/rgw-nats/adapter/internal/percent"
 
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
@@ -220,7 +221,7 @@ func checkUTF8(ev *event.Event) error {
 			return fmt.Errorf("attribute %s is not valid UTF-8", a.name)
 		}
 	}
-	for name, v := range extensions(ev) {
+	for name, v := range cloudevent.Extensions(ev) {
 		if s, ok := v.(string); ok && !utf8.ValidString(s) {
 			return fmt.Errorf("extension %s is not valid UTF-8", name)
 		}
@@ -274,12 +275,6 @@ func marshalStructured(ev *event.Event) ([]byte, error) {
 
 // extensions returns the event's extensions without the copy that
 // Event.Extensions makes for a 1.0 event. Read only.
-func extensions(ev *event.Event) map[string]any {
-	if c, ok := ev.Context.(*event.EventContextV1); ok {
-		return c.Extensions
-	}
-	return ev.Extensions()
-}
 
 func binaryHeader(ev *event.Event, extra int) (nats.Header, error) {
 	if c, ok := ev.Context.(*event.EventContextV1); ok {

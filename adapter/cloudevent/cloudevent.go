@@ -197,6 +197,18 @@ func FromRecord(rec *rgw.Record, opts Options) (event.Event, error) {
 	return ev, nil
 }
 
+// Extensions returns the event's extensions without the copy that
+// Event.Extensions makes: the caller must not change the map.
+func Extensions(ev *event.Event) map[string]any {
+	if ev == nil || ev.Context == nil {
+		return nil
+	}
+	if c, ok := ev.Context.(*event.EventContextV1); ok {
+		return c.Extensions
+	}
+	return ev.Extensions()
+}
+
 // fromRecord holds an event context with the values its pointers point to.
 type fromRecord struct {
 	ctx         event.EventContextV1

@@ -169,7 +169,8 @@ func fieldPart(name string) (part, error) {
 		return part{field: name}, nil
 	}
 	if ext, ok := strings.CutPrefix(name, "ext:"); ok && ext != "" {
-		return part{field: "ext", ext: ext}, nil
+		// Extension names are lower case: {ext:Foo} reads foo.
+		return part{field: "ext", ext: strings.ToLower(ext)}, nil
 	}
 	return part{}, fmt.Errorf("unknown field {%s}", name)
 }
@@ -246,9 +247,10 @@ func extString(ev *event.Event, name string) string {
 	if ev.Context == nil {
 		return ""
 	}
-	// Context.GetExtension reads the map; Event.Extensions would copy it.
-	v, err := ev.Context.GetExtension(name)
-	if err != nil || v == nil {
+	// Names are lower case (SetExtension lowers them), so a plain lookup
+	// finds what Context.GetExtension finds by comparing with every name.
+	v := cloudevent.Extensions(ev)[name]
+	if v == nil {
 		return ""
 	}
 	if s, ok := v.(string); ok {
