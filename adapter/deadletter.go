@@ -28,6 +28,11 @@ const (
 	HeaderAttempts = "Rgwnats-Attempts" // deadline hits of the event within the poison window
 	HeaderScript   = "Rgwnats-Script"   // script file, for script failures
 	HeaderLine     = "Rgwnats-Line"     // script line, when known
+	// HeaderTruncated marks a dead letter whose payload is only the first
+	// bytes of a body over the limit (ReasonTooLarge): "<kept> of <length>"
+	// bytes, the length "more" when the sender did not declare it. It
+	// cannot be replayed as it is.
+	HeaderTruncated = "Rgwnats-Truncated"
 	// HeaderHTTPPrefix prefixes the request's own CloudEvents headers
 	// (Rgwnats-Http-Ce-Id, ...), so that the dead letter is not itself taken
 	// for a binary-mode CloudEvent and a replay can restore them.
@@ -87,6 +92,13 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason string, err e
 	if attempts > 0 {
 		h.Set(HeaderAttempts, strconv.Itoa(attempts))
 	}
+	if req.Oversize != 0 {
+		size := "more"
+		if req.Oversize > 0 {
+			size = strconv.FormatInt(req.Oversize, 10)
+		}
+		h.Set(HeaderTruncated, strconv.Itoa(len(req.Body))+" of "+size)
+	}
 	var se *lua.ScriptError
 	if errors.As(err, &se) {
 		h.Set(HeaderScript, se.Script)
@@ -107,6 +119,8 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason string, err e
 	if ev != nil {
 		id = "deadletter." + ev.ID()
 	} else {
+		// The body, or the first bytes of one over the limit: a resend has
+		// the same.
 		sum := sha256.Sum256(req.Body)
 		id = "deadletter.sha256-" + hex.EncodeToString(sum[:16])
 	}

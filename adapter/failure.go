@@ -38,6 +38,7 @@ func (c Class) String() string {
 // letter, the log line, the metric label. The set is closed.
 const (
 	ReasonDecode   = "decode"    // the request or a record could not be decoded
+	ReasonTooLarge = "too-large" // the request body is over the caller's limit
 	ReasonScript   = "script"    // the Lua script failed
 	ReasonLimit    = "limit"     // an event or request produced more than the bounds allow
 	ReasonOutput   = "output"    // an output cannot be published (bad subject, header, event, too large)
@@ -53,7 +54,7 @@ const (
 // Reasons is the closed set of reasons, for metrics whose label values must
 // be known in advance.
 var Reasons = [...]string{
-	ReasonDecode, ReasonScript, ReasonLimit, ReasonOutput, ReasonNoStream, ReasonPoison,
+	ReasonDecode, ReasonTooLarge, ReasonScript, ReasonLimit, ReasonOutput, ReasonNoStream, ReasonPoison,
 	ReasonTimeout, ReasonBusy, ReasonNATS, ReasonShutdown, ReasonTable,
 }
 
@@ -70,6 +71,7 @@ var failureClass = []struct {
 	class  Class
 	reason string
 }{
+	{ErrTooLarge, Permanent, ReasonTooLarge},
 	{ingress.ErrInvalid, Permanent, ReasonDecode},
 	{ingress.ErrUnsupported, Permanent, ReasonDecode},
 	{ErrLimit, Permanent, ReasonLimit},
@@ -110,4 +112,7 @@ var (
 	// ErrLimit is wrapped when an event's outputs pass the bytes one request
 	// may produce (Config.MaxRequestBytes).
 	ErrLimit = errors.New("output limit exceeded")
+	// ErrTooLarge is wrapped when a request's body was over the caller's
+	// limit (Request.Oversize): nothing of it was decoded.
+	ErrTooLarge = errors.New("request body too large")
 )

@@ -125,6 +125,11 @@ func New(cfg Config, pub Publisher, tr Transformer) (*Pipeline, error) {
 type Request struct {
 	Header ingress.Header
 	Body   []byte
+	// Oversize is nonzero when the body was over the caller's limit and Body
+	// holds only its first bytes: the declared length, or -1 when unknown.
+	// Such a request fails as ErrTooLarge without being decoded, and a dead
+	// letter (for RGW) carries the bytes Body holds.
+	Oversize int64
 }
 
 // Status is what became of one event.
@@ -203,28 +208,19 @@ func (r *Result) Failed() int {
 
 // Handle decodes one request and processes its events.
 func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
+	if req.Oversize != 0 {
+		mode, fromRGW := ingress.Sender(req.Header)
+		size := "more"
+		if req.Oversize > 0 {
+			size = strconv.FormatInt(req.Oversize, 10)
+		}
+		return p.refuse(ctx, req, Result{Mode: mode}, fromRGW,
+			fmt.Errorf("%w: %s bytes, over the limit of %d", ErrTooLarge, size, len(req.Body)))
+	}
 	in, err := ingress.Decode(req.Header, req.Body, p.cfg.Mapping)
 	res := Result{Mode: in.Mode}
 	if err != nil {
-		res.Class, res.Reason = classify(err)
-		res.Err = err
-		// RGW retries a refused request forever and resends everything
-		// queued behind it; a CloudEvents sender (Knative) does not retry a
-		// 4xx and has its own dead-letter sink.
-		if in.FromRGW && p.cfg.DeadLetter != nil {
-			dl := p.deadLetter(req, nil, res.Reason, err, 0)
-			now := p.now()
-			if !p.seen.contains(dl.MsgID, now) {
-				if errs := p.pub.Publish(ctx, []binding.Message{dl}); errs[0] != nil {
-					res.Class, res.Reason = classify(errs[0])
-					res.Err = fmt.Errorf("dead letter for a request that could not be decoded (%w): %w", err, errs[0])
-					return res
-				}
-				p.seen.add(dl.MsgID, now)
-			}
-			res.Class, res.DeadLettered = 0, true
-		}
-		return res
+		return p.refuse(ctx, req, res, in.FromRGW, err)
 	}
 	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true)
 	if p.cfg.DeadLetter != nil {
@@ -239,6 +235,30 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 			res.Class, res.Reason = o.Class, o.Reason
 		}
 	}
+	return res
+}
+
+// refuse fails a request that cannot be processed at all (err), unless RGW
+// sent it and there is a dead letter: RGW retries a refused request forever
+// and resends everything queued behind it, while a CloudEvents sender
+// (Knative) does not retry a 4xx and has its own dead-letter sink.
+func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, fromRGW bool, err error) Result {
+	res.Class, res.Reason = classify(err)
+	res.Err = err
+	if !fromRGW || p.cfg.DeadLetter == nil {
+		return res
+	}
+	dl := p.deadLetter(req, nil, res.Reason, err, 0)
+	now := p.now()
+	if !p.seen.contains(dl.MsgID, now) {
+		if errs := p.pub.Publish(ctx, []binding.Message{dl}); errs[0] != nil {
+			res.Class, res.Reason = classify(errs[0])
+			res.Err = fmt.Errorf("dead letter for a request that could not be processed (%w): %w", err, errs[0])
+			return res
+		}
+		p.seen.add(dl.MsgID, now)
+	}
+	res.Class, res.DeadLettered = 0, true
 	return res
 }
 

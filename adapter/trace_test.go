@@ -36,16 +36,11 @@ func tracePipeline(t *testing.T, e *env, enc binding.Encoding, tr adapter.Transf
 	return p
 }
 
+// subscribe skips JetStream API traffic and replies (testutil.SubscribeOn):
+// a ">" would otherwise catch the stream checks of the publisher.
 func (e *env) subscribe(t *testing.T, subj string) chan *nats.Msg {
 	t.Helper()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := e.nc.ChanSubscribe(subj, ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sub.Unsubscribe() })
-	e.nc.Flush()
-	return ch
+	return testutil.SubscribeOn(t, e.nc, subj)
 }
 
 // extension is the traceparent extension of a message's CloudEvent.

@@ -28,7 +28,7 @@ type Config struct {
 	// HTTP ingress.
 	ListenAddress string               `env:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
 	Port          string               `env:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
-	MaxBodyBytes  int64                `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body accepted; larger gets 413"`
+	MaxBodyBytes  int64                `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body; a larger one from RGW is dead-lettered truncated, from others gets 413"`
 	MaxInFlight   int64                `env:"MAX_INFLIGHT_BYTES" default:"16777216" desc:"request body bytes held at once by all requests being processed; past it a request gets 503 before its body is read"`
 	AuthUsername  string               `env:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
 	AuthPassword  string               `secret:"true" env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`

@@ -107,12 +107,12 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 		return f.unavailable(w, r, run, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
 	}
 	defer run.inFlight.Add(-reserve)
-	body, code, err := readBody(r, w, run.cfg.MaxBodyBytes)
+	body, oversize, code, err := readBody(r, run.cfg.MaxBodyBytes)
 	if err != nil {
 		return f.fail(w, r, run, code, err.Error()), nil
 	}
 	start := time.Now()
-	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body})
+	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body, Oversize: oversize})
 	a := answerOf(&res)
 	if run.log.Enabled(r.Context(), slog.LevelDebug) {
 		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.code,
@@ -133,7 +133,11 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	case a.retry:
 		return f.unavailable(w, r, run, summary(&res)), &res
 	default:
-		return f.fail(w, r, run, a.code, summary(&res)), &res
+		msg := summary(&res)
+		if errors.Is(res.Err, adapter.ErrTooLarge) {
+			msg += " (MAX_BODY_BYTES)"
+		}
+		return f.fail(w, r, run, a.code, msg), &res
 	}
 }
 
@@ -154,7 +158,7 @@ var answers = map[string]answer{
 	"unsupported": {http.StatusUnsupportedMediaType, false},  // a Content-Type that cannot be a notification
 	"permanent":   {http.StatusUnprocessableEntity, false},   // permanent failure with the dead letter off
 	"transient":   {http.StatusServiceUnavailable, true},     // NATS away, no ack, Lua deadline, busy, shutdown
-	"too large":   {http.StatusRequestEntityTooLarge, false}, // body over MAX_BODY_BYTES (readBody)
+	"too large":   {http.StatusRequestEntityTooLarge, false}, // body over MAX_BODY_BYTES, not dead-lettered (not from RGW, or dead letter off)
 	"bad body":    {http.StatusBadRequest, false},            // the body could not be read
 }
 
@@ -166,6 +170,8 @@ func answerOf(res *adapter.Result) answer {
 		return answers["transient"]
 	case errors.Is(res.Err, ingress.ErrUnsupported):
 		return answers["unsupported"]
+	case errors.Is(res.Err, adapter.ErrTooLarge):
+		return answers["too large"]
 	case res.Err != nil:
 		return answers["invalid"]
 	}
@@ -338,31 +344,28 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 
 // readBody reads at most limit bytes; one allocation when Content-Length is
 // known. A failure comes with its status code.
-func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, int, error) {
-	if r.ContentLength > limit {
-		return nil, answers["too large"].code, tooLarge(limit)
-	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	var (
-		b   []byte
-		err error
-	)
-	if n := r.ContentLength; n >= 0 {
-		b = make([]byte, n)
-		_, err = io.ReadFull(body, b)
-	} else {
-		b, err = io.ReadAll(body)
+// readBody reads the request body. A body over limit is not refused here:
+// its first limit bytes come back with oversize set (the declared length, or
+// -1 when none was declared), and the pipeline decides (RGW's goes to the
+// dead letter, since RGW would retry a 413 forever; others get 413).
+func readBody(r *http.Request, limit int64) (body []byte, oversize int64, code int, err error) {
+	n := r.ContentLength
+	switch {
+	case n > limit:
+		body = make([]byte, limit)
+		oversize = n
+		_, err = io.ReadFull(r.Body, body)
+	case n >= 0:
+		body = make([]byte, n)
+		_, err = io.ReadFull(r.Body, body)
+	default:
+		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if int64(len(body)) > limit {
+			body, oversize = body[:limit], -1
+		}
 	}
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, answers["too large"].code, tooLarge(limit)
-		}
-		return nil, answers["bad body"].code, fmt.Errorf("reading body: %s", ingress.OneLine(err))
+		return nil, 0, answers["bad body"].code, fmt.Errorf("reading body: %s", ingress.OneLine(err))
 	}
-	return b, 0, nil
-}
-
-func tooLarge(limit int64) error {
-	return fmt.Errorf("body larger than %d bytes (MAX_BODY_BYTES)", limit)
+	return body, oversize, 0, nil
 }

@@ -83,10 +83,11 @@ func ceJSON(data []byte) []byte {
 // was dead-lettered and that exactly one log line tells of a failure.
 func TestOutcomeTable(t *testing.T) {
 	type want struct {
-		code      int // dead letter on
+		code      int // dead letter on; 0: 202 from RGW, refused from others
 		codeOff   int // dead letter off
 		published int // events on rgw.>
 		reason    string
+		refused   int // see code
 	}
 	cases := []struct {
 		name   string
@@ -96,24 +97,27 @@ func TestOutcomeTable(t *testing.T) {
 		posts  int  // how often the request is sent (the last answer counts)
 		want   want
 	}{
-		{name: "published", want: want{202, 202, 1, ""}},
-		{name: "dropped by Lua", script: `function transform(ev) return nil end`, want: want{202, 202, 0, ""}},
-		{name: "decode", bad: true, want: want{0, 400, 0, pipeline.ReasonDecode}}, // 0: 202 from RGW, 400 otherwise
-		{name: "script error", script: `function transform(ev) error("boom") end`, want: want{202, 422, 0, pipeline.ReasonScript}},
+		{name: "published", want: want{202, 202, 1, "", 0}},
+		{name: "dropped by Lua", script: `function transform(ev) return nil end`, want: want{202, 202, 0, "", 0}},
+		{name: "decode", bad: true, want: want{0, 400, 0, pipeline.ReasonDecode, 400}},
+		// Every mode's request is over 512 bytes; RGW's are dead-lettered
+		// truncated (RGW would retry a 413 forever).
+		{name: "too large", setup: func(c *function.Config) { c.MaxBodyBytes = 512 }, want: want{0, 413, 0, pipeline.ReasonTooLarge, 413}},
+		{name: "script error", script: `function transform(ev) error("boom") end`, want: want{202, 422, 0, pipeline.ReasonScript, 0}},
 		{name: "unpublishable output", script: `function transform(ev) ev.ext.note = "\255 not UTF-8" return ev end`,
-			want: want{202, 422, 0, pipeline.ReasonOutput}},
+			want: want{202, 422, 0, pipeline.ReasonOutput, 0}},
 		{name: "Lua limit", script: `function transform(ev) local s = ("x"):rep(1024) for i = 1, 12 do s = s .. s end return ev end`,
-			want: want{202, 422, 0, pipeline.ReasonLimit}},
-		{name: "request bytes limit", setup: func(c *function.Config) { c.MaxRequestBytes = 64 }, want: want{202, 422, 0, pipeline.ReasonLimit}},
+			want: want{202, 422, 0, pipeline.ReasonLimit, 0}},
+		{name: "request bytes limit", setup: func(c *function.Config) { c.MaxRequestBytes = 64 }, want: want{202, 422, 0, pipeline.ReasonLimit, 0}},
 		{name: "no stream captures the subject", script: `function transform(ev) ev.nats.subject = "Bucket_Notification" return ev end`,
-			setup: func(c *function.Config) { c.NATSMode = natsout.JetStream }, want: want{202, 422, 0, pipeline.ReasonNoStream}},
+			setup: func(c *function.Config) { c.NATSMode = natsout.JetStream }, want: want{202, 422, 0, pipeline.ReasonNoStream, 0}},
 		{name: "Lua deadline", script: `function transform(ev) while true do end end`,
 			setup: func(c *function.Config) { c.LuaTimeout, c.PoisonAttempts = 20*time.Millisecond, 0 },
-			want:  want{503, 503, 0, pipeline.ReasonTimeout}},
+			want:  want{503, 503, 0, pipeline.ReasonTimeout, 0}},
 		{name: "poison: the deadline again and again", script: `function transform(ev) while true do end end`, posts: 2,
 			setup: func(c *function.Config) { c.LuaTimeout, c.PoisonAttempts = 20*time.Millisecond, 2 },
-			want:  want{202, 422, 0, pipeline.ReasonPoison}},
-		{name: "duplicate", posts: 2, setup: func(c *function.Config) { c.DedupWindow = time.Minute }, want: want{202, 202, 1, ""}},
+			want:  want{202, 422, 0, pipeline.ReasonPoison, 0}},
+		{name: "duplicate", posts: 2, setup: func(c *function.Config) { c.DedupWindow = time.Minute }, want: want{202, 202, 1, "", 0}},
 	}
 	for _, c := range cases {
 		for _, dl := range []bool{true, false} {
@@ -143,9 +147,9 @@ func TestOutcomeTable(t *testing.T) {
 						if !dl {
 							code = c.want.codeOff
 						} else if code == 0 {
-							code = map[bool]int{true: 202, false: 400}[m.fromRGW]
+							code = map[bool]int{true: 202, false: c.want.refused}[m.fromRGW]
 						}
-						deadLettered := dl && code == 202 && c.want.reason != "" || c.name == "decode" && dl && m.fromRGW
+						deadLettered := dl && code == 202 && c.want.reason != ""
 						warnBefore := failureLines(a.log.String())
 						var resp response
 						for range max(c.posts, 1) {
@@ -155,8 +159,11 @@ func TestOutcomeTable(t *testing.T) {
 							t.Fatalf("status %d %q, want %d", resp.code, resp.body, code)
 						}
 						word := c.want.reason
-						if c.bad {
+						switch {
+						case c.bad:
 							word = "invalid request"
+						case c.want.reason == pipeline.ReasonTooLarge:
+							word = "MAX_BODY_BYTES"
 						}
 						if code/100 != 2 && (strings.Count(resp.body, "\n") != 1 || !strings.Contains(resp.body, word)) {
 							t.Errorf("body %q: want one line naming %q", resp.body, word)
@@ -171,6 +178,12 @@ func TestOutcomeTable(t *testing.T) {
 						}
 						if deadLettered {
 							dlm := receive(t, letters, 1)[0]
+							if c.want.reason == pipeline.ReasonTooLarge {
+								if want := fmt.Sprintf("512 of %d", len(body)); dlm.Header.Get(pipeline.HeaderTruncated) != want {
+									t.Errorf("%s %q, want %q", pipeline.HeaderTruncated, dlm.Header.Get(pipeline.HeaderTruncated), want)
+								}
+								body = body[:512]
+							}
 							checkDeadLetter(t, dlm, body, h, c.want.reason)
 						}
 						none(t, letters)
@@ -225,7 +238,7 @@ func checkDeadLetter(t *testing.T, m *nats.Msg, body []byte, h map[string]string
 	if reason == pipeline.ReasonPoison && m.Header.Get(pipeline.HeaderAttempts) != "2" {
 		t.Errorf("poison without the attempt count: %v", m.Header)
 	}
-	if reason != pipeline.ReasonDecode && m.Header.Get(pipeline.HeaderEventID) == "" {
+	if reason != pipeline.ReasonDecode && reason != pipeline.ReasonTooLarge && m.Header.Get(pipeline.HeaderEventID) == "" {
 		t.Errorf("no %s: %v", pipeline.HeaderEventID, m.Header)
 	}
 }

@@ -96,14 +96,21 @@ type Request struct {
 	FromRGW bool
 }
 
+// Sender tells, from the headers alone, the request's mode and whether RGW
+// itself sent it (Request.FromRGW).
+func Sender(h Header) (mode Mode, fromRGW bool) {
+	mode = DetectMode(h)
+	return mode, mode == Raw || mode == Binary && strings.HasPrefix(h.Get("Ce-Source"), "ceph:s3")
+}
+
 // Decode decodes a request body. opts.Extensions (K_CE_OVERRIDES) are set on
 // every event. Every event it returns passes binding.Check, so it can be
 // encoded as it is with binding.EncodeChecked. A non-nil error wraps ErrInvalid or ErrUnsupported and its
 // message is one line meant for the sender; the Request still tells the
 // mode and whether RGW sent it.
 func Decode(h Header, body []byte, opts cloudevent.Options) (Request, error) {
-	req := Request{Mode: DetectMode(h)}
-	req.FromRGW = req.Mode == Raw || req.Mode == Binary && strings.HasPrefix(h.Get("Ce-Source"), "ceph:s3")
+	var req Request
+	req.Mode, req.FromRGW = Sender(h)
 	var err error
 	if req.Mode == Raw {
 		req.Events, err = decodeRaw(h, body, opts)

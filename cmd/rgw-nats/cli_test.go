@@ -618,6 +618,23 @@ func TestReplay(t *testing.T) {
 	if err := run(ctx, []string{"replay", "--url", url}, io.Discard, io.Discard); exitCode(err) != 2 {
 		t.Errorf("replay without --stream: %v", err)
 	}
+
+	// The first bytes of a body over MAX_BODY_BYTES are not sent: they
+	// would only be refused as bad input.
+	ack, err = js.PublishMsg(ctx, deadLetterMsg("rgwnats.deadletter._", []byte(`{"Records":[{"eventVers`), "application/json",
+		map[string]string{"Rgwnats-Reason": "too-large", "Rgwnats-Truncated": "24 of 2000000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	var errOut bytes.Buffer
+	seq = strconv.FormatUint(ack.Sequence, 10)
+	if err := run(ctx, []string{"replay", "--stream", "RGW", "--url", "http://127.0.0.1:1/", "--seq", seq}, &out, &errOut); err != nil {
+		t.Fatalf("replay of a truncated dead letter: %v", err)
+	}
+	if out.Len() != 0 || !strings.Contains(errOut.String(), "#"+seq+": not sent: too-large, only 24 of 2000000 bytes were kept") {
+		t.Errorf("replay of a truncated dead letter printed %q and %q", out.String(), errOut.String())
+	}
 }
 
 func mapsEqual(a, b map[string]int) bool {

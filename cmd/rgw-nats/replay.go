@@ -96,7 +96,7 @@ Examples:
 	defer consumer.Stop()
 
 	client := &http.Client{Timeout: 30 * time.Second}
-	var sent, failed, skipped int
+	var sent, failed, skipped, truncated int
 	for *count == 0 || sent < *count {
 		var m received
 		select {
@@ -109,9 +109,15 @@ Examples:
 		if m.Seq > lastSeq {
 			break
 		}
-		if !isDeadLetter(m.Msg) {
+		switch {
+		case !isDeadLetter(m.Msg):
 			skipped++
-		} else {
+		case header(m.Header, headerTruncated) != "":
+			// Only the first bytes of a body over MAX_BODY_BYTES were kept:
+			// sending them would only be refused as bad input.
+			truncated++
+			fmt.Fprintf(stderr, "#%d: not sent: %s, only %s bytes were kept\n", m.Seq, header(m.Header, headerReason), header(m.Header, headerTruncated))
+		default:
 			sent++
 			label := fmt.Sprintf("#%d", m.Seq)
 			if id := header(m.Header, headerEventID); id != "" { // absent when the request did not decode
@@ -138,6 +144,9 @@ Examples:
 	}
 	if skipped > 0 {
 		fmt.Fprintf(stderr, "skipped %d message(s) that are not dead letters\n", skipped)
+	}
+	if truncated > 0 {
+		fmt.Fprintf(stderr, "did not send %d truncated dead letter(s)\n", truncated)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d replayed dead letter(s) not accepted", failed, sent)

@@ -450,6 +450,7 @@ const (
 	headerError      = adapter.HeaderError
 	headerEventID    = adapter.HeaderEventID
 	headerAttempts   = adapter.HeaderAttempts
+	headerTruncated  = adapter.HeaderTruncated
 	headerScript     = adapter.HeaderScript
 	headerScriptLine = adapter.HeaderLine
 	headerHTTPPrefix = adapter.HeaderHTTPPrefix
