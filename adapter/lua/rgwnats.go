@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -144,11 +145,36 @@ func (st *state) hmacSHA256(L *glua.LState) int {
 	if len(key) == 0 {
 		L.RaiseError("rgwnats.hmac_sha256: no key configured (set LUA_HMAC_KEY)")
 	}
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(L.CheckString(1)))
-	L.Push(glua.LString(hex.EncodeToString(m.Sum(nil))))
+	msg := L.CheckString(1)
+	// One keyed HMAC per state, reset per use: hmac.New hashes the key and
+	// allocates two digests, which is most of the cost for short ids.
+	h := &st.hmac
+	if h.mac == nil {
+		h.mac = hmac.New(sha256.New, key)
+	} else {
+		h.mac.Reset()
+	}
+	if len(msg) <= maxHMACScratch {
+		h.in = append(h.in[:0], msg...)
+		h.mac.Write(h.in)
+	} else {
+		h.mac.Write([]byte(msg))
+	}
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], h.mac.Sum(h.sum[:0]))
+	L.Push(glua.LString(hexSum[:]))
 	return 1
 }
+
+// hmacState is the reusable HMAC of a state (rgwnats.hmac_sha256).
+type hmacState struct {
+	mac hash.Hash
+	in  []byte // scratch copy of the message
+	sum [sha256.Size]byte
+}
+
+// maxHMACScratch bounds the message copy a state keeps for reuse.
+const maxHMACScratch = 4 << 10
 
 // rnPublish is rgwnats.publish(subject, payload [, header]): a string payload
 // goes out as is, anything else as JSON.

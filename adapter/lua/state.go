@@ -42,6 +42,8 @@ type state struct {
 	modules map[string]glua.LValue
 	loaded  map[string]glua.LValue // user modules required so far; nil while one loads
 
+	hmac hmacState
+
 	limitHit bool // a built-in refused to go past a limit (ErrLimit) in this call
 
 	gen     uint64 // number of the current call; events of older calls are stale
