@@ -81,3 +81,32 @@ func BenchmarkAnonymizePooledParallel(b *testing.B) {
 		}
 	})
 }
+
+// The JSON data of an event to Lua tables and back, alone.
+func BenchmarkJSONDecode(b *testing.B) {
+	c := testCodec(b)
+	raw := fixture(b, "downstream-xraylab-put-capture.json", cloudevent.Options{}).Data()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := c.decode(raw, c.null); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJSONEncode(b *testing.B) {
+	c := testCodec(b)
+	raw := fixture(b, "downstream-xraylab-put-capture.json", cloudevent.Options{}).Data()
+	v, err := c.decode(raw, c.null)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := c.encode(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -38,6 +39,17 @@ type jsonCodec struct {
 	buf  []byte
 	keys []string // a stack of object keys being sorted, shared by nested objects
 	str  []byte   // scratch for unescaping strings
+
+	// Decoding: a stack of the members of the objects and the elements of
+	// the arrays being read, shared by nested ones, so that each table is
+	// built once at its final size (see ltable.go).
+	members []member
+	elems   []glua.LValue
+	// Object keys seen so far, boxed once: the same keys come back in
+	// every event, and a table holds each of its keys as an LValue.
+	interned map[string]glua.LValue
+	// Encoding: a stack of the members of objects being written.
+	sorted []member
 
 	max     int          // encoding stops with errLimitHit past this many bytes
 	expired *atomic.Bool // encoding stops with errExpired once it is set
@@ -121,23 +133,59 @@ func (d *jsonDecoder) literal(word string) error {
 	return nil
 }
 
+// member is one key and value of an object.
+type member struct {
+	key  string
+	lkey glua.LValue // key as an LValue (interned for decoding)
+	val  glua.LValue
+}
+
+// Interning is bounded: keys are the names of fields, short and few; a
+// stream of distinct keys (a map of ids) must not fill the state.
+const (
+	maxInterned    = 4096
+	maxInternedLen = 64
+)
+
+// key returns the object key b as a string and an LValue, interned.
+func (c *jsonCodec) key(b []byte) (string, glua.LValue) {
+	if lv, ok := c.interned[string(b)]; ok {
+		return string(lv.(glua.LString)), lv
+	}
+	s := string(b)
+	lv := glua.LValue(glua.LString(s))
+	if len(b) <= maxInternedLen && len(c.interned) < maxInterned {
+		if c.interned == nil {
+			c.interned = make(map[string]glua.LValue)
+		}
+		c.interned[s] = lv
+	}
+	return s, lv
+}
+
 func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
 	d.pos++ // {
-	t := d.c.L.CreateTable(0, 4)
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == '}' {
 		d.pos++
-		return t, nil
+		return d.c.L.CreateTable(0, 0), nil
 	}
+	c := d.c
+	base := len(c.members)
+	defer func() {
+		clear(c.members[base:]) // the stack must not keep the tables alive
+		c.members = c.members[:base]
+	}()
 	for {
 		d.skipSpace()
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 			return glua.LNil, d.errorf("object key must be a string")
 		}
-		key, err := d.string()
+		b, err := d.stringBytes()
 		if err != nil {
 			return glua.LNil, err
 		}
+		key, lkey := c.key(b)
 		d.skipSpace()
 		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
 			return glua.LNil, d.errorf("missing ':' after object key")
@@ -149,7 +197,7 @@ func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
 			return glua.LNil, err
 		}
 		if v != glua.LNil {
-			t.RawSetString(key, v)
+			c.members = append(c.members, member{key, lkey, v})
 		}
 		d.skipSpace()
 		if d.pos >= len(d.data) {
@@ -160,29 +208,60 @@ func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
 			d.pos++
 		case '}':
 			d.pos++
-			return t, nil
+			return newObject(c.members[base:]), nil
 		default:
 			return glua.LNil, d.errorf("want ',' or '}' in object, got %q", d.data[d.pos])
 		}
 	}
 }
 
+// newObject makes the table of an object's members, none of them nil. A
+// key that comes again replaces the value and keeps its place, as with
+// RawSetString.
+func newObject(ms []member) *glua.LTable {
+	t := &glua.LTable{Metatable: glua.LNil}
+	if !ltLayout {
+		for _, m := range ms {
+			t.RawSetString(m.key, m.val)
+		}
+		return t
+	}
+	f := fieldsOf(t)
+	f.strdict = make(map[string]glua.LValue, len(ms))
+	f.keys = make([]glua.LValue, 0, len(ms))
+	f.k2i = make(map[glua.LValue]int, len(ms))
+	for _, m := range ms {
+		if _, dup := f.strdict[m.key]; !dup {
+			f.k2i[m.lkey] = len(f.keys)
+			f.keys = append(f.keys, m.lkey)
+		}
+		f.strdict[m.key] = m.val
+	}
+	return t
+}
+
 func (d *jsonDecoder) array(depth int) (glua.LValue, error) {
 	d.pos++ // [
-	t := d.c.L.CreateTable(4, 0)
-	t.Metatable = d.c.arrayMT
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == ']' {
 		d.pos++
+		t := d.c.L.CreateTable(0, 0)
+		t.Metatable = d.c.arrayMT
 		return t, nil
 	}
-	for i := 1; ; i++ {
+	c := d.c
+	base := len(c.elems)
+	defer func() {
+		clear(c.elems[base:])
+		c.elems = c.elems[:base]
+	}()
+	for {
 		d.skipSpace()
 		v, err := d.value(depth + 1)
 		if err != nil {
 			return glua.LNil, err
 		}
-		t.RawSetInt(i, v)
+		c.elems = append(c.elems, v)
 		d.skipSpace()
 		if d.pos >= len(d.data) {
 			return glua.LNil, d.errorf("unterminated array")
@@ -192,11 +271,27 @@ func (d *jsonDecoder) array(depth int) (glua.LValue, error) {
 			d.pos++
 		case ']':
 			d.pos++
+			t := newArray(c.elems[base:])
+			t.Metatable = c.arrayMT
 			return t, nil
 		default:
 			return glua.LNil, d.errorf("want ',' or ']' in array, got %q", d.data[d.pos])
 		}
 	}
+}
+
+// newArray makes the table of an array's elements; a nil element (a JSON
+// null decoded as nil) is a hole, as with RawSetInt.
+func newArray(vs []glua.LValue) *glua.LTable {
+	t := glua.LTable{Metatable: glua.LNil}
+	if !ltLayout {
+		for i, v := range vs {
+			t.RawSetInt(i+1, v)
+		}
+		return &t
+	}
+	fieldsOf(&t).array = slices.Clone(vs)
+	return &t
 }
 
 func (d *jsonDecoder) number() (glua.LValue, error) {
@@ -260,20 +355,26 @@ func (d *jsonDecoder) number() (glua.LValue, error) {
 
 // string reads a JSON string starting at its opening quote.
 func (d *jsonDecoder) string() (string, error) {
+	b, err := d.stringBytes()
+	return string(b), err
+}
+
+// stringBytes is string without the copy: the bytes are the input's or the
+// codec's scratch, valid until the next string is read.
+func (d *jsonDecoder) stringBytes() ([]byte, error) {
 	d.pos++ // "
 	start := d.pos
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		if c == '"' {
-			s := string(d.data[start:d.pos])
 			d.pos++
-			return s, nil
+			return d.data[start : d.pos-1], nil
 		}
 		if c == '\\' {
 			break
 		}
 		if c < 0x20 {
-			return "", d.errorf("control character in string")
+			return nil, d.errorf("control character in string")
 		}
 		d.pos++
 	}
@@ -281,16 +382,16 @@ func (d *jsonDecoder) string() (string, error) {
 	b := append(d.c.str[:0], d.data[start:d.pos]...)
 	for {
 		if d.pos >= len(d.data) {
-			return "", d.errorf("unterminated string")
+			return nil, d.errorf("unterminated string")
 		}
 		c := d.data[d.pos]
 		switch {
 		case c == '"':
 			d.pos++
 			d.c.str = b
-			return string(b), nil
+			return b, nil
 		case c < 0x20:
-			return "", d.errorf("control character in string")
+			return nil, d.errorf("control character in string")
 		case c != '\\':
 			b = append(b, c)
 			d.pos++
@@ -298,7 +399,7 @@ func (d *jsonDecoder) string() (string, error) {
 		}
 		d.pos++
 		if d.pos >= len(d.data) {
-			return "", d.errorf("unterminated escape")
+			return nil, d.errorf("unterminated escape")
 		}
 		e := d.data[d.pos]
 		d.pos++
@@ -318,7 +419,7 @@ func (d *jsonDecoder) string() (string, error) {
 		case 'u':
 			r, ok := d.hex4()
 			if !ok {
-				return "", d.errorf("invalid \\u escape")
+				return nil, d.errorf("invalid \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
 				r2 := utf8.RuneError
@@ -336,7 +437,7 @@ func (d *jsonDecoder) string() (string, error) {
 			}
 			b = utf8.AppendRune(b, r)
 		default:
-			return "", d.errorf("invalid escape \\%c", e)
+			return nil, d.errorf("invalid escape \\%c", e)
 		}
 	}
 }
@@ -450,6 +551,13 @@ func (c *jsonCodec) table(t *glua.LTable, depth int) error {
 	if t.Metatable == c.arrayMT {
 		return c.array(t, t.Len(), depth)
 	}
+	if ltLayout {
+		// Only string keys: read them straight from the table's map,
+		// without next's lookup of each key's position.
+		if f := fieldsOf(t); len(f.dict) == 0 && !slices.ContainsFunc(f.array, isNotNil) {
+			return c.object(f.strdict, depth)
+		}
+	}
 	base := len(c.keys)
 	defer func() { c.keys = c.keys[:base] }()
 	count, maxInt, other := 0, 0, false
@@ -488,6 +596,39 @@ func (c *jsonCodec) table(t *glua.LTable, depth int) error {
 		c.buf = binding.AppendJSONString(c.buf, k)
 		c.buf = append(c.buf, ':')
 		if err := c.value(t.RawGetString(k), depth+1); err != nil {
+			return err
+		}
+	}
+	c.buf = append(c.buf, '}')
+	return nil
+}
+
+func isNotNil(v glua.LValue) bool { return v != glua.LNil }
+
+// object encodes the members of a table with only string keys, sorted.
+func (c *jsonCodec) object(m map[string]glua.LValue, depth int) error {
+	if len(m) == 0 {
+		c.buf = append(c.buf, "{}"...)
+		return nil
+	}
+	base := len(c.sorted)
+	defer func() {
+		clear(c.sorted[base:])
+		c.sorted = c.sorted[:base]
+	}()
+	for k, v := range m {
+		c.sorted = append(c.sorted, member{key: k, val: v})
+	}
+	slices.SortFunc(c.sorted[base:], func(a, b member) int { return strings.Compare(a.key, b.key) })
+	c.buf = append(c.buf, '{')
+	for i := base; i < len(c.sorted); i++ {
+		if i > base {
+			c.buf = append(c.buf, ',')
+		}
+		m := c.sorted[i]
+		c.buf = binding.AppendJSONString(c.buf, m.key)
+		c.buf = append(c.buf, ':')
+		if err := c.value(m.val, depth+1); err != nil {
 			return err
 		}
 	}

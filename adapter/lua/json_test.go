@@ -125,6 +125,14 @@ func FuzzJSON(f *testing.F) {
 		if err != nil {
 			t.Fatalf("encode of decoded %q: %v", data, err)
 		}
+		// The tables the fast path builds are those of RawSetString.
+		if fast, ok := v.(*glua.LTable); ok {
+			var slow glua.LValue
+			withLayout(false, func() { slow, _ = c.decode(data, c.null) })
+			if f, s := walk(fast), walk(slow.(*glua.LTable)); f != s {
+				t.Fatalf("tables of %q differ:\nfast %s\nslow %s", data, f, s)
+			}
+		}
 		var want, got any
 		if err := json.Unmarshal(data, &want); err != nil {
 			// Only invalid UTF-8 inside strings is accepted here and
