@@ -60,6 +60,7 @@ type jsonCodec struct {
 // or LNil for lunajson, whose default is to drop nulls).
 func (c *jsonCodec) decode(data []byte, null glua.LValue) (glua.LValue, error) {
 	d := jsonDecoder{c: c, data: data, null: null}
+	defer c.dropLargeStacks()
 	d.skipSpace()
 	v, err := d.value(0)
 	if err != nil {
@@ -143,9 +144,25 @@ type member struct {
 // Interning is bounded: keys are the names of fields, short and few; a
 // stream of distinct keys (a map of ids) must not fill the state.
 const (
-	maxInterned    = 4096
-	maxInternedLen = 64
+	maxInterned    = 512
+	maxInternedLen = 32
 )
+
+// maxKeptStack is the most entries of members, elems or sorted a state
+// keeps for reuse: one huge document must not pin its scratch.
+const maxKeptStack = 1024
+
+func (c *jsonCodec) dropLargeStacks() {
+	if cap(c.members) > maxKeptStack {
+		c.members = nil
+	}
+	if cap(c.elems) > maxKeptStack {
+		c.elems = nil
+	}
+	if cap(c.sorted) > maxKeptStack {
+		c.sorted = nil
+	}
+}
 
 // key returns the object key b as a string and an LValue, interned.
 func (c *jsonCodec) key(b []byte) (string, glua.LValue) {
@@ -231,11 +248,11 @@ func newObject(ms []member) *glua.LTable {
 	f.keys = make([]glua.LValue, 0, len(ms))
 	f.k2i = make(map[glua.LValue]int, len(ms))
 	for _, m := range ms {
-		if _, dup := f.strdict[m.key]; !dup {
+		f.strdict[m.key] = m.val
+		if len(f.strdict) > len(f.keys) { // not a key that came again
 			f.k2i[m.lkey] = len(f.keys)
 			f.keys = append(f.keys, m.lkey)
 		}
-		f.strdict[m.key] = m.val
 	}
 	return t
 }
@@ -481,6 +498,7 @@ func (c *jsonCodec) encodeMax(v glua.LValue, max int, expired *atomic.Bool) ([]b
 	c.keys = c.keys[:0]
 	c.max, c.expired, c.values = max, expired, 0
 	err := c.value(v, 0)
+	c.dropLargeStacks()
 	if err == nil && len(c.buf) > max {
 		err = errLimitHit
 	}

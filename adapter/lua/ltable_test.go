@@ -176,3 +176,35 @@ end`)
 		}
 	}
 }
+
+// What a state keeps between documents is bounded: interned keys by count
+// and length, the scratch stacks by size.
+func TestJSONCodecKeepsLittle(t *testing.T) {
+	c := testCodec(t)
+	var b strings.Builder
+	b.WriteString(`{"` + strings.Repeat("k", maxInternedLen+1) + `":1`)
+	for i := range 3 * maxInterned {
+		fmt.Fprintf(&b, `,"key%d":[%d]`, i, i)
+	}
+	b.WriteString(`,"list":[` + strings.Repeat(`{"a":1},`, 2*maxKeptStack) + `{}]}`)
+	v, err := c.decode([]byte(b.String()), c.null)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := v.(*glua.LTable)
+	if got := tb.RawGetString(strings.Repeat("k", maxInternedLen+1)); got != glua.LNumber(1) {
+		t.Errorf("long key = %v", got)
+	}
+	if got := tb.RawGetString(fmt.Sprint("key", 3*maxInterned-1)).(*glua.LTable).RawGetInt(1); got != glua.LNumber(3*maxInterned-1) {
+		t.Errorf("last key = %v", got)
+	}
+	if n := len(c.interned); n > maxInterned {
+		t.Errorf("%d keys interned, want at most %d", n, maxInterned)
+	}
+	if _, err := c.encode(v); err != nil {
+		t.Fatal(err)
+	}
+	if c.members != nil || c.elems != nil || c.sorted != nil {
+		t.Errorf("stacks kept: members %d, elems %d, sorted %d", cap(c.members), cap(c.elems), cap(c.sorted))
+	}
+}
