@@ -443,7 +443,16 @@ func (st *state) find(L *glua.LState, find bool) int {
 		L.Push(glua.LNil)
 		return 1
 	}
-	m := st.newMatcher(src, pat)
+	// find calls no Lua code while it matches, so one matcher per state
+	// serves every call (gsub and gmatch, which do or which outlive the
+	// call, have their own).
+	m := &st.findMatcher
+	expired := m.expired
+	if expired == nil {
+		expired = st.deadline.expired.Load
+	}
+	*m = matcher{src: src, pat: pat, expired: expired}
+	defer func() { m.src, m.pat = "", "" }() // do not pin the subject
 	n := 0
 	m.run(L, func() {
 		p, anchor := 0, strings.HasPrefix(pat, "^")

@@ -42,7 +42,8 @@ type state struct {
 	modules map[string]glua.LValue
 	loaded  map[string]glua.LValue // user modules required so far; nil while one loads
 
-	hmac hmacState
+	hmac        hmacState
+	findMatcher matcher // string.find and string.match
 
 	limitHit bool // a built-in refused to go past a limit (ErrLimit) in this call
 
