@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -95,5 +96,29 @@ func TestWithHMACKeyCopiesTheKey(t *testing.T) {
 	m.Write([]byte("x"))
 	if want := hex.EncodeToString(m.Sum(nil)); h != want {
 		t.Errorf("hmac %v, want %s: the engine uses the caller's slice, not a copy", h, want)
+	}
+}
+
+// The state's HMAC is reused: each message, short or longer than the
+// scratch it keeps, in any order and over several events, hashes alone.
+func TestHMACReusedPerState(t *testing.T) {
+	long := strings.Repeat("x", maxHMACScratch+1)
+	e := newEngine(t, `local rn = require("rgwnats")
+function transform(ev)
+  ev.ext.a = rn.hmac_sha256("a")
+  ev.ext.long = rn.hmac_sha256(string.rep("x", `+fmt.Sprint(len(long))+`))
+  ev.ext.b = rn.hmac_sha256("a") == ev.ext.a and rn.hmac_sha256("")
+  return ev
+end`, WithHMACKey([]byte("key")), WithPoolSize(1), WithMaxStates(1))
+	want := func(s string) string {
+		m := hmac.New(sha256.New, []byte("key"))
+		m.Write([]byte(s))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	for range 3 {
+		ext := one(t, transformOne(t, e, fixture(t, "reef-put-capture.json", cloudevent.Options{}))).Extensions()
+		if ext["a"] != want("a") || ext["long"] != want(long) || ext["b"] != want("") {
+			t.Fatalf("hmacs %v", ext)
+		}
 	}
 }
