@@ -88,6 +88,12 @@ func TestPatterns(t *testing.T) {
 		{`(function() local r = {} for w in ("one two  three"):gmatch("%a+") do r[#r+1] = w end return table.concat(r, "|") end)()`, "one|two|three"},
 		{`(function() local r = {} for k, v in ("a=1, b=2"):gmatch("(%w+)=(%w+)") do r[#r+1] = k .. v end return table.concat(r, "|") end)()`, "a1|b2"},
 		{`(function() local n = 0 for w in ("abc"):gmatch("") do n = n + 1 end return n end)()`, "4"},
+		// find and match share one matcher per state: used inside gsub's
+		// and gmatch's matching, and after a failed match, they still
+		// match alone.
+		{`string.gsub("a1b2", "(%a)(%d)", function(a, d) return string.match(a .. "=" .. d, "(%a)=") .. select(2, string.find("xx" .. d, "(%d)")) end)`, "a3b3,2"},
+		{`(function() local r = {} for w in ("k=1 j=2"):gmatch("%a=%d") do r[#r+1] = w:match("^(%a)") .. w:find("=", 1, true) end return table.concat(r, "|") end)()`, "k2|j2"},
+		{`(function() local ok = pcall(string.match, "a", "(a") return tostring(ok) .. string.match("xay", "(a)y") end)()`, "falsea"},
 		{`(function() local r = {} for w in ("^a^b"):gmatch("^%a") do r[#r+1] = w end return table.concat(r, "|") end)()`, "^a|^b"},
 	}
 	errs := []struct{ code, want string }{
