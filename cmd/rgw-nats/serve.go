@@ -18,8 +18,9 @@ import (
 )
 
 // serve hosts the function with its own HTTP server: listen first (so the
-// readiness probe answers during start), start the function, serve until
-// SIGTERM/SIGINT, then let in-flight requests finish and drain NATS.
+// readiness probe answers during start), or take the socket systemd hands
+// over, start the function, serve until SIGTERM/SIGINT, then let in-flight
+// requests finish and drain NATS.
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -50,9 +51,16 @@ type endpoints struct {
 // serveConfig runs the adapter until ctx ends. When ready is not nil it
 // receives the endpoints once the function can publish (tests use it).
 func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, ready chan<- endpoints) error {
-	tcp, err := net.Listen("tcp", cfg.Addr())
+	tcp, err := activatedListener()
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (set PORT or LISTEN_ADDRESS to change it)", cfg.Addr(), err)
+		return err
+	}
+	activated := tcp != nil
+	if !activated {
+		tcp, err = net.Listen("tcp", cfg.Addr())
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w (set PORT or LISTEN_ADDRESS to change it)", cfg.Addr(), err)
+		}
 	}
 	ln, err := tlsListener(tcp, cfg.TLSCertFile, cfg.TLSKeyFile, log)
 	if err != nil {
@@ -87,7 +95,8 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		srv.Close()
 		return err
 	}
-	log.Info("rgw-nats listening", "address", ln.Addr().String(), "tls", ln != tcp, "nats", natsout.RedactURL(cfg.NATSURL))
+	log.Info("rgw-nats listening", "address", ln.Addr().String(), "tls", ln != tcp, "socket_activation", activated,
+		"nats", natsout.RedactURL(cfg.NATSURL))
 	if ready != nil {
 		go func() {
 			for {
