@@ -4,6 +4,13 @@
 // them to a real nats-server. Topics, notifications and S3 operations go
 // through awscli, as an operator would do them.
 //
+// Variables: E2E_SIGKILL=1 stops rgw-nats with SIGKILL in the restart
+// scenario (SIGTERM otherwise); E2E_CLOSED_PORT=1 restarts it on a plain
+// port instead of a socket the test holds (a Pacific queue stall is then
+// reported, not failed); E2E_DEBUG_RGW=N sets RGW's log level;
+// E2E_KEEP_DIR=DIR keeps RGW's and rgw-nats' logs of the restart scenario
+// there; E2E_CAPTURE_DIR=DIR writes the live records, to refresh fixtures.
+//
 // It holds tests only: nothing may import it, and it imports nothing of the
 // repository but the embedded fixtures (samples/events).
 package e2e

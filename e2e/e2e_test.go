@@ -180,7 +180,11 @@ func TestRGW(t *testing.T) {
 
 	built := make(chan string, 1)
 	go func() { built <- buildBinaryOrEmpty(t) }()
-	l := startLab(t, 1)
+	debugRGW := 1
+	if v := os.Getenv("E2E_DEBUG_RGW"); v != "" {
+		fmt.Sscan(v, &debugRGW)
+	}
+	l := startLab(t, debugRGW)
 	bin := <-built
 	if bin == "" {
 		t.FailNow()
@@ -233,6 +237,10 @@ end
 	main := newAdapter(t, "main", bin, base)
 	js := newAdapter(t, "js", bin, with(map[string]string{"NATS_MODE": "jetstream", "NATS_STREAM": "E2E",
 		"NATS_STREAM_CREATE": "true", "NATS_STREAM_SUBJECTS": "rgw.e2e-js.>"}))
+	closedPort := os.Getenv("E2E_CLOSED_PORT") != ""
+	if !closedPort {
+		js.holdSocket()
+	}
 	secure := newAdapter(t, "tls", bin, with(map[string]string{"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile,
 		"AUTH_USERNAME": "rgw", "AUTH_PASSWORD": "right-pass"}))
 	luaCmp := newAdapter(t, "lua", bin, with(map[string]string{"LUA_SCRIPT": "testdata/request-fields.lua", "LOG_LEVEL": "debug"}))
@@ -408,7 +416,7 @@ end
 		}
 	})
 
-	t.Run("JetStream: restart during a burst", func(t *testing.T) { s.jetStreamBurst(t, js, work, file) })
+	t.Run("JetStream: restart during a burst", func(t *testing.T) { s.jetStreamBurst(t, js, work, file, closedPort) })
 
 	t.Run("poison object and the dead letter", func(t *testing.T) { s.poison(t, bad, file) })
 
@@ -432,10 +440,23 @@ func buildBinaryOrEmpty(t *testing.T) string {
 }
 
 // jetStreamBurst: a burst of PUTs on a persistent topic while the adapter
-// in JetStream mode is SIGKILLed and restarted; the stream must hold every
+// in JetStream mode is stopped and restarted; the stream must hold every
 // event exactly once (RGW resends what it had no answer for, and entries it
 // had one for; the Nats-Msg-Id window drops those).
-func (s *suite) jetStreamBurst(t *testing.T, js *adapter, work, file string) {
+//
+// The adapter's listening socket is held by this test and handed to every
+// run (systemd socket activation), so that RGW's pushes wait in the accept
+// queue while rgw-nats is down instead of being refused. Against a refused
+// port Pacific 16.2.15 retries 1,600-3,600 times a second here, and its HTTP
+// client can lose the completion of a push that fails that fast:
+// rgw_http_req_data::wait reads `done` without the lock and only then
+// stores the completion, so a finish() on the HTTP manager's thread in
+// between wakes nobody. process_queue waits for every push of its round,
+// so that topic sends nothing more until radosgw restarts, while its lock
+// is still renewed every 30 s (README, RGW). E2E_CLOSED_PORT=1 restarts
+// rgw-nats on a plain port instead, to see that happen: a stall is then
+// reported, not failed, since rgw-nats cannot prevent it.
+func (s *suite) jetStreamBurst(t *testing.T, js *adapter, work, file string, closedPort bool) {
 	l := s.lab
 	jsc, err := s.nc.JetStream()
 	if err != nil {
@@ -467,11 +488,9 @@ func (s *suite) jetStreamBurst(t *testing.T, js *adapter, work, file string) {
 
 	// Two halves of a burst: the first is delivered, rgw-nats is stopped
 	// between two POSTs, the second half is PUT while it is down, and it
-	// comes back 3 s later. The stop is SIGTERM (what Kubernetes sends):
-	// in-flight requests finish, new ones get 503. With E2E_SIGKILL=1 it
-	// is SIGKILL: Pacific's queue then stalled after the restart in 6 of 9
-	// runs (RGW sent nothing more for minutes; README), so CI does not run
-	// that variant; when it stalls, this fails with the RGW log attached.
+	// comes back 3 s later. The stop is SIGTERM (what Kubernetes and systemd
+	// send): in-flight requests finish, new ones wait for the next process.
+	// With E2E_SIGKILL=1 it is SIGKILL: requests under way are reset.
 	const n = 40
 	upload := func(half int) *exec.Cmd {
 		dir := filepath.Join(work, fmt.Sprintf("burst%d", half))
@@ -494,35 +513,42 @@ func (s *suite) jetStreamBurst(t *testing.T, js *adapter, work, file string) {
 	if r := await(t, "jetstream: first half", nextPersistent, inStream, wants); r.delivered != len(wants) {
 		t.Fatalf("first half of the burst not in the stream: %v", r)
 	}
+	t.Logf("stopping rgw-nats at %s", time.Now().UTC().Format("15:04:05.000"))
 	if os.Getenv("E2E_SIGKILL") != "" {
 		js.kill()
 	} else {
 		js.stop()
 	}
+	t.Logf("rgw-nats stopped at %s", time.Now().UTC().Format("15:04:05.000"))
 	second := upload(2)
 	time.Sleep(3 * time.Second)
 	js.start()
 	restarted := time.Now()
+	t.Logf("rgw-nats ready again at %s", restarted.UTC().Format("15:04:05.000"))
+	if keep := os.Getenv("E2E_KEEP_DIR"); keep != "" {
+		defer func() {
+			b, _ := l.rgwLog(t, 0)
+			os.WriteFile(filepath.Join(keep, "rgw.log"), b, 0o644)
+			os.WriteFile(filepath.Join(keep, "js.log"), []byte(js.logs.String()), 0o644)
+		}()
+	}
 	if err := second.Wait(); err != nil {
 		t.Fatalf("aws s3 cp: %v", err)
 	}
 	r := await(t, "jetstream: restart in burst", jetStreamRecovery, inStream, wants)
 	t.Logf("waited %s after the restart (including %s settle)", time.Since(restarted).Round(time.Second), settle)
-	// What rgw-nats answers for: nothing twice, nothing unexpected, every
-	// event of the first half (acknowledged before the stop) in the stream.
-	// The second half depends on RGW resending after the outage, which
-	// Pacific's persistent queue often stops doing (it sent nothing more
-	// for minutes in most runs, SIGTERM or SIGKILL: README). That is
-	// reported, and fails only with E2E_STRICT=1.
-	stalled := r.duplicates == 0 && r.unexpected == 0 && len(r.missing) > 0
+	// On a closed port the second half depends on Pacific's queue not
+	// losing a push (above); rgw-nats answers for the rest: nothing twice,
+	// nothing unexpected, every event acknowledged before the stop.
+	stalled := closedPort && r.duplicates == 0 && r.unexpected == 0 && len(r.missing) > 0
 	for _, m := range r.missing {
 		stalled = stalled && strings.Contains(m, "burst/f2-")
 	}
-	if stalled && os.Getenv("E2E_STRICT") == "" {
+	if stalled {
 		s.mu.Lock()
 		s.tallies = append(s.tallies, r)
 		s.mu.Unlock()
-		t.Logf("%s\nRGW did not resend %d of the %d events PUT while rgw-nats was down within %v: Pacific's queue stall, not a loss by rgw-nats (nothing was acknowledged for them). E2E_STRICT=1 fails on it.",
+		t.Logf("%s\nRGW did not resend %d of the %d events PUT while rgw-nats was down (closed port) within %v: Pacific's lost push completion, not a loss by rgw-nats (nothing was acknowledged for them).",
 			r.String(), len(r.missing), n/2, jetStreamRecovery)
 	} else {
 		s.report(t, r, inStream())

@@ -308,6 +308,11 @@ type adapter struct {
 	env    []string
 	scheme string
 
+	// socket, when set, is a listening socket this test holds and hands to
+	// every run of the binary (systemd's socket activation), so that the
+	// port never refuses a connection across a restart.
+	socket *os.File
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	logs syncBuffer // stderr of every run, in order
@@ -336,6 +341,28 @@ func newAdapter(t *testing.T, name, bin string, env map[string]string) *adapter 
 	return a
 }
 
+// holdSocket makes the test own the adapter's listening socket from now on
+// and hand it over at every start, as a systemd .socket unit does.
+func (a *adapter) holdSocket() {
+	a.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	ln.Close() // f is a duplicate: the socket stays open and listening
+	a.t.Cleanup(func() { f.Close() })
+	a.socket, a.port = f, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	for i, kv := range a.env {
+		if strings.HasPrefix(kv, "LISTEN_ADDRESS=") {
+			a.env[i] = "LISTEN_ADDRESS=127.0.0.1:" + a.port // what it would bind without the socket
+		}
+	}
+}
+
 func (a *adapter) url(userinfo string) string {
 	if userinfo != "" {
 		userinfo += "@"
@@ -348,6 +375,12 @@ func (a *adapter) start() {
 	a.t.Helper()
 	cmd := exec.Command(a.bin)
 	cmd.Env = a.env
+	if a.socket != nil {
+		// LISTEN_PID must be rgw-nats' own pid: the shell execs it.
+		cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0"`, a.bin)
+		cmd.Env = append(append([]string(nil), a.env...), "LISTEN_FDS=1")
+		cmd.ExtraFiles = []*os.File{a.socket}
+	}
 	cmd.Stderr = &a.logs
 	cmd.Stdout = &a.logs
 	if err := cmd.Start(); err != nil {
