@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/test"
-	"github.com/nats-io/nats.go"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // TestActivatedListenerEnvironment: the variables are honoured only when
@@ -58,20 +57,8 @@ func TestActivatedListenerEnvironment(t *testing.T) {
 // names a busy port, so serving at all proves the handed socket is used.
 func TestSocketActivationAcrossRestart(t *testing.T) {
 	bin := cliBinary(t)
-	opts := natsserver.DefaultTestOptions
-	opts.Port = -1
-	ns := natsserver.RunServer(&opts)
-	defer ns.Shutdown()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	got, err := nc.SubscribeSync("rgw.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.Flush()
+	ns := testutil.NATS(t)
+	got := testutil.Subscribe(t, ns.ClientURL(), "rgw.>")
 
 	held, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -128,9 +115,7 @@ func TestSocketActivationAcrossRestart(t *testing.T) {
 	if code, err := post(); err != nil || code/100 != 2 {
 		t.Fatalf("POST to the first process: %d %v", code, err)
 	}
-	if _, err := got.NextMsg(5 * time.Second); err != nil {
-		t.Fatalf("first event: %v", err)
-	}
+	testutil.Receive(t, got, 1)
 
 	first.Process.Kill()
 	first.Wait()
@@ -158,7 +143,5 @@ func TestSocketActivationAcrossRestart(t *testing.T) {
 	if a.err != nil || a.code/100 != 2 {
 		t.Fatalf("POST held across the restart: %d %v", a.code, a.err)
 	}
-	if _, err := got.NextMsg(5 * time.Second); err != nil {
-		t.Fatalf("event sent during the restart: %v", err)
-	}
+	testutil.Receive(t, got, 1) // the event sent during the restart
 }
