@@ -232,11 +232,14 @@ func (l *lab) notify(t *testing.T, bucket string, ns ...notification) {
 func (l *lab) setup(t *testing.T, args ...string) string {
 	t.Helper()
 	var err error
-	for attempt := range 4 {
+	// Four attempts were seen to fail in a row on a loaded machine: up to
+	// eight, over about half a minute.
+	for attempt := range 8 {
 		var out string
 		if out, err = l.try(l.endpoint, args...); err == nil {
 			return out
 		}
+		t.Logf("aws %s (attempt %d): %v", args[1], attempt+1, err)
 		time.Sleep(time.Duration(attempt+1) * time.Second)
 	}
 	t.Errorf("aws %s: %v", strings.Join(args, " "), err)
