@@ -7,7 +7,9 @@
 // Variables: E2E_SIGKILL=1 stops rgw-nats with SIGKILL in the restart
 // scenario (SIGTERM otherwise); E2E_CLOSED_PORT=1 restarts it on a plain
 // port instead of a socket the test holds (a Pacific queue stall is then
-// reported, not failed); E2E_DEBUG_RGW=N sets RGW's log level;
+// reported, not failed); E2E_KEEPALIVE=1 lets RGW keep its connections to
+// the restarted adapter (RGW_CLOSE_CONNECTIONS=false); E2E_DEBUG_RGW=N sets
+// RGW's log level;
 // E2E_KEEP_DIR=DIR keeps RGW's and rgw-nats' logs of the restart scenario
 // there; E2E_CAPTURE_DIR=DIR writes the live records, to refresh fixtures.
 //

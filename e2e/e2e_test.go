@@ -235,8 +235,13 @@ end
 		return m
 	}
 	main := newAdapter(t, "main", bin, base)
-	js := newAdapter(t, "js", bin, with(map[string]string{"NATS_MODE": "jetstream", "NATS_STREAM": "E2E",
-		"NATS_STREAM_CREATE": "true", "NATS_STREAM_SUBJECTS": "rgw.e2e-js.>"}))
+	jsEnv := map[string]string{"NATS_MODE": "jetstream", "NATS_STREAM": "E2E",
+		"NATS_STREAM_CREATE": "true", "NATS_STREAM_SUBJECTS": "rgw.e2e-js.>"}
+	if os.Getenv("E2E_KEEPALIVE") != "" {
+		// RGW keeps its connections to this adapter across the restart.
+		jsEnv["RGW_CLOSE_CONNECTIONS"] = "false"
+	}
+	js := newAdapter(t, "js", bin, with(jsEnv))
 	closedPort := os.Getenv("E2E_CLOSED_PORT") != ""
 	if !closedPort {
 		js.holdSocket()
