@@ -1,6 +1,10 @@
 package binding
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/rgw-nats/rgw-nats/internal/jsonstr"
+)
 
 // validJSON reports whether b is exactly one JSON value, as json.Valid does
 // (the same grammar; bytes that are not UTF-8 are accepted in strings, as
@@ -120,6 +124,9 @@ func skipWS(b []byte, i int) int {
 // validString returns the index after the string literal at b[i], or -1.
 func validString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
+		if i = jsonstr.Stop(b, i); i == len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1

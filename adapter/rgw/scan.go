@@ -1,9 +1,10 @@
 package rgw
 
 import (
-	"math/bits"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/rgw-nats/rgw-nats/internal/jsonstr"
 )
 
 // scanEnvelope decodes the common envelope, as RGW sends it, in one pass
@@ -412,7 +413,7 @@ func (sc *scanner) quoted() (lit string, escaped, ascii, ok bool) {
 	start := sc.i
 	ascii = true
 	for i := start + 1; ; {
-		i = stringStop(sc.s, i)
+		i = jsonstr.Stop(sc.s, i)
 		if i >= len(sc.s) {
 			return "", false, false, false
 		}
@@ -584,30 +585,4 @@ func plainASCII(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// stringStop returns the index of the first byte at or after i that ends
-// the plain run of a string literal: a quote, a backslash, a control
-// character or a byte outside ASCII; len(s) if there is none. It looks at
-// eight bytes at a time: most of a record is such runs.
-func stringStop(s string, i int) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for ; i+8 <= len(s); i += 8 {
-		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		// A byte's high bit is set in m where that byte is '"' or '\\'
-		// (x^c has a zero byte), below 0x20, or has its own high bit. A
-		// borrow can only mark bytes after a marked one, so the lowest
-		// mark is exact.
-		q, b := x^(ones*'"'), x^(ones*'\\')
-		if m := ((q-ones)&^q | (b-ones)&^b | (x - ones*0x20) | x) & highs; m != 0 {
-			return i + bits.TrailingZeros64(m)>>3
-		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
-			return i
-		}
-	}
-	return i
 }

@@ -79,24 +79,3 @@ func TestScanGivesUp(t *testing.T) {
 		}
 	}
 }
-
-// TestStringStop: the eight-bytes-at-a-time search finds exactly the byte
-// a byte-by-byte search finds, for every byte value at every position of a
-// word and from every start.
-func TestStringStop(t *testing.T) {
-	stops := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
-	for c := range 256 {
-		for pos := range 20 {
-			s := strings.Repeat("a", pos) + string([]byte{byte(c)}) + strings.Repeat("b", 19-pos)
-			for start := 0; start <= len(s); start++ {
-				want := start
-				for want < len(s) && !stops(s[want]) {
-					want++
-				}
-				if got := stringStop(s, start); got != want {
-					t.Fatalf("byte %#x at %d, from %d: %d, want %d", c, pos, start, got, want)
-				}
-			}
-		}
-	}
-}
