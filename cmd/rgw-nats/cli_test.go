@@ -28,6 +28,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/function"
 	rgwbuild "github.com/rgw-nats/rgw-nats/internal/buildinfo"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // TestHelpExitsZero: every command's -h and --help print its usage on
@@ -627,7 +628,7 @@ func TestReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Reset()
-	var errOut bytes.Buffer
+	var errOut testutil.Buffer // the log writes to it too, from NATS callbacks
 	seq = strconv.FormatUint(ack.Sequence, 10)
 	if err := run(ctx, []string{"replay", "--stream", "RGW", "--url", "http://127.0.0.1:1/", "--seq", seq}, &out, &errOut); err != nil {
 		t.Fatalf("replay of a truncated dead letter: %v", err)
