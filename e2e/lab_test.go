@@ -26,8 +26,23 @@ import (
 // repoRoot is where go build and scripts/ceph-lab.sh run from.
 const repoRoot = ".."
 
+// cephRelease is the lab's Ceph release: E2E_CEPH (pacific, the default and
+// what CI runs, or tentacle), passed to scripts/ceph-lab.sh --release.
+func cephRelease(t *testing.T) string {
+	switch r := os.Getenv("E2E_CEPH"); r {
+	case "", "pacific":
+		return "pacific"
+	case "tentacle":
+		return r
+	default:
+		t.Fatalf("E2E_CEPH=%q: want pacific or tentacle", r)
+		return ""
+	}
+}
+
 // lab is a running scripts/ceph-lab.sh cluster.
 type lab struct {
+	release  string // pacific or tentacle: where RGW's behaviour differs, the test expects the release's
 	dir      string
 	env      map[string]string // what lab.env exports
 	aws      string            // the awscli binary
@@ -44,7 +59,7 @@ func needLab(t *testing.T) {
 	if testing.Short() && !ci {
 		t.Skip("e2e: -short")
 	}
-	out, err := exec.Command(filepath.Join(repoRoot, "scripts/ceph-lab.sh"), "install").CombinedOutput()
+	out, err := exec.Command(filepath.Join(repoRoot, "scripts/ceph-lab.sh"), "--release", cephRelease(t), "install").CombinedOutput()
 	if err == nil {
 		return
 	}
@@ -72,7 +87,8 @@ func startLab(t *testing.T, debugRGW int) *lab {
 		}
 	})
 	start := time.Now()
-	out, err := exec.Command(script, "--debug-rgw", fmt.Sprint(debugRGW), "start", dir).CombinedOutput()
+	release := cephRelease(t)
+	out, err := exec.Command(script, "--release", release, "--debug-rgw", fmt.Sprint(debugRGW), "start", dir).CombinedOutput()
 	if err != nil {
 		for _, f := range []string{"log/mon.a.log", "log/osd.0.log", "log/client.rgw.lab.log"} {
 			b, _ := os.ReadFile(filepath.Join(dir, f))
@@ -80,8 +96,8 @@ func startLab(t *testing.T, debugRGW int) *lab {
 		}
 		t.Fatalf("ceph-lab.sh start: %v\n%s", err, out)
 	}
-	t.Logf("lab up in %s", time.Since(start).Round(100*time.Millisecond))
-	l := &lab{dir: dir, env: map[string]string{}, awsHome: t.TempDir()}
+	t.Logf("%s lab up in %s", release, time.Since(start).Round(100*time.Millisecond))
+	l := &lab{release: release, dir: dir, env: map[string]string{}, awsHome: t.TempDir()}
 	b, err := os.ReadFile(filepath.Join(dir, "lab.env"))
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +107,9 @@ func startLab(t *testing.T, debugRGW int) *lab {
 		if ok {
 			l.env[k] = strings.Trim(v, "'")
 		}
+	}
+	if got := l.env["CEPH_LAB_RELEASE"]; got != release {
+		t.Fatalf("lab.env: CEPH_LAB_RELEASE=%q, want %q", got, release)
 	}
 	l.endpoint, l.tls = l.env["CEPH_LAB_ENDPOINT"], l.env["CEPH_LAB_TLS_ENDPOINT"]
 	// Debian's awscli, not whatever else is on PATH: its behaviour is the
@@ -151,10 +170,18 @@ func (l *lab) try(endpoint string, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// ceph runs a Ceph tool of the lab's release (the host's for Pacific, the
+// one in Tentacle's root) through ceph-lab.sh run; it sees no path outside
+// the lab's directory.
+func (l *lab) ceph(tool string, args ...string) *exec.Cmd {
+	return exec.Command(filepath.Join(repoRoot, "scripts/ceph-lab.sh"),
+		append([]string{"run", l.dir, tool, "-c", l.env["CEPH_LAB_CONF"]}, args...)...)
+}
+
 // admin runs radosgw-admin on the lab's cluster.
 func (l *lab) admin(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("radosgw-admin", append([]string{"-c", l.env["CEPH_LAB_CONF"]}, args...)...).CombinedOutput()
+	out, err := l.ceph("radosgw-admin", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("radosgw-admin %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -165,8 +192,7 @@ func (l *lab) admin(t *testing.T, args ...string) string {
 func (l *lab) setDebugRGW(t *testing.T, level int) {
 	t.Helper()
 	sock := filepath.Join(l.dir, "run/client.rgw.lab.asok")
-	out, err := exec.Command("ceph", "-c", l.env["CEPH_LAB_CONF"], "--admin-daemon", sock,
-		"config", "set", "debug_rgw", fmt.Sprint(level)).CombinedOutput()
+	out, err := l.ceph("ceph", "--admin-daemon", sock, "config", "set", "debug_rgw", fmt.Sprint(level)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("set debug_rgw: %v\n%s", err, out)
 	}

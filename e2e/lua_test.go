@@ -20,8 +20,13 @@ var mustAgree = []string{"op", "bucket", "bucket.id", "bucket.tenant", "bucket.o
 // rgw-nats on the notification of the same PUT, and compares what each saw.
 func (s *suite) luaCompare(t *testing.T, a *adapter, file string) {
 	l := s.lab
-	script, err := filepath.Abs("testdata/request-fields.lua")
+	// Inside the lab's directory: Tentacle's radosgw-admin sees only that.
+	src, err := os.ReadFile("testdata/request-fields.lua")
 	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(l.dir, "request-fields.lua")
+	if err := os.WriteFile(script, src, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l.admin(t, "script", "put", "--infile="+script, "--context=postRequest")

@@ -9,15 +9,17 @@ prog=${0##*/}
 
 usage() {
 	cat <<USAGE
-Usage: $prog install
-       $prog [--debug-rgw N] start DIR
+Usage: $prog [--release R] install
+       $prog [--release R] [--debug-rgw N] start DIR
        $prog stop DIR
        $prog status DIR
        $prog env DIR
+       $prog run DIR COMMAND [ARG...]
 
 A single-node Ceph (one mon, one memstore OSD, one radosgw) on 127.0.0.1,
 everything under DIR, no systemd. Needs root for install; start/stop do not
-touch anything outside DIR.
+touch anything outside DIR (Tentacle: but for an empty mount point in its
+root, see below).
 
 Commands:
   install     apt-get install what is missing (ceph-mon ceph-osd radosgw
@@ -30,14 +32,34 @@ Commands:
   stop DIR    stop the daemons whose PIDs DIR records (TERM, then KILL)
   status DIR  which daemons run, and ceph's health
   env DIR     print DIR/lab.env (export lines: endpoints, keys, paths)
+  run DIR CMD run a Ceph tool (ceph, radosgw-admin, ...) of DIR's release
+              on DIR's cluster: on Pacific the host's, on Tentacle the one in
+              its root; paths outside DIR are not visible to it there
 
-Ports: mon 3300 (v2) and 6789 (v1); OSD 6800-7300; RGW S3 on
-http://127.0.0.1:8000 (civetweb) and https://127.0.0.1:8443 (beast, a
-self-signed certificate made in DIR). Create topics whose push-endpoint
-carries user:password through the https port: RGW refuses secrets over
-plain http.
+stop, status, env and run read the release from DIR (start records it).
+
+Releases:
+  pacific     (default) Debian bookworm's Ceph 16.2.15, installed on the host.
+              Ports: mon 3300 (v2) and 6789 (v1); OSD 6800-7300; RGW S3 on
+              http://127.0.0.1:8000 (civetweb) and https://127.0.0.1:8443
+              (beast, a self-signed certificate made in DIR).
+  tentacle    Ceph 20.2 from Debian sid, in a root built once by install
+              with debootstrap (minbase; ~780 MB; 1-6 min, network to the
+              Debian mirror apt is configured with) in CEPH_LAB_ROOTFS
+              (default /var/tmp/ceph-lab-tentacle). The daemons run chrooted
+              there, sharing the host's network; DIR is bind-mounted at its
+              own path inside the root, in a mount namespace of their own,
+              so nothing stays mounted when they end. Ports: mon 13300 (v2)
+              and 16789 (v1); OSD 17000-17100; RGW S3 on
+              http://127.0.0.1:17480 and https://127.0.0.1:17443 (beast
+              both: Tentacle has no civetweb). Its radosgw does not end on
+              SIGTERM: stop kills it. Pacific and Tentacle labs can run at
+              the same time; one lab of each release at a time (fixed ports).
+Create topics whose push-endpoint carries user:password through the https
+port: RGW refuses secrets over plain http.
 
 Options:
+  --release R     pacific or tentacle (default pacific, env CEPH_LAB_RELEASE)
   --debug-rgw N   RGW log level (default 1, env CEPH_LAB_DEBUG_RGW); 20 makes
                   Lua RGWDebugLog lines appear in DIR/log/rgw.log
   -h, --help      this text
@@ -47,6 +69,10 @@ Example:
   $prog start /tmp/lab && . /tmp/lab/lab.env
   aws --endpoint-url "\$CEPH_LAB_ENDPOINT" s3 mb s3://demo
   $prog stop /tmp/lab
+  sudo $prog --release tentacle install
+  $prog --release tentacle start /tmp/lab-t
+  $prog run /tmp/lab-t radosgw-admin user list
+  $prog stop /tmp/lab-t
 USAGE
 }
 
@@ -62,10 +88,137 @@ fail() {
 
 packages=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime awscli openssl curl)
 
+# What Tentacle needs on the host (Ceph itself is in its root) and in the root.
+tentacle_host_packages=(debootstrap uuid-runtime awscli openssl curl)
+tentacle_root_packages=(ceph-mon ceph-osd radosgw ceph-common)
+
 # The daemons, by the name their pid file has.
 daemons=(mon.a osd.0 client.rgw.lab)
 
+# use_release sets what differs between the releases: ports, frontends and
+# where the Ceph binaries are (root is empty for the host's own).
+use_release() {
+	release=$1
+	case "$release" in
+	pacific)
+		mon_v2=3300 mon_v1=6789 http_port=8000 https_port=8443 root=
+		frontend="civetweb port=127.0.0.1:$http_port num_threads=32"
+		osd_ports=
+		;;
+	tentacle)
+		mon_v2=13300 mon_v1=16789 http_port=17480 https_port=17443 root=$rootfs
+		frontend="beast endpoint=127.0.0.1:$http_port"
+		osd_ports="ms bind port min = 17000
+ms bind port max = 17100"
+		;;
+	*) die "unknown release $release (pacific or tentacle)" ;;
+	esac
+}
+
+# in_root runs a command of the release's Ceph. For Tentacle that is a
+# chroot into its root, in a mount namespace of its own holding /dev, /proc
+# and the lab directory $dir (when set) at its own path: the mounts end with the last
+# process in it, so the root on disk never has anything mounted in it.
+in_root() {
+	if [ -z "$root" ]; then
+		"$@"
+		return
+	fi
+	[ -z "$dir" ] || mkdir -p "$root$dir"
+	# shellcheck disable=SC2016 # expanded by that shell, from its arguments
+	unshare --mount --propagation private -- /bin/sh -c '
+		root=$1 dir=$2
+		shift 2
+		mount --bind /dev "$root/dev" &&
+			mount -t proc proc "$root/proc" &&
+			{ [ -z "$dir" ] || mount --bind "$dir" "$root$dir"; } &&
+			exec chroot "$root" "$@"' sh "$root" "$dir" "$@"
+}
+
+# drop_mount_point removes the empty directories in_root made in the root
+# for DIR, up to (not including) the root's own top-level directory.
+drop_mount_point() {
+	[ -n "$root" ] || return 0
+	local d=$dir
+	while [ "${d%/*}" != "" ] && rmdir "$root$d" 2>/dev/null; do
+		d=${d%/*}
+	done
+}
+
+missing_packages() {
+	local p
+	for p in "$@"; do
+		if ! dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+			echo "$p"
+		fi
+	done
+}
+
+# debian_mirror prints the URI apt fetches Debian's main suite from: the
+# root is built from the same mirror the host is configured with.
+debian_mirror() {
+	# shellcheck disable=SC2016 # apt's own placeholders
+	apt-get indextargets --format '$(ORIGIN) $(RELEASE) $(REPO_URI)' 2>/dev/null |
+		awk '$1 == "Debian" && $2 !~ /-/ { print $3; exit }'
+}
+
+cmd_install_tentacle() {
+	local missing=()
+	mapfile -t missing < <(missing_packages "${tentacle_host_packages[@]}")
+	if [ ${#missing[@]} -gt 0 ]; then
+		[ "$(id -u)" = 0 ] || fail "install needs root (missing: ${missing[*]})"
+		if ! apt-cache policy debootstrap 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+			apt-get update -q
+		fi
+		echo "$prog: installing ${missing[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
+	if [ -f "$rootfs/.ceph-lab-root" ]; then
+		echo "$prog: Tentacle root in $rootfs: $(cat "$rootfs/.ceph-lab-root")"
+		return 0
+	fi
+	[ "$(id -u)" = 0 ] || fail "building the Tentacle root needs root"
+	local mirror
+	mirror=$(debian_mirror)
+	[ -n "$mirror" ] || fail "no Debian suite in apt's sources: cannot tell which mirror to build the root from"
+	local build=$rootfs.build
+	# A build cut short leaves a partial root: start it over. Its mounts were
+	# in a namespace that is gone, so removing it removes only the root.
+	rm -rf --one-file-system "$build"
+	mkdir -p "$build"
+	echo "$prog: building a Debian sid root in $build from $mirror (minutes)"
+	local started=$SECONDS
+	# debootstrap mounts /proc and /sys in the target: in a namespace of
+	# its own, so that they go away with it whatever happens.
+	nice -n 10 unshare --mount --propagation private -- \
+		debootstrap --variant=minbase sid "$build" "$mirror" >"$build.log" 2>&1 ||
+		fail "debootstrap failed (log: $build.log): $(tail -n 1 "$build.log")"
+	# sid's index may be past its Valid-Until; its signatures are still checked.
+	echo 'Acquire::Check-Valid-Until "false";' >"$build/etc/apt/apt.conf.d/99ceph-lab"
+	# No daemon of a package starts inside the root on its own.
+	printf '#!/bin/sh\nexit 101\n' >"$build/usr/sbin/policy-rc.d"
+	chmod 755 "$build/usr/sbin/policy-rc.d"
+	local dir='' root=$build
+	{
+		in_root apt-get update -q &&
+			DEBIAN_FRONTEND=noninteractive in_root nice -n 10 apt-get install -y -q --no-install-recommends \
+				"${tentacle_root_packages[@]}" &&
+			in_root apt-get clean
+	} >>"$build.log" 2>&1 || fail "installing Ceph in the root failed (log: $build.log): $(tail -n 1 "$build.log")"
+	local version
+	version=$(in_root dpkg-query -W -f "\${Version}" radosgw) || fail "no radosgw in the root"
+	rm -rf --one-file-system "$rootfs"
+	mv "$build" "$rootfs"
+	mv "$build.log" "$rootfs.log"
+	echo "radosgw $version, built $(date -u +%FT%TZ) in $((SECONDS - started)) s from $mirror" >"$rootfs/.ceph-lab-root"
+	echo "$prog: Tentacle root in $rootfs: $(cat "$rootfs/.ceph-lab-root"), $(du -sh --one-file-system "$rootfs" | cut -f1)"
+}
+
 cmd_install() {
+	if [ "$release" = tentacle ]; then
+		cmd_install_tentacle
+		return
+	fi
 	local missing=() p
 	for p in "${packages[@]}"; do
 		if ! dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -123,7 +276,7 @@ write_conf() {
 	cat >"$dir/ceph.conf" <<CONF
 [global]
 fsid = $fsid
-mon host = [v2:127.0.0.1:3300,v1:127.0.0.1:6789]
+mon host = [v2:127.0.0.1:$mon_v2,v1:127.0.0.1:$mon_v1]
 mon initial members = a
 public network = 127.0.0.0/8
 ms bind ipv4 = true
@@ -160,12 +313,13 @@ osd objectstore = memstore
 memstore device bytes = 2147483648
 osd max object name len = 256
 osd max object namespace len = 64
+$osd_ports
 
 [client.rgw.lab]
 rgw data = $dir/rgw
 # radosgw defaults to secure-only mon connections, which auth none cannot do.
 ms mon client mode = crc secure
-rgw frontends = civetweb port=127.0.0.1:8000 num_threads=32, beast ssl_endpoint=127.0.0.1:8443 ssl_certificate=$dir/tls/rgw.crt ssl_private_key=$dir/tls/rgw.key
+rgw frontends = $frontend, beast ssl_endpoint=127.0.0.1:$https_port ssl_certificate=$dir/tls/rgw.crt ssl_private_key=$dir/tls/rgw.key
 debug rgw = $debug
 CONF
 }
@@ -175,8 +329,9 @@ write_env() {
 	cat >"$dir/lab.env" <<ENV
 export CEPH_LAB_DIR='$dir'
 export CEPH_LAB_CONF='$dir/ceph.conf'
-export CEPH_LAB_ENDPOINT='http://127.0.0.1:8000'
-export CEPH_LAB_TLS_ENDPOINT='https://127.0.0.1:8443'
+export CEPH_LAB_RELEASE='$release'
+export CEPH_LAB_ENDPOINT='http://127.0.0.1:$http_port'
+export CEPH_LAB_TLS_ENDPOINT='https://127.0.0.1:$https_port'
 export CEPH_LAB_RGW_LOG='$dir/log/client.rgw.lab.log'
 export CEPH_LAB_USER='lab'
 export AWS_ACCESS_KEY_ID='$access'
@@ -186,12 +341,12 @@ ENV
 }
 
 rgw_answers() {
-	curl -fsS -o /dev/null http://127.0.0.1:8000/ &&
-		curl -fsS -k -o /dev/null https://127.0.0.1:8443/
+	curl -fsS -o /dev/null "http://127.0.0.1:$http_port/" &&
+		curl -fsS -k -o /dev/null "https://127.0.0.1:$https_port/"
 }
 
 osd_up() {
-	ceph -c "$dir/ceph.conf" --connect-timeout 5 osd dump 2>/dev/null | grep -q '^osd.0 up'
+	in_root ceph -c "$dir/ceph.conf" --connect-timeout 5 osd dump 2>/dev/null | grep -q '^osd.0 up'
 }
 
 cmd_start() {
@@ -207,14 +362,30 @@ cmd_start() {
 	fi
 	if [ "$n" != 0 ] || [ -e "$dir/ceph.conf" ]; then
 		echo "$prog: rebuilding the lab in $dir (a memstore cluster cannot be restarted)" >&2
+		local want=$release wantfs=$rootfs
 		cmd_stop "$dir"
+		rootfs=$wantfs
+		use_release "$want"
 		rm -rf "$dir/mon" "$dir/osd" "$dir/rgw" "$dir/run" "$dir/log" "$dir/tls" \
-			"$dir/ceph.conf" "$dir/keyring" "$dir/monmap" "$dir/lab.env"
+			"$dir/ceph.conf" "$dir/keyring" "$dir/monmap" "$dir/lab.env" "$dir/release"
 	fi
 	local p
-	for p in ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool uuidgen openssl curl; do
-		command -v "$p" >/dev/null || fail "$p is missing: run '$prog install' first"
+	for p in uuidgen openssl curl; do
+		command -v "$p" >/dev/null || fail "$p is missing: run '$prog --release $release install' first"
 	done
+	if [ -n "$root" ]; then
+		[ -f "$root/.ceph-lab-root" ] || fail "no $release root in $root: run '$prog --release $release install' first"
+		[ "$(id -u)" = 0 ] || fail "$release runs chrooted: start needs root"
+	fi
+	for p in ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool; do
+		if [ -n "$root" ]; then
+			[ -x "$root/usr/bin/$p" ] || fail "$p is missing in $root: run '$prog --release $release install' again"
+		else
+			command -v "$p" >/dev/null || fail "$p is missing: run '$prog install' first"
+		fi
+	done
+	# stop, status, env and run find the release here, however far start gets.
+	printf '%s\n%s\n' "$release" "$rootfs" >"$dir/release"
 	mkdir -p "$dir/mon/ceph-a" "$dir/osd/ceph-0" "$dir/rgw" "$dir/run" "$dir/log" "$dir/tls"
 	local fsid
 	fsid=$(uuidgen)
@@ -227,28 +398,28 @@ cmd_start() {
 		-keyout "$dir/tls/rgw.key" -out "$dir/tls/rgw.crt" >/dev/null 2>&1 ||
 		fail "openssl could not make the RGW certificate"
 
-	monmaptool --create --fsid "$fsid" --addv a '[v2:127.0.0.1:3300,v1:127.0.0.1:6789]' \
+	in_root monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_v2,v1:127.0.0.1:$mon_v1]" \
 		"$dir/monmap" >/dev/null
-	ceph-mon "${c[@]}" --mkfs -i a --monmap "$dir/monmap" >"$dir/log/mkfs.log" 2>&1 ||
+	in_root ceph-mon "${c[@]}" --mkfs -i a --monmap "$dir/monmap" >"$dir/log/mkfs.log" 2>&1 ||
 		fail "ceph-mon --mkfs failed: $dir/log/mkfs.log"
-	ceph-mon "${c[@]}" -i a
-	wait_for 30 "the monitor" ceph "${c[@]}" --connect-timeout 5 mon stat
+	in_root ceph-mon "${c[@]}" -i a
+	wait_for 30 "the monitor" in_root ceph "${c[@]}" --connect-timeout 5 mon stat
 
 	local uuid
 	uuid=$(uuidgen)
-	ceph "${c[@]}" osd new "$uuid" >/dev/null
-	ceph-osd "${c[@]}" -i 0 --mkfs --osd-uuid "$uuid" >>"$dir/log/mkfs.log" 2>&1 ||
+	in_root ceph "${c[@]}" osd new "$uuid" >/dev/null
+	in_root ceph-osd "${c[@]}" -i 0 --mkfs --osd-uuid "$uuid" >>"$dir/log/mkfs.log" 2>&1 ||
 		fail "ceph-osd --mkfs failed: $dir/log/mkfs.log"
-	ceph-osd "${c[@]}" -i 0
+	in_root ceph-osd "${c[@]}" -i 0
 	wait_for 60 "the OSD" osd_up
 
-	radosgw "${c[@]}" -n client.rgw.lab
+	in_root radosgw "${c[@]}" -n client.rgw.lab
 	wait_for 90 "radosgw" rgw_answers
 
 	local access secret
 	access=$(head -c 10 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
 	secret=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	radosgw-admin "${c[@]}" user create --uid=lab --display-name="ceph-lab user" \
+	in_root radosgw-admin "${c[@]}" user create --uid=lab --display-name="ceph-lab user" \
 		--access-key="$access" --secret-key="$secret" >/dev/null ||
 		fail "radosgw-admin user create failed"
 	write_env "$dir" "$access" "$secret"
@@ -256,15 +427,26 @@ cmd_start() {
 }
 
 cmd_stop() {
-	local dir=$1 d pid pids=()
+	local dir=$1 d pid pids=() killed=()
 	[ -d "$dir" ] || return 0
 	dir=$(cd "$dir" && pwd)
+	load_release "$dir"
 	for d in "${daemons[@]}"; do
 		if pid=$(pid_of "$dir" "$d"); then
 			pids+=("$pid")
+			# Tentacle's radosgw waits forever on SIGTERM.
+			if [ "$release" = tentacle ] && [ "$d" = client.rgw.lab ]; then
+				killed+=("$pid")
+			fi
 		fi
 	done
-	[ ${#pids[@]} -eq 0 ] && return 0
+	if [ ${#pids[@]} -eq 0 ]; then
+		drop_mount_point
+		return 0
+	fi
+	if [ ${#killed[@]} -gt 0 ]; then
+		kill -KILL "${killed[@]}" 2>/dev/null || true
+	fi
 	kill -TERM "${pids[@]}" 2>/dev/null || true
 	local i alive
 	for ((i = 0; i < 50; i++)); do
@@ -279,14 +461,30 @@ cmd_stop() {
 	done
 	if [ ${#alive[@]} -gt 0 ]; then
 		kill -KILL "${alive[@]}" 2>/dev/null || true
+		for ((i = 0; i < 25; i++)); do
+			kill -0 "${alive[@]}" 2>/dev/null || break
+			sleep 0.2
+		done
 	fi
+	drop_mount_point
 	echo "$prog: stopped ${pids[*]}" >&2
+}
+
+# load_release switches to the release DIR's lab was started with.
+load_release() {
+	local f=$1/release r
+	[ -f "$f" ] || return 0
+	r=$(sed -n 1p "$f")
+	rootfs=$(sed -n 2p "$f")
+	use_release "$r"
 }
 
 cmd_status() {
 	local dir=$1 d pid rc=0
 	[ -d "$dir" ] || fail "no lab in $dir"
 	dir=$(cd "$dir" && pwd)
+	load_release "$dir"
+	echo "release $release${root:+ (root $root)}"
 	for d in "${daemons[@]}"; do
 		if pid=$(pid_of "$dir" "$d"); then
 			echo "$d running (pid $pid)"
@@ -296,7 +494,7 @@ cmd_status() {
 		fi
 	done
 	if [ "$rc" = 0 ]; then
-		ceph -c "$dir/ceph.conf" --connect-timeout 5 health || rc=1
+		in_root ceph -c "$dir/ceph.conf" --connect-timeout 5 health || rc=1
 	fi
 	return "$rc"
 }
@@ -307,12 +505,32 @@ cmd_env() {
 	cat "$dir/lab.env"
 }
 
+cmd_run() {
+	local dir=$1
+	shift
+	[ -f "$dir/ceph.conf" ] || fail "no lab in $dir (run '$prog start $dir')"
+	dir=$(cd "$dir" && pwd)
+	load_release "$dir"
+	in_root "$@"
+}
+
 debug=${CEPH_LAB_DEBUG_RGW:-1}
+release=${CEPH_LAB_RELEASE:-pacific}
+rootfs=${CEPH_LAB_ROOTFS:-/var/tmp/ceph-lab-tentacle}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-h | --help)
 		usage
 		exit 0
+		;;
+	--release)
+		[ $# -ge 2 ] || die "--release needs a name"
+		release=$2
+		shift 2
+		;;
+	--release=*)
+		release=${1#*=}
+		shift
 		;;
 	--debug-rgw)
 		[ $# -ge 2 ] || die "--debug-rgw needs a level"
@@ -328,6 +546,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [[ "$debug" =~ ^[0-9]+$ ]] || die "--debug-rgw wants a number, not $debug"
+case "$rootfs" in
+/*) ;;
+*) die "CEPH_LAB_ROOTFS must be an absolute path, not $rootfs" ;;
+esac
+use_release "$release"
 [ $# -ge 1 ] || {
 	usage >&2
 	exit 2
@@ -338,6 +561,11 @@ case "$command" in
 install)
 	[ $# -eq 0 ] || die "install takes no arguments"
 	cmd_install
+	;;
+run)
+	[ $# -ge 2 ] || die "run takes DIR and a command"
+	[ -n "$1" ] || die "DIR is empty"
+	cmd_run "$@"
 	;;
 start | stop | status | env)
 	[ $# -eq 1 ] || die "$command takes one argument: DIR"
