@@ -125,6 +125,15 @@ func Decode(h Header, body []byte, opts cloudevent.Options) (Request, error) {
 		var ev event.Event
 		if ev, err = binding.DecodeHTTPBinary(h, body); err == nil {
 			in = []event.Event{ev}
+		} else if req.FromRGW {
+			// RGW's own cloudevents=true push: its records replace the
+			// wrapper's attributes anyway, and Tentacle puts the raw key in
+			// Ce-Subject, no valid header value for a key like "100%.txt".
+			// The records decide, as in a raw POST.
+			if evs, rawErr := decodeRaw(h, body, opts); rawErr == nil {
+				req.Events = evs
+				return req, nil
+			}
 		}
 	case Structured:
 		var ev event.Event
