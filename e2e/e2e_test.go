@@ -42,6 +42,7 @@ type message struct {
 	header  nats.Header
 	ce      struct {
 		ID, Type, Subject string
+		Time              string
 		Bucket            string          `json:"bucket"`
 		Config            string          `json:"configurationid"`
 		Data              json.RawMessage `json:"data"`
@@ -337,6 +338,8 @@ end
 		l.run(t, "s3api", "delete-object", "--bucket", "e2e-ops", "--key", "plus/a+b.txt")
 		del, _ := json.Marshal(map[string]any{"Objects": []map[string]string{{"Key": "pct/100%.txt"}, {"Key": "amp/a&b=c.txt"}}})
 		l.run(t, "s3api", "delete-objects", "--bucket", "e2e-ops", "--delete", string(del))
+		// Deleting a key that never existed: Pacific notifies it, Tentacle does not.
+		l.run(t, "s3api", "delete-object", "--bucket", "e2e-ops", "--key", "missing/never.txt")
 
 		l.run(t, "s3api", "put-object", "--bucket", "e2e-ver", "--key", "v.txt", "--body", file)
 		l.run(t, "s3api", "delete-object", "--bucket", "e2e-ver", "--key", "v.txt")
@@ -352,6 +355,11 @@ end
 			want{"plus/a+b.txt", "ObjectRemoved:Delete", "ops"},
 			want{"pct/100%.txt", "ObjectRemoved:Delete", "ops"},
 			want{"amp/a&b=c.txt", "ObjectRemoved:Delete", "ops"},
+		)
+		if l.release == "pacific" {
+			wants = append(wants, want{"missing/never.txt", "ObjectRemoved:Delete", "ops"})
+		}
+		wants = append(wants,
 			want{"v.txt", "ObjectCreated:Put", "ver"},
 			want{"v.txt", "ObjectRemoved:DeleteMarkerCreated", "ver"},
 		)
@@ -418,6 +426,9 @@ end
 				!strings.Contains(string(m.ce.Data), `"key":"team","val":"storage"`)) {
 				t.Errorf("meta.txt record lacks its metadata or tags: %s", m.ce.Data)
 			}
+			if m.ce.Subject == "form/upload.txt" {
+				s.checkFormTime(t, m)
+			}
 		}
 	})
 
@@ -430,6 +441,25 @@ end
 	t.Logf("e2e total %s (lab + build + scenarios)", time.Since(began).Round(time.Second))
 	for _, r := range s.tallies {
 		t.Log(r.String())
+	}
+}
+
+// checkFormTime: a POST form upload's record has a real eventTime on
+// Pacific and "0.000000" on Tentacle; either way the CloudEvent's time is
+// the upload's (rgw-nats takes Tentacle's from the eventId).
+func (s *suite) checkFormTime(t *testing.T, m message) {
+	t.Helper()
+	var rec struct{ EventTime string }
+	if err := json.Unmarshal(m.ce.Data, &rec); err != nil {
+		t.Errorf("form/upload.txt: %v", err)
+		return
+	}
+	if zero := rec.EventTime == "0.000000"; zero != (s.lab.release == "tentacle") {
+		t.Errorf("%s POST form upload: record eventTime %q", s.lab.release, rec.EventTime)
+	}
+	at, err := time.Parse(time.RFC3339Nano, m.ce.Time)
+	if err != nil || time.Since(at).Abs() > 10*time.Minute {
+		t.Errorf("form/upload.txt: CloudEvent time %q (record eventTime %q): not the upload's", m.ce.Time, rec.EventTime)
 	}
 }
 

@@ -50,7 +50,14 @@ local fields = {
   "content_length=" .. get(function() return Request.ContentLength end),
   "id=" .. get(function() return Request.Id end),
   "rgwid=" .. get(function() return Request.RGWId end),
-  "time=" .. get(function() return Request.Time end),
+  -- Tentacle's Request.Time ends in a NUL byte, which would end RGW's log
+  -- line there: up to it.
+  "time=" .. get(function()
+    local s = tostring(Request.Time)
+    local nul = string.find(s, "\0", 1, true)
+    if nul then s = string.sub(s, 1, nul - 1) end
+    return s
+  end),
   "dialect=" .. get(function() return Request.Dialect end),
   "zonegroup=" .. get(function() return Request.ZoneGroup.Name end),
   "status=" .. get(function() return Request.Response.HTTPStatusCode end),
