@@ -12,15 +12,20 @@ local function get(f)
   return tostring(v)
 end
 
--- sorted lists a map as k:v pairs in key order (iteration order differs).
-local function sorted(f)
+-- sorted lists a map as k:v pairs in key order (iteration order differs),
+-- only the keys starting with prefix when one is given. It iterates outside
+-- pcall: inside it, Tentacle's pairs over Request.HTTP.Metadata yields
+-- iterator objects as keys, and the map then refuses any later iteration.
+local function sorted(f, prefix)
   local ok, t = pcall(f)
   if not ok or t == nil then
     return "nil"
   end
   local items = {}
   for k, v in pairs(t) do
-    items[#items + 1] = tostring(k) .. ":" .. tostring(v)
+    if prefix == nil or string.sub(string.lower(tostring(k)), 1, #prefix) == prefix then
+      items[#items + 1] = tostring(k) .. ":" .. tostring(v)
+    end
   end
   table.sort(items)
   return "{" .. table.concat(items, ",") .. "}"
@@ -63,13 +68,7 @@ local fields = {
   "status=" .. get(function() return Request.Response.HTTPStatusCode end),
   "metadata=" .. sorted(function() return Request.HTTP.Metadata end),
   "tags=" .. sorted(function() return Request.Tags end),
-  "usermeta=" .. sorted(function()
-    local m = {}
-    for k, v in pairs(Request.HTTP.Metadata) do
-      if string.sub(string.lower(k), 1, 11) == "x-amz-meta-" then m[k] = v end
-    end
-    return m
-  end),
+  "usermeta=" .. sorted(function() return Request.HTTP.Metadata end, "x-amz-meta-"),
   "transaction=" .. get(function() return Request.TransactionId end),
   "decoded_uri=" .. get(function() return Request.DecodedURI end),
   "host=" .. get(function() return Request.HTTP.Host end),
