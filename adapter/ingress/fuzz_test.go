@@ -17,7 +17,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	for name, body := range events.All() {
 		_ = name
-		for mode := range 4 {
+		for mode := range 5 {
 			f.Add(uint8(mode), body)
 		}
 	}
@@ -28,6 +28,9 @@ func FuzzDecode(f *testing.F) {
 		{"Ce-Specversion": {"1.0"}, "Ce-Id": {"1"}, "Ce-Type": {"t"}, "Ce-Source": {"/s"}},
 		{"Content-Type": {"application/cloudevents+json"}},
 		{"Content-Type": {"application/cloudevents-batch+json"}},
+		// RGW's own binary mode, a raw key in Ce-Subject that does not decode.
+		{"Ce-Specversion": {"1.0"}, "Ce-Id": {"1"}, "Ce-Type": {"t"}, "Ce-Source": {"ceph:s3.default.b"},
+			"Ce-Subject": {"100%.txt"}, "Content-Type": {"application/json"}},
 	}
 	f.Fuzz(func(t *testing.T, mode uint8, body []byte) {
 		h := headers[int(mode)%len(headers)]
