@@ -18,13 +18,16 @@ Usage: $prog [--release R] install
 
 A single-node Ceph (one mon, one memstore OSD, one radosgw) on 127.0.0.1,
 everything under DIR, no systemd. Needs root for install; start/stop do not
-touch anything outside DIR (Tentacle: but for an empty mount point in its
-root, see below).
+touch anything outside DIR (Tentacle: start needs root too, and makes an
+empty mount point for DIR in its root, see below).
 
 Commands:
   install     apt-get install what is missing (ceph-mon ceph-osd radosgw
               ceph-common uuid-runtime awscli openssl curl, no recommends);
-              runs apt-get update only when radosgw has no candidate
+              runs apt-get update only when radosgw has no candidate;
+              with --release tentacle: debootstrap uuid-runtime awscli
+              openssl curl on the host, then the root (once; a root that
+              is there is kept: remove CEPH_LAB_ROOTFS to build it anew)
   start DIR   create and start the cluster in DIR (idempotent: a running lab
               is left alone, a half-dead one is rebuilt, since a restarted
               memstore OSD has lost its data), create an S3 user, write
