@@ -6,8 +6,8 @@
 //
 // Variables: E2E_CEPH=tentacle runs it against Ceph Tentacle (scripts/ceph-lab.sh
 // --release tentacle; Pacific, the default, is what CI runs), expecting that
-// release's behaviour where it differs; E2E_SIGKILL=1 stops rgw-nats with SIGKILL in the restart
-// scenario (SIGTERM otherwise); E2E_CLOSED_PORT=1 restarts it on a plain
+// release's behaviour where it differs; E2E_SIGTERM=1 stops rgw-nats with
+// SIGTERM in the restart scenario (SIGKILL otherwise); E2E_CLOSED_PORT=1 restarts it on a plain
 // port instead of a socket the test holds (a Pacific queue stall is then
 // reported, not failed); E2E_KEEPALIVE=1 lets RGW keep its connections to
 // the restarted adapter (RGW_CLOSE_CONNECTIONS=false); E2E_DEBUG_RGW=N sets
