@@ -93,11 +93,7 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason string, err e
 		h.Set(HeaderAttempts, strconv.Itoa(attempts))
 	}
 	if req.Oversize != 0 {
-		size := "more"
-		if req.Oversize > 0 {
-			size = strconv.FormatInt(req.Oversize, 10)
-		}
-		h.Set(HeaderTruncated, strconv.Itoa(len(req.Body))+" of "+size)
+		h.Set(HeaderTruncated, strconv.Itoa(len(req.Body))+" of "+req.size())
 	}
 	var se *lua.ScriptError
 	if errors.As(err, &se) {

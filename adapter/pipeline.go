@@ -132,6 +132,18 @@ type Request struct {
 	Oversize int64
 }
 
+// size is the whole body's length as a dead letter and an error tell it:
+// "more" when the sender did not declare it.
+func (r *Request) size() string {
+	switch {
+	case r.Oversize > 0:
+		return strconv.FormatInt(r.Oversize, 10)
+	case r.Oversize < 0:
+		return "more"
+	}
+	return strconv.Itoa(len(r.Body))
+}
+
 // Status is what became of one event.
 type Status int
 
@@ -210,12 +222,8 @@ func (r *Result) Failed() int {
 func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 	if req.Oversize != 0 {
 		mode, fromRGW := ingress.Sender(req.Header)
-		size := "more"
-		if req.Oversize > 0 {
-			size = strconv.FormatInt(req.Oversize, 10)
-		}
 		return p.refuse(ctx, req, Result{Mode: mode}, fromRGW,
-			fmt.Errorf("%w: %s bytes, over the limit of %d", ErrTooLarge, size, len(req.Body)))
+			fmt.Errorf("%w: %s bytes, over the limit of %d", ErrTooLarge, req.size(), len(req.Body)))
 	}
 	in, err := ingress.Decode(req.Header, req.Body, p.cfg.Mapping)
 	res := Result{Mode: in.Mode}
@@ -412,11 +420,7 @@ func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, 
 	if p.tr == nil {
 		p.startPublish(ev, et)
 		et.out.SetExtension(ev) // a traceparent we wrote: still checked
-		encode := binding.Encode
-		if checked {
-			encode = binding.EncodeChecked
-		}
-		m, err := p.encodeWith(encode, ev, "", nil)
+		m, err := p.encode(ev, "", nil, checked)
 		et.out.SetHeader(m.Header)
 		if err != nil {
 			return msgs, err
@@ -510,17 +514,18 @@ func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error
 		}
 		return binding.Message{Subject: o.Subject, Header: h, Data: o.Raw, MsgID: in.ID()}, nil
 	}
-	return p.encode(o.Event, o.Subject, nats.Header(o.Header))
+	return p.encode(o.Event, o.Subject, nats.Header(o.Header), false)
 }
 
-func (p *Pipeline) encode(ev *event.Event, subj string, h nats.Header) (binding.Message, error) {
-	return p.encodeWith(binding.Encode, ev, subj, h)
-}
-
-func (p *Pipeline) encodeWith(encode func(*event.Event, string, binding.Encoding, nats.Header) (binding.Message, error),
-	ev *event.Event, subj string, h nats.Header) (binding.Message, error) {
+// encode turns ev into a message; checked: ev passed binding.Check and has
+// not changed since (it comes from ingress, untouched by a script).
+func (p *Pipeline) encode(ev *event.Event, subj string, h nats.Header, checked bool) (binding.Message, error) {
 	if subj == "" {
 		subj = p.cfg.Subject.Execute(ev)
+	}
+	encode := binding.Encode
+	if checked {
+		encode = binding.EncodeChecked
 	}
 	m, err := encode(ev, subj, p.cfg.Encoding, h)
 	if err != nil {

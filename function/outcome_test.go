@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -420,5 +421,33 @@ func TestInFlightBytesBound(t *testing.T) {
 	}
 	if resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, body); resp.code != 202 {
 		t.Errorf("after the burst: %d %s", resp.code, resp.body)
+	}
+}
+
+// TestTooLargeChunked: a body over MAX_BODY_BYTES whose length RGW did not
+// declare is dead-lettered truncated too, marked "of more".
+func TestTooLargeChunked(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.DeadLetter, cfg.MaxBodyBytes = true, 512
+	a := startAdapter(t, cfg, s.ClientURL())
+	letters := a.subscribe(t, "rgwnats.deadletter.>")
+	body := fixture(t, putFixture)
+	req, _ := http.NewRequest(http.MethodPost, a.url, struct{ io.Reader }{bytes.NewReader(body)})
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("status %d, want 202", resp.StatusCode)
+	}
+	m := receive(t, letters, 1)[0]
+	if got := m.Header.Get(pipeline.HeaderTruncated); got != "512 of more" {
+		t.Errorf("%s %q, want %q", pipeline.HeaderTruncated, got, "512 of more")
+	}
+	if string(m.Data) != string(body[:512]) || m.Header.Get(pipeline.HeaderReason) != pipeline.ReasonTooLarge {
+		t.Errorf("dead letter %v %.40q", m.Header, m.Data)
 	}
 }

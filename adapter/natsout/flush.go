@@ -42,7 +42,6 @@ type flushWait struct {
 	mu        sync.Mutex
 	msgs      []Message
 	errs      []error
-	sent      int
 	abandoned bool
 	done      chan error
 }
@@ -111,6 +110,7 @@ func (f *flusher) publish(w *flushWait) int {
 		return 0
 	}
 	var nm nats.Msg
+	sent := 0
 	for i := range w.msgs {
 		m := &w.msgs[i]
 		if w.errs[i] != nil {
@@ -121,9 +121,9 @@ func (f *flusher) publish(w *flushWait) int {
 			w.errs[i] = f.classify(m, err)
 			continue
 		}
-		w.sent++
+		sent++
 	}
-	return w.sent
+	return sent
 }
 
 // fail answers whoever is still queued.
@@ -144,7 +144,7 @@ func (f *flusher) fail(err error) {
 // every message that was published.
 func (f *flusher) send(ctx context.Context, msgs []Message, errs []error) error {
 	w := flushWaits.Get().(*flushWait)
-	w.msgs, w.errs, w.sent, w.abandoned = msgs, errs, 0, false
+	w.msgs, w.errs, w.abandoned = msgs, errs, false
 	select {
 	case f.queue <- w:
 	case <-ctx.Done():

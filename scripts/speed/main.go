@@ -33,29 +33,13 @@ func main() {
 		fs := flag.NewFlagSet("serve", flag.ExitOnError)
 		natsURL := fs.String("nats", "", "NATS URL")
 		addr := fs.String("addr", "127.0.0.1:0", "listen address")
-		profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-		fs.Parse(args)
-		stop, perr := startProfile(*profile)
-		if perr != nil {
-			err = perr
-			break
-		}
-		defer stop()
-		err = serveTarget(fs.Arg(0), *natsURL, *addr)
+		err = profiled(fs, args, func() error { return serveTarget(fs.Arg(0), *natsURL, *addr) })
 	case "host":
 		fs := flag.NewFlagSet("host", flag.ExitOnError)
 		addr := fs.String("addr", "127.0.0.1:0", "listen address")
 		idle := fs.Duration("idle", 90*time.Second, "http.Server IdleTimeout")
 		every := fs.Int64("close-every", 0, "answer every Nth response on a connection with Connection: close (0: never)")
-		profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-		fs.Parse(args)
-		stop, perr := startProfile(*profile)
-		if perr != nil {
-			err = perr
-			break
-		}
-		defer stop()
-		err = hostRGWNATS(*addr, *idle, *every)
+		err = profiled(fs, args, func() error { return hostRGWNATS(*addr, *idle, *every) })
 	default:
 		fmt.Fprintf(os.Stderr, "speed: unknown command %q\n", cmd)
 		os.Exit(2)
@@ -66,20 +50,23 @@ func main() {
 	}
 }
 
-// startProfile profiles the CPU until the returned function is called (the
-// servers stop on SIGTERM, so a profile covers exactly the load they were
-// given). An empty path profiles nothing.
-func startProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
+// profiled adds -cpuprofile to fs, parses args and runs serve, profiling the
+// CPU for as long as it runs when asked to (the servers stop on SIGTERM, so
+// a profile covers exactly the load they were given).
+func profiled(fs *flag.FlagSet, args []string, serve func() error) error {
+	path := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.Parse(args)
+	if *path == "" {
+		return serve()
 	}
-	f, err := os.Create(path)
+	f, err := os.Create(*path)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	defer f.Close()
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
+		return err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	defer pprof.StopCPUProfile()
+	return serve()
 }
