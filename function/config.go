@@ -43,6 +43,14 @@ type Config struct {
 	TLSCertFile   string               `env:"TLS_CERT_FILE" desc:"PEM certificate (chain): serve HTTPS, TLS 1.2+, instead of HTTP; reloaded when it changes (rgw-nats serve only)"`
 	TLSKeyFile    string               `env:"TLS_KEY_FILE" desc:"PEM private key of TLS_CERT_FILE, reloaded with it"`
 
+	// OIDC sender identity (Knative Eventing's authentication-oidc; function/internal/oidcauth).
+	AuthOIDCIssuer    string `env:"AUTH_OIDC_ISSUER" desc:"OIDC issuer (iss) whose bearer JWTs are accepted on ingress, e.g. the cluster's service-account issuer; with AUTH_OIDC_AUDIENCE"`
+	AuthOIDCAudience  string `env:"AUTH_OIDC_AUDIENCE" desc:"audience (aud) an accepted JWT must be issued for: the audience Knative senders are given for this sink"`
+	AuthOIDCSubjects  string `env:"AUTH_OIDC_SUBJECTS" desc:"comma-separated subjects (sub) allowed to send, a trailing * matching any suffix (an EventPolicy's sub values); empty: any"`
+	AuthOIDCDiscovery string `env:"AUTH_OIDC_DISCOVERY_URL" desc:"base URL of the issuer's /.well-known/openid-configuration; empty: AUTH_OIDC_ISSUER (in Kubernetes: https://kubernetes.default.svc)"`
+	AuthOIDCCA        string `env:"AUTH_OIDC_CA" desc:"PEM file of the CAs of the issuer's HTTPS certificate; empty: the system's"`
+	AuthOIDCTokenFile string `env:"AUTH_OIDC_TOKEN_FILE" desc:"file of a bearer token sent when fetching discovery and keys (the API server wants the pod's service-account token), read at every fetch"`
+
 	// CloudEvents.
 	CEMode binding.Encoding `env:"CE_MODE" default:"structured" desc:"CloudEvents NATS binding: structured (JSON payload) or binary (ce- headers)"`
 	CEData cloudevent.Data  `env:"CE_DATA" default:"record" desc:"event data: record (the RGW record) or envelope ({\"Records\":[record]}, as RGW sends it)"`
@@ -185,6 +193,8 @@ func (c *Config) Validate() error {
 		return errors.New("configuration: MAX_INFLIGHT_BYTES must be at least MAX_BODY_BYTES")
 	case (c.AuthUsername == "") != (c.AuthPassword == ""):
 		return errors.New("configuration: AUTH_USERNAME and AUTH_PASSWORD go together")
+	case c.AuthOIDCIssuer == "" && (c.AuthOIDCAudience != "" || c.AuthOIDCSubjects != "" || c.AuthOIDCDiscovery != "" || c.AuthOIDCCA != "" || c.AuthOIDCTokenFile != ""):
+		return errors.New("configuration: AUTH_OIDC_* settings need AUTH_OIDC_ISSUER")
 	case c.NATSAckTimeout <= 0:
 		return errors.New("configuration: NATS_ACK_TIMEOUT must be positive")
 	case c.LuaTimeout <= 0:
@@ -200,6 +210,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateTelemetry(); err != nil {
 		return err
+	}
+	if oc := c.oidc(); oc != nil {
+		if err := oc.Validate(); err != nil {
+			return fmt.Errorf("configuration: AUTH_OIDC_*: %w", err)
+		}
 	}
 	if c.DeadLetter {
 		for _, s := range c.streamSubjects() {

@@ -137,12 +137,16 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 		log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	}
 	logStart(log, cfg)
-	r := &running{cfg: *cfg, log: log, failures: newThrottle(log, failureLogRate), auth: newAuthenticator(cfg)}
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return err
+	}
+	auth.prefetch(log)
+	r := &running{cfg: *cfg, log: log, failures: newThrottle(log, failureLogRate), auth: auth}
 	if cfg.MetricsAddress != metricsOff {
 		r.metrics = newMetrics()
 		r.metricsHere = cfg.MetricsAddress == ""
 	}
-	var err error
 	if r.tp, err = newTracing(ctx, cfg, log); err != nil {
 		return err
 	}

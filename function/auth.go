@@ -1,0 +1,159 @@
+package function
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rgw-nats/rgw-nats/function/internal/oidcauth"
+)
+
+// authenticator checks the optional ingress credentials: HTTP Basic, a
+// static bearer token (both compared in constant time) and OIDC bearer JWTs
+// (Knative Eventing's authentication-oidc). Any one of those configured
+// suffices.
+type authenticator struct {
+	user, pass, token [sha256.Size]byte
+	basic, bearer     bool
+	oidc              *oidcauth.Verifier // nil: OIDC not configured
+}
+
+// authDecision is a refused request's answer; code 0 lets it in.
+type authDecision struct {
+	code       int      // 401, 403 or 503
+	challenges []string // WWW-Authenticate values
+	reason     string   // one line for the sender and the log, never a credential
+}
+
+const (
+	basicChallenge  = `Basic realm="rgw-nats", charset="UTF-8"`
+	bearerChallenge = `Bearer realm="rgw-nats"`
+)
+
+// oidc is the OIDC part of the configuration, nil when not configured.
+func (c *Config) oidc() *oidcauth.Config {
+	if c.AuthOIDCIssuer == "" {
+		return nil
+	}
+	oc := &oidcauth.Config{
+		Issuer:       c.AuthOIDCIssuer,
+		Audience:     c.AuthOIDCAudience,
+		DiscoveryURL: c.AuthOIDCDiscovery,
+		CAFile:       c.AuthOIDCCA,
+		TokenFile:    c.AuthOIDCTokenFile,
+	}
+	for s := range strings.SplitSeq(c.AuthOIDCSubjects, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			oc.Subjects = append(oc.Subjects, s)
+		}
+	}
+	return oc
+}
+
+func newAuthenticator(c *Config) (authenticator, error) {
+	a := authenticator{basic: c.AuthUsername != "", bearer: c.AuthToken != ""}
+	a.user = sha256.Sum256([]byte(c.AuthUsername))
+	a.pass = sha256.Sum256([]byte(c.AuthPassword))
+	a.token = sha256.Sum256([]byte(c.AuthToken))
+	if oc := c.oidc(); oc != nil {
+		v, err := oidcauth.New(*oc)
+		if err != nil {
+			return a, errors.New("configuration: AUTH_OIDC_*: " + err.Error())
+		}
+		a.oidc = v
+	}
+	return a, nil
+}
+
+// prefetch asks the OIDC issuer for its keys in the background, so that the
+// first delivery does not wait for them; a failure is retried by the
+// requests that need the keys.
+func (a *authenticator) prefetch(log interface{ Warn(string, ...any) }) {
+	if a.oidc == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := a.oidc.Prefetch(ctx); err != nil {
+			log.Warn("OIDC issuer keys not fetched yet; requests with a token will try again", "error", err.Error())
+		}
+	}()
+}
+
+// check compares hashes for the static credentials, so neither the content
+// nor the length of a secret shows in the time taken.
+func (a *authenticator) check(r *http.Request) authDecision {
+	if !a.basic && !a.bearer && a.oidc == nil {
+		return authDecision{}
+	}
+	tok, isBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if a.bearer && isBearer {
+		t := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(t[:], a.token[:]) == 1 {
+			return authDecision{}
+		}
+	}
+	if a.basic {
+		if u, p, ok := r.BasicAuth(); ok {
+			uh, ph := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
+			okUser := subtle.ConstantTimeCompare(uh[:], a.user[:])
+			okPass := subtle.ConstantTimeCompare(ph[:], a.pass[:])
+			if okUser&okPass == 1 {
+				return authDecision{}
+			}
+		}
+	}
+	d := authDecision{code: http.StatusUnauthorized, reason: "missing or wrong credentials"}
+	if a.basic {
+		d.challenges = append(d.challenges, basicChallenge)
+	}
+	if a.oidc == nil {
+		if a.bearer {
+			d.challenges = append(d.challenges, bearerChallenge)
+		}
+		return d
+	}
+	if !isBearer || tok == "" {
+		// RFC 6750: no error code when the request carried no token.
+		d.challenges = append(d.challenges, bearerChallenge)
+		d.reason = "missing credentials: a bearer JWT for audience " + a.oidcAudience() + " is required"
+		return d
+	}
+	_, err := a.oidc.Verify(r.Context(), tok)
+	if err == nil {
+		return authDecision{}
+	}
+	var e *oidcauth.Error
+	if !errors.As(err, &e) {
+		e = &oidcauth.Error{Kind: oidcauth.Invalid, Description: "token refused"}
+	}
+	switch e.Kind {
+	case oidcauth.Unavailable:
+		return authDecision{code: http.StatusServiceUnavailable, reason: "OIDC: " + e.Description}
+	case oidcauth.Forbidden:
+		d.code = http.StatusForbidden
+		d.challenges = []string{`Bearer realm="rgw-nats", error="insufficient_scope", error_description="` + e.Description + `"`}
+	default:
+		d.challenges = append(d.challenges, `Bearer realm="rgw-nats", error="invalid_token", error_description="`+e.Description+`"`)
+	}
+	d.reason = "OIDC token refused: " + e.Description
+	return d
+}
+
+func (a *authenticator) oidcAudience() string { return a.oidc.Audience() }
+
+// refuseAuth answers a request the authenticator refused.
+func (f *Function) refuseAuth(w http.ResponseWriter, r *http.Request, run *running, d authDecision) int {
+	if d.code == http.StatusServiceUnavailable {
+		return f.unavailable(w, r, run, d.reason)
+	}
+	for _, c := range d.challenges {
+		w.Header().Add("WWW-Authenticate", c)
+	}
+	return f.fail(w, r, run, d.code, d.reason)
+}
