@@ -1,0 +1,139 @@
+package oidcauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
+)
+
+const aud = "serving.knative.dev/service/lab/rgw-nats"
+
+// clock is a settable now for the verifier.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newVerifier(t *testing.T, iss *testutil.Issuer) (*Verifier, *clock) {
+	t.Helper()
+	v, err := New(Config{Issuer: iss.Name, Audience: aud, DiscoveryURL: iss.URL, CAFile: iss.CAFile, TokenFile: iss.TokenFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Now()}
+	v.now = c.now
+	return v, c
+}
+
+func kind(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return 0
+}
+
+// TestFetchLimits: the keys are fetched again for an unknown kid at most
+// once per MinRefresh (in between: Unavailable, so a just-rotated key's
+// token is retried rather than refused), after which an unknown kid is
+// Invalid; keys older than KeysMaxAge are fetched again; verified tokens
+// are not verified again within CacheTTL.
+func TestFetchLimits(t *testing.T) {
+	iss := testutil.NewIssuer(t, "")
+	v, c := newVerifier(t, iss)
+	ctx := context.Background()
+	claims := iss.Claims("system:serviceaccount:lab:sender", aud)
+	claims["exp"] = time.Now().Add(3 * time.Hour).Unix()
+	if err := v.Prefetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	good := iss.Sign(t, claims)
+	if _, err := v.Verify(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := func(kid string) string { return testutil.SignRS256(t, stranger, kid, claims) }
+	n := iss.JWKSFetches()
+	if _, err := v.Verify(ctx, made("a")); kind(err) != Invalid || !strings.Contains(err.Error(), "does not publish") {
+		t.Fatalf("first unknown kid: %v, want Invalid after a fetch", err)
+	}
+	if _, err := v.Verify(ctx, made("b")); kind(err) != Unavailable {
+		t.Fatalf("second unknown kid within MinRefresh: %v, want Unavailable", err)
+	}
+	if got := iss.JWKSFetches() - n; got != 1 {
+		t.Fatalf("%d fetches for two unknown kids within MinRefresh, want 1", got)
+	}
+	c.add(MinRefresh)
+	if _, err := v.Verify(ctx, made("c")); kind(err) != Invalid {
+		t.Fatalf("unknown kid after MinRefresh: %v, want Invalid after a fetch", err)
+	}
+	if got := iss.JWKSFetches() - n; got != 2 {
+		t.Fatalf("%d fetches, want 2", got)
+	}
+	// Cached: the good token again costs no fetch even once the keys are
+	// due; a new token with old keys makes one.
+	c.add(KeysMaxAge + time.Second)
+	n = iss.JWKSFetches()
+	claims["jti"] = "2"
+	if _, err := v.Verify(ctx, iss.Sign(t, claims)); err != nil {
+		t.Fatal(err)
+	}
+	if got := iss.JWKSFetches() - n; got != 1 {
+		t.Errorf("keys older than KeysMaxAge: %d fetches, want 1", got)
+	}
+	if _, ok := v.cache.get(sumOf(good), c.now()); ok {
+		t.Error("a token is still cached past CacheTTL")
+	}
+}
+
+// TestIssuerDown: without the issuer nothing verifies and the failure is
+// Unavailable (never a refusal of a token that may be good), and says why
+// without the token: unreachable, a discovery document of another issuer,
+// discovery refused without the bearer token the issuer wants.
+func TestIssuerDown(t *testing.T) {
+	iss := testutil.NewIssuer(t, "")
+	tok := iss.Sign(t, iss.Claims("system:serviceaccount:lab:sender", aud))
+	down, err := New(Config{Issuer: iss.Name, Audience: aud, DiscoveryURL: "https://127.0.0.1:1", CAFile: iss.CAFile, TokenFile: iss.TokenFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := down.Verify(context.Background(), tok); kind(err) != Unavailable || strings.Contains(err.Error(), tok) {
+		t.Fatalf("issuer down: %v, want Unavailable without the token", err)
+	}
+	// The discovery document must name the configured issuer.
+	wrong, err := New(Config{Issuer: "https://other.example", Audience: aud, DiscoveryURL: iss.URL, CAFile: iss.CAFile, TokenFile: iss.TokenFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wrong.Verify(context.Background(), tok); kind(err) != Unavailable || !strings.Contains(err.Error(), "names the issuer") {
+		t.Fatalf("discovery of another issuer: %v", err)
+	}
+	// Without its token the issuer refuses discovery, as the API server does.
+	noToken, err := New(Config{Issuer: iss.Name, Audience: aud, CAFile: iss.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := noToken.Verify(context.Background(), tok); kind(err) != Unavailable || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("no token for the issuer: %v", err)
+	}
+}
+
+func sumOf(s string) [sha256.Size]byte { return sha256.Sum256([]byte(s)) }
