@@ -70,7 +70,7 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	m.byCode = map[int]*[len(ingress.Modes)]prometheus.Counter{}
-	codes := []int{http.StatusOK, http.StatusUnauthorized, http.StatusMethodNotAllowed, http.StatusServiceUnavailable}
+	codes := []int{http.StatusOK, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusServiceUnavailable}
 	for _, a := range answers {
 		codes = append(codes, a.code)
 	}
@@ -219,7 +219,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descLuaCalls, l.OK, "ok")
 	counter(descLuaCalls, l.Errors-l.Timeouts, "error")
 	counter(descLuaCalls, l.Timeouts, "timeout")
-	gauge(descLuaStates, float64(l.Busy), "live")
+	gauge(descLuaStates, float64(l.Live), "live")
 	gauge(descLuaStates, float64(l.Idle), "idle")
 	counter(descLuaNew, l.States)
 	counter(descReloads, l.Reloads, "ok")
