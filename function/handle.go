@@ -101,7 +101,7 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	}
 	if run.inFlight.Add(reserve) > run.cfg.MaxInFlight {
 		run.inFlight.Add(-reserve)
-		return f.unavailable(w, r, run, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
+		return f.saturated(w, r, run, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
 	}
 	defer run.inFlight.Add(-reserve)
 	body, oversize, code, err := readBody(r, run.cfg.MaxBodyBytes)
@@ -127,6 +127,8 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 		}
 		w.WriteHeader(a.code)
 		return a.code, &res
+	case a.retry && saturatedOnly(&res):
+		return f.saturated(w, r, run, summary(&res)), &res
 	case a.retry:
 		return f.unavailable(w, r, run, summary(&res)), &res
 	default:
@@ -141,7 +143,7 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 // answer is how a request is answered.
 type answer struct {
 	code  int
-	retry bool // 503 with Retry-After: the sender should try again
+	retry bool // with Retry-After: the sender should try again
 }
 
 // answers is the one table from what became of a request to its HTTP
@@ -154,7 +156,8 @@ var answers = map[string]answer{
 	"invalid":     {http.StatusBadRequest, false},            // bad input not dead-lettered (not from RGW, or dead letter off)
 	"unsupported": {http.StatusUnsupportedMediaType, false},  // a Content-Type that cannot be a notification
 	"permanent":   {http.StatusUnprocessableEntity, false},   // permanent failure with the dead letter off
-	"transient":   {http.StatusServiceUnavailable, true},     // NATS away, no ack, Lua deadline, busy, shutdown
+	"transient":   {http.StatusServiceUnavailable, true},     // NATS away, no ack, Lua deadline, shutdown; busy, from RGW
+	"saturated":   {http.StatusTooManyRequests, true},        // busy (MAX_INFLIGHT_BYTES, no Lua state free), from a CloudEvents sender
 	"too large":   {http.StatusRequestEntityTooLarge, false}, // body over MAX_BODY_BYTES, not dead-lettered (not from RGW, or dead letter off)
 	"bad body":    {http.StatusBadRequest, false},            // the body could not be read
 }
@@ -223,12 +226,43 @@ func reply(ctx context.Context, w http.ResponseWriter, published *event.Event, s
 }
 
 func (f *Function) unavailable(w http.ResponseWriter, r *http.Request, run *running, msg string) int {
+	return f.retryLater(w, r, run, answers["transient"].code, msg)
+}
+
+// saturated answers a request that found rgw-nats at capacity (request
+// bodies in flight, every Lua state busy): nothing is wrong but the rate.
+// A CloudEvents sender (Knative) gets 429, which says exactly that and which
+// it retries, honouring Retry-After with delivery-retryafter, like a 503.
+// RGW treats every non-2xx alike, so it keeps getting 503, as for every
+// other transient failure.
+func (f *Function) saturated(w http.ResponseWriter, r *http.Request, run *running, msg string) int {
+	if _, fromRGW := ingress.Sender(ingress.Header(r.Header)); fromRGW {
+		return f.unavailable(w, r, run, msg)
+	}
+	return f.retryLater(w, r, run, answers["saturated"].code, msg)
+}
+
+// saturatedOnly says whether every transient failure of a request is the
+// Lua state pool's (busy): then only the load stood in the way.
+func saturatedOnly(res *adapter.Result) bool {
+	if res.Err != nil || res.Class != adapter.Transient {
+		return false
+	}
+	for i := range res.Outcomes {
+		if o := &res.Outcomes[i]; o.Status == adapter.Failed && o.Class == adapter.Transient && o.Reason != adapter.ReasonBusy {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *Function) retryLater(w http.ResponseWriter, r *http.Request, run *running, code int, msg string) int {
 	retry := 1
 	if run != nil {
 		retry = run.cfg.RetryAfter
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(retry))
-	return f.fail(w, r, run, http.StatusServiceUnavailable, msg)
+	return f.fail(w, r, run, code, msg)
 }
 
 // fail writes a one-line plain-text reason, logs one line and returns code.
