@@ -29,11 +29,11 @@ type Config struct {
 	ListenAddress string               `env:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
 	Port          string               `env:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
 	MaxBodyBytes  int64                `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body; a larger one from RGW is dead-lettered truncated, from others gets 413"`
-	MaxInFlight   int64                `env:"MAX_INFLIGHT_BYTES" default:"16777216" desc:"request body bytes held at once by all requests being processed; past it a request gets 503 before its body is read"`
+	MaxInFlight   int64                `env:"MAX_INFLIGHT_BYTES" default:"16777216" desc:"request body bytes held at once by all requests being processed; past it a request gets 429 (CloudEvents senders) or 503 (RGW) before its body is read"`
 	AuthUsername  string               `env:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
 	AuthPassword  string               `secret:"true" env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
 	AuthToken     string               `secret:"true" env:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
-	RetryAfter    int                  `env:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503"`
+	RetryAfter    int                  `env:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503 or 429"`
 	CloseRGW      bool                 `env:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
 	Reply         bool                 `env:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
 	ReplyType     string               `env:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
@@ -98,7 +98,7 @@ type Config struct {
 	// Lua bounds (adapter/lua/bounds.go; README "Bounds").
 	LuaMaxOutputs     int           `env:"LUA_MAX_OUTPUTS" default:"100" desc:"most outputs of one event: returned events, clones and raw publishes together"`
 	LuaMaxOutputBytes int           `env:"LUA_MAX_OUTPUT_BYTES" default:"1048576" desc:"most bytes one event may produce: data of its output events and clones, raw payloads, headers"`
-	LuaMaxStates      int           `env:"LUA_MAX_STATES" default:"0" desc:"live Lua states per script; 0 means two per CPU; a call waits LUA_STATE_WAIT for one, then 503"`
+	LuaMaxStates      int           `env:"LUA_MAX_STATES" default:"0" desc:"live Lua states per script; 0 means two per CPU; a call waits LUA_STATE_WAIT for one, then 429 (CloudEvents senders) or 503 (RGW)"`
 	LuaStateWait      time.Duration `env:"LUA_STATE_WAIT" default:"0" desc:"how long a call waits for a busy Lua state; 0 means LUA_TIMEOUT"`
 	LuaMemoryLimit    int64         `env:"LUA_MEMORY_LIMIT" default:"0" desc:"Go heap bytes past which running Lua calls are stopped (503); 0 means half of GOMEMLIMIT (256 MiB without), negative turns it off"`
 	// The RGW table in a NATS KV bucket (adapter/kvtable).
