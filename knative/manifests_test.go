@@ -106,7 +106,7 @@ func kustomizations(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	slices.Sort(dirs)
-	for _, want := range []string{"config", "base", "overlays/eventing", "overlays/sequence", "overlays/uploads", "overlays/xray-kafka", "overlays/xray-push"} {
+	for _, want := range []string{"config", "base", "overlays/eventing", "overlays/eventing-oidc", "overlays/sequence", "overlays/uploads", "overlays/xray-kafka", "overlays/xray-push"} {
 		if !slices.Contains(dirs, filepath.FromSlash(want)) {
 			t.Fatalf("kustomization %s not found (found %v)", want, dirs)
 		}
