@@ -137,3 +137,78 @@ func TestIssuerDown(t *testing.T) {
 }
 
 func sumOf(s string) [sha256.Size]byte { return sha256.Sum256([]byte(s)) }
+
+// FuzzVerify: whatever a sender puts after "Bearer ", Verify refuses it
+// with a classified *Error whose description is one header-safe line that
+// does not repeat the input; only the issuer's own tokens pass.
+func FuzzVerify(f *testing.F) {
+	iss := testutil.NewIssuer(f, "")
+	v, err := New(Config{Issuer: iss.Name, Audience: aud, CAFile: iss.CAFile, TokenFile: iss.TokenFile})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := v.Prefetch(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	claims := iss.Claims("system:serviceaccount:lab:sender", aud)
+	good := iss.Sign(f, claims)
+	f.Add(good)
+	f.Add(iss.Unsigned(f, claims))
+	f.Add(iss.HS256WithPublicKey(f, claims))
+	f.Add(good[:len(good)-4] + "AAAA")
+	f.Add("a.b.c")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, raw string) {
+		_, err := v.Verify(context.Background(), raw)
+		if raw == good {
+			if err != nil {
+				t.Fatalf("the issuer's token refused: %v", err)
+			}
+			return
+		}
+		if err == nil {
+			t.Fatalf("accepted %q", raw)
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Kind == 0 {
+			t.Fatalf("unclassified error %v", err)
+		}
+		d := e.Description
+		if strings.ContainsAny(d, "\"\\\n\r") || len(d) > 200 {
+			t.Fatalf("description not fit for a header: %q", d)
+		}
+		if len(raw) >= 16 && strings.Contains(d, raw) {
+			t.Fatalf("the description repeats the token: %q", d)
+		}
+	})
+}
+
+// BenchmarkVerify: a sender reusing its token (what Knative does for an
+// hour) costs a hash and a map look-up; a new token costs the RSA check.
+func BenchmarkVerify(b *testing.B) {
+	iss := testutil.NewIssuer(b, "")
+	v, err := New(Config{Issuer: iss.Name, Audience: aud, CAFile: iss.CAFile, TokenFile: iss.TokenFile})
+	if err != nil {
+		b.Fatal(err)
+	}
+	claims := iss.Claims("system:serviceaccount:lab:sender", aud)
+	tok := iss.Sign(b, claims)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("cached", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.Verify(context.Background(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("new", func(b *testing.B) {
+		for b.Loop() {
+			v.cache = tokenCache{}
+			if _, err := v.Verify(context.Background(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
