@@ -69,6 +69,8 @@ func TestImportDirection(t *testing.T) {
 			"the binding is pure encoding"},
 		{is("adapter/ingress"), []string{"adapter/natsout", "adapter/lua", "github.com/nats-io/nats.go/jetstream"}, false,
 			"ingress decodes requests only"},
+		{is("function/internal/oidcauth"), []string{"adapter", "function", "cmd", "github.com/nats-io"}, false,
+			"OIDC token verification knows nothing of rgw-nats"},
 		{is("internal/testutil"), []string{"adapter", "function", "cmd"}, false,
 			"every package's tests can use the helpers"},
 	}
