@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -62,7 +64,7 @@ func newAuthenticator(c *Config) (authenticator, error) {
 	if oc := c.oidc(); oc != nil {
 		v, err := oidcauth.New(*oc)
 		if err != nil {
-			return a, errors.New("configuration: AUTH_OIDC_*: " + err.Error())
+			return a, fmt.Errorf("configuration: AUTH_OIDC_*: %w", err)
 		}
 		a.oidc = v
 	}
@@ -72,7 +74,7 @@ func newAuthenticator(c *Config) (authenticator, error) {
 // prefetch asks the OIDC issuer for its keys in the background, so that the
 // first delivery does not wait for them; a failure is retried by the
 // requests that need the keys.
-func (a *authenticator) prefetch(log interface{ Warn(string, ...any) }) {
+func (a *authenticator) prefetch(log *slog.Logger) {
 	if a.oidc == nil {
 		return
 	}
@@ -121,7 +123,9 @@ func (a *authenticator) check(r *http.Request) authDecision {
 	if !isBearer || tok == "" {
 		// RFC 6750: no error code when the request carried no token.
 		d.challenges = append(d.challenges, bearerChallenge)
-		d.reason = "missing credentials: a bearer JWT for audience " + a.oidcAudience() + " is required"
+		if r.Header.Get("Authorization") == "" {
+			d.reason = "missing credentials: a bearer JWT for audience " + a.oidc.Audience() + " is required"
+		}
 		return d
 	}
 	_, err := a.oidc.Verify(r.Context(), tok)
@@ -144,8 +148,6 @@ func (a *authenticator) check(r *http.Request) authDecision {
 	d.reason = "OIDC token refused: " + e.Description
 	return d
 }
-
-func (a *authenticator) oidcAudience() string { return a.oidc.Audience() }
 
 // refuseAuth answers a request the authenticator refused.
 func (f *Function) refuseAuth(w http.ResponseWriter, r *http.Request, run *running, d authDecision) int {

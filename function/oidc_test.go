@@ -63,6 +63,8 @@ func TestOIDCAuth(t *testing.T) {
 	}
 	basic, _ := http.NewRequest("POST", "/", nil)
 	basic.SetBasicAuth("rgw", "s3cret")
+	wrongBasic, _ := http.NewRequest("POST", "/", nil)
+	wrongBasic.SetBasicAuth("rgw", "guess")
 
 	var tokens []string
 	tok := func(s string) string { tokens = append(tokens, s); return s }
@@ -80,6 +82,7 @@ func TestOIDCAuth(t *testing.T) {
 		{"Basic beside OIDC", map[string]string{"Content-Type": "application/json", "Authorization": basic.Header.Get("Authorization")}, 202, "", ""},
 		{"static token beside OIDC", bearer("tok3n"), 202, "", ""},
 		{"no credentials", map[string]string{"Content-Type": "application/json"}, 401, "", "missing credentials"},
+		{"wrong Basic beside OIDC", map[string]string{"Content-Type": "application/json", "Authorization": wrongBasic.Header.Get("Authorization")}, 401, "", "missing or wrong credentials"},
 		{"expired", bearer(tok(iss.Sign(t, with("exp", now.Add(-2*time.Minute).Unix())))), 401, "invalid_token", "token expired at"},
 		{"not yet valid", bearer(tok(iss.Sign(t, with("nbf", now.Add(2*time.Minute).Unix())))), 401, "invalid_token", "not valid before"},
 		{"wrong audience", bearer(tok(iss.Sign(t, iss.Claims(broker, "serving.knative.dev/service/lab/other")))), 401, "invalid_token", "expected audience"},
@@ -108,6 +111,9 @@ func TestOIDCAuth(t *testing.T) {
 			challenges := strings.Join(resp.header.Values("WWW-Authenticate"), "\n")
 			if !strings.Contains(challenges, `Bearer realm="rgw-nats"`) {
 				t.Errorf("WWW-Authenticate %q: no Bearer challenge", challenges)
+			}
+			if c.code == 401 && !strings.Contains(challenges, `Basic realm="rgw-nats"`) {
+				t.Errorf("WWW-Authenticate %q: no Basic challenge, though Basic is accepted", challenges)
 			}
 			if c.error == "" {
 				if strings.Contains(challenges, "error=") {
