@@ -203,10 +203,10 @@ func algNames() []string {
 	return out
 }
 
-// Prefetch fetches the discovery document and the keys now, so the first
-// request does not wait for them.
+// Prefetch fetches the discovery document and the keys unless they are
+// there already, so the first request does not wait for them.
 func (v *Verifier) Prefetch(ctx context.Context) error {
-	_, err := v.keys.get(ctx, "", true)
+	_, err := v.keys.get(ctx, "")
 	return err
 }
 
@@ -327,7 +327,7 @@ func (k *keySet) verifySignature(ctx context.Context, raw string) ([]byte, error
 		return nil, &Error{Kind: Invalid, Description: "not a JWT with one signature", err: err}
 	}
 	kid := jws.Signatures[0].Header.KeyID
-	keys, err := k.get(ctx, kid, false)
+	keys, err := k.get(ctx, kid)
 	if err != nil {
 		return nil, err
 	}
@@ -347,15 +347,15 @@ func (k *keySet) verifySignature(ctx context.Context, raw string) ([]byte, error
 
 // get returns the keys. It fetches them when there are none yet or they
 // are older than KeysMaxAge (at most once per MinRefresh, so a dead issuer
-// is not hammered), when force is set, and when kid is not among them (also
-// at most once per MinRefresh: the first token of a rotated key triggers a
-// fetch at once, a flood of made-up kids only one every MinRefresh).
-func (k *keySet) get(ctx context.Context, kid string, force bool) ([]jose.JSONWebKey, error) {
+// is not hammered), and when kid is not among them (also at most once per
+// MinRefresh: the first token of a rotated key triggers a fetch at once, a
+// flood of made-up kids only one every MinRefresh).
+func (k *keySet) get(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
 	now := k.v.now()
 	unknown := func(s *keyState) bool { return kid != "" && !hasKid(s.keys, kid) }
 	due := func(s *keyState) bool {
 		switch {
-		case s == nil || force:
+		case s == nil:
 			return true
 		case s.keys == nil || now.Sub(s.fetched) > KeysMaxAge:
 			return now.Sub(s.tried) >= MinRefresh
