@@ -105,6 +105,13 @@ func TestOIDCAuth(t *testing.T) {
 				return
 			}
 			none(t, ch)
+			if sent, ok := strings.CutPrefix(c.header["Authorization"], "Bearer "); ok && len(sent) > 8 {
+				sig := sent[strings.LastIndexByte(sent, '.')+1:]
+				answer := resp.body + strings.Join(resp.header.Values("WWW-Authenticate"), "\n")
+				if strings.Contains(answer, sent) || len(sig) > 8 && strings.Contains(answer, sig) {
+					t.Errorf("the answer repeats the token: %q", answer)
+				}
+			}
 			if !strings.Contains(resp.body, c.reason) {
 				t.Errorf("answer %q does not say %q", resp.body, c.reason)
 			}
@@ -134,7 +141,7 @@ func TestOIDCAuth(t *testing.T) {
 		})
 	}
 	// Tokens, or their signatures alone, appear nowhere: not in answers
-	// (checked above per case through the reason), not in the log.
+	// (checked above per case), not in the log.
 	logs := a.log.String()
 	if !strings.Contains(logs, "OIDC token refused") {
 		t.Fatalf("the refusals were not logged:\n%s", logs)
