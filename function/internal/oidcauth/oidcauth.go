@@ -266,14 +266,14 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (Ident
 	return Identity{Subject: tok.Subject, Expiry: tok.Expiry}, nil
 }
 
-// allowed applies the subject list as an EventPolicy does: an exact match,
-// or a prefix when the entry ends in *.
+// allowed applies the subject list as Knative applies an EventPolicy's:
+// equal ignoring case, or a prefix when the entry ends in *.
 func (v *Verifier) allowed(sub string) bool {
 	if len(v.cfg.Subjects) == 0 {
 		return true
 	}
 	for _, s := range v.cfg.Subjects {
-		if p, ok := strings.CutSuffix(s, "*"); ok && strings.HasPrefix(sub, p) || s == sub {
+		if p, ok := strings.CutSuffix(s, "*"); ok && strings.HasPrefix(sub, p) || strings.EqualFold(s, sub) {
 			return true
 		}
 	}
