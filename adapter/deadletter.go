@@ -78,9 +78,9 @@ func (p *Pipeline) deadLetterFailures(ctx context.Context, req Request, events [
 
 // deadLetter builds the dead letter of ev (nil when the request did not
 // decode) that failed with err.
-func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason string, err error, attempts int) binding.Message {
+func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason Reason, err error, attempts int) binding.Message {
 	h := nats.Header{}
-	h.Set(HeaderReason, reason)
+	h.Set(HeaderReason, reason.String())
 	h.Set(HeaderError, headerValue(ingress.OneLine(err)))
 	subjectOf := ev
 	if ev != nil {

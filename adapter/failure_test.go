@@ -18,17 +18,18 @@ func TestClassify(t *testing.T) {
 	for _, c := range []struct {
 		err    error
 		class  Class
-		reason string
+		reason Reason
 	}{
 		{fmt.Errorf("x: %w", ingress.ErrInvalid), Permanent, ReasonDecode},
-		{fmt.Errorf("x: %w", ingress.ErrUnsupported), Permanent, ReasonDecode},
+		{fmt.Errorf("x: %w", ingress.ErrUnsupported), Permanent, ReasonUnsupported},
 		{&lua.ScriptError{Script: "s.lua", Msg: "boom"}, Permanent, ReasonScript},
 		{fmt.Errorf("event e: %w", timedOut), Transient, ReasonTimeout},
 		{fmt.Errorf("x: %w", lua.ErrLimit), Permanent, ReasonLimit},
 		{fmt.Errorf("x: %w", lua.ErrBusy), Transient, ReasonBusy},
 		{fmt.Errorf("x: %w", lua.ErrTableUnavailable), Transient, ReasonTable},
 		{fmt.Errorf("x: %w", lua.ErrTableFull), Permanent, ReasonLimit},
-		{fmt.Errorf("x: %w", lua.ErrMemory), Transient, ReasonTimeout},
+		{fmt.Errorf("x: %w", lua.ErrMemory), Transient, ReasonMemory},
+		{&lua.ScriptError{Script: "s.lua", Msg: "heap", Memory: true}, Transient, ReasonMemory},
 		{lua.ErrClosed, Transient, ReasonShutdown},
 		{fmt.Errorf("x: %w", ErrLimit), Permanent, ReasonLimit},
 		{fmt.Errorf("x: %w", ErrOutput), Permanent, ReasonOutput},

@@ -167,7 +167,7 @@ type Outcome struct {
 	// event: what put it there).
 	Err    error
 	Class  Class
-	Reason string
+	Reason Reason
 	// Attempts counts the deadline hits of this event id within the poison
 	// window (0 when none).
 	Attempts int
@@ -188,9 +188,11 @@ type Result struct {
 	// pass on a retry (a retry publishes nothing twice: confirmed ids are
 	// remembered); Permanent otherwise.
 	Class  Class
-	Reason string
+	Reason Reason
 	// DeadLettered is set when the whole request went to the dead letter.
 	DeadLettered bool
+	// Sender is who sent the request: the answer depends on it (Answer).
+	Sender Sender
 }
 
 // FirstErr is the first failure of the request's class, for a one-line
@@ -222,38 +224,46 @@ func (r *Result) Failed() int {
 func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 	if req.Oversize != 0 {
 		mode, fromRGW := ingress.Sender(req.Header)
-		return p.refuse(ctx, req, Result{Mode: mode}, fromRGW,
+		return p.refuse(ctx, req, Result{Mode: mode, Sender: senderOf(fromRGW)},
 			fmt.Errorf("%w: %s bytes, over the limit of %d", ErrTooLarge, req.size(), len(req.Body)))
 	}
 	in, err := ingress.Decode(req.Header, req.Body, p.cfg.Mapping)
-	res := Result{Mode: in.Mode}
+	res := Result{Mode: in.Mode, Sender: senderOf(in.FromRGW)}
 	if err != nil {
-		return p.refuse(ctx, req, res, in.FromRGW, err)
+		return p.refuse(ctx, req, res, err)
 	}
 	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true)
 	if p.cfg.DeadLetter != nil {
 		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
 	}
+	res.summarize()
+	return res
+}
+
+// summarize sets the request's class and reason from its events': its
+// first permanent failure's, or a transient one's (a retry can help). Busy
+// only when every transient failure was busy: then only the load stood in
+// the way (429).
+func (res *Result) summarize() {
 	for i := range res.Outcomes {
 		o := &res.Outcomes[i]
 		if o.Status != Failed {
 			continue
 		}
-		if o.Class == Transient || res.Class == 0 {
+		if res.Class == 0 || o.Class == Transient && (res.Class != Transient || res.Reason == ReasonBusy) {
 			res.Class, res.Reason = o.Class, o.Reason
 		}
 	}
-	return res
 }
 
 // refuse fails a request that cannot be processed at all (err), unless RGW
 // sent it and there is a dead letter: RGW retries a refused request forever
 // and resends everything queued behind it, while a CloudEvents sender
 // (Knative) does not retry a 4xx and has its own dead-letter sink.
-func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, fromRGW bool, err error) Result {
+func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, err error) Result {
 	res.Class, res.Reason = classify(err)
 	res.Err = err
-	if !fromRGW || p.cfg.DeadLetter == nil {
+	if res.Sender != FromRGW || p.cfg.DeadLetter == nil {
 		return res
 	}
 	dl := p.deadLetter(req, nil, res.Reason, err, 0)
@@ -283,9 +293,9 @@ func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome 
 // returns only events that pass binding.Check.
 func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked bool) []Outcome {
 	outcomes := make([]Outcome, len(events))
-	var spans []trace.Span // the publish span of each event, with a tracer
+	var spans []eventSpans // with a tracer
 	if p.cfg.Tracer != nil {
-		spans = make([]trace.Span, len(events))
+		spans = make([]eventSpans, len(events))
 	}
 	msgs := make([]binding.Message, 0, len(events))
 	owners := make([]int, 0, len(events)) // msgs[j] was produced for events[owners[j]]
@@ -311,7 +321,7 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 		var err error
 		msgs, err = p.produce(ev, o, msgs, &budget, &et, checked)
 		if spans != nil {
-			spans[i] = et.span
+			spans[i] = eventSpans{lua: et.luaSpan, luaEnd: et.luaEnd, luaFailed: et.luaFailed, publish: et.span}
 		}
 		if err != nil {
 			msgs = msgs[:first] // publish all of an event's outputs or none
@@ -343,8 +353,8 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 		case o.Status == Dropped:
 			p.confirm(o.EventID, now)
 		}
-		if spans != nil && spans[i] != nil {
-			endSpan(spans[i], o.Err)
+		if spans != nil {
+			spans[i].end(o)
 		}
 	}
 	return outcomes
@@ -356,6 +366,41 @@ type eventTrace struct {
 	out   tracecontext.Context // what its messages carry
 	links []trace.Link         // of its spans
 	span  trace.Span           // the publish span, once started
+	// luaSpan is the transform's span, ended with the others once the
+	// event's outcome is known; luaFailed: the transform returned an error.
+	luaSpan   trace.Span
+	luaEnd    time.Time
+	luaFailed bool
+}
+
+// eventSpans are an event's spans, ended with its outcome: a span says what
+// the outcome says (a deadline hit once more is poison, permanent), never
+// what classifying its error again would.
+type eventSpans struct {
+	lua       trace.Span
+	luaEnd    time.Time // when the call returned: the span's end
+	luaFailed bool
+	publish   trace.Span
+}
+
+func (s *eventSpans) end(o *Outcome) {
+	if s.lua != nil {
+		if s.luaFailed {
+			failSpan(s.lua, o)
+		}
+		s.lua.End(trace.WithTimestamp(s.luaEnd))
+	}
+	if s.publish != nil {
+		if o.Err != nil && o.Status != Published {
+			failSpan(s.publish, o)
+		}
+		s.publish.End()
+	}
+}
+
+func failSpan(span trace.Span, o *Outcome) {
+	span.SetAttributes(attribute.String("error.type", o.Reason.String()), attribute.String("rgwnats.failure", o.Class.String()))
+	span.SetStatus(codes.Error, o.Err.Error())
 }
 
 // parent chooses the parent of the event's spans: the request's span when
@@ -399,17 +444,8 @@ func (p *Pipeline) transform(ctx context.Context, ev *event.Event, et *eventTrac
 		trace.WithAttributes(attribute.String("cloudevents.event_id", ev.ID())))
 	outs, err := p.tr.Transform(sctx, ev)
 	span.SetAttributes(attribute.Int("rgwnats.outputs", len(outs)))
-	endSpan(span, err)
+	et.luaSpan, et.luaEnd, et.luaFailed = span, time.Now(), err != nil
 	return outs, err
-}
-
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		class, reason := classify(err)
-		span.SetAttributes(attribute.String("error.type", reason), attribute.String("rgwnats.failure", class.String()))
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
 }
 
 // produce appends the messages for one event: the transform's outputs, or
@@ -488,7 +524,7 @@ func (p *Pipeline) spend(budget *int, m *binding.Message) error {
 func (p *Pipeline) fail(o *Outcome, err error, now time.Time) {
 	o.Status, o.Err = Failed, err
 	o.Class, o.Reason = classify(err)
-	if o.Reason != ReasonTimeout || p.cfg.PoisonAttempts <= 0 {
+	if !answers[o.Reason].poison || p.cfg.PoisonAttempts <= 0 {
 		return
 	}
 	o.Attempts = p.poison.add(o.EventID, now)

@@ -3,7 +3,10 @@ package adapter_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -13,6 +16,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
+	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/subject"
 	"github.com/rgw-nats/rgw-nats/adapter/tracecontext"
 	"github.com/rgw-nats/rgw-nats/internal/testutil"
@@ -231,4 +235,54 @@ func byName(spans []sdktrace.ReadOnlySpan) map[string]sdktrace.ReadOnlySpan {
 		m[s.Name()] = s
 	}
 	return m
+}
+
+// A span says what the event's outcome says: the deadline that one event
+// hits again and again is poison, permanent, on its last attempt's span,
+// as in its dead letter and its metric; not timeout, transient, as its
+// error alone would be classified.
+func TestTraceSpanReadsTheOutcome(t *testing.T) {
+	e := newEnv(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	tmpl, _ := subject.Parse("rgw.{bucket}.{event}")
+	path := filepath.Join(t.TempDir(), "t.lua")
+	if err := os.WriteFile(path, []byte(`function transform(ev) while true do end end`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	engine, err := lua.New(context.Background(), path, lua.WithReload(0), lua.WithTimeout(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	p, err := adapter.New(adapter.Config{Subject: tmpl, PoisonAttempts: 2, PoisonWindow: time.Minute, Tracer: tp.Tracer("test")}, e.pub, engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt, want := range []struct {
+		reason adapter.Reason
+		class  adapter.Class
+	}{{adapter.ReasonTimeout, adapter.Transient}, {adapter.ReasonPoison, adapter.Permanent}} {
+		before := len(rec.Ended())
+		res := p.Handle(context.Background(), adapter.Request{Body: events.Read("reef-put-capture.json")})
+		o := res.Outcomes[0]
+		if o.Reason != want.reason || o.Class != want.class {
+			t.Fatalf("attempt %d: outcome %s %s, want %s %s", attempt+1, o.Class, o.Reason, want.class, want.reason)
+		}
+		s := byName(rec.Ended()[before:])["lua transform"]
+		if s == nil || s.Status().Code.String() != "Error" {
+			t.Fatalf("attempt %d: lua span %v", attempt+1, s)
+		}
+		attrs := map[string]string{}
+		for _, a := range s.Attributes() {
+			attrs[string(a.Key)] = a.Value.Emit()
+		}
+		if attrs["error.type"] != want.reason.String() || attrs["rgwnats.failure"] != want.class.String() {
+			t.Errorf("attempt %d: span error.type=%q rgwnats.failure=%q, want %s %s", attempt+1, attrs["error.type"], attrs["rgwnats.failure"], want.reason, want.class)
+		}
+		if d := s.EndTime().Sub(s.StartTime()); d < 20*time.Millisecond {
+			t.Errorf("attempt %d: lua span lasted %v, less than the deadline it hit", attempt+1, d)
+		}
+	}
 }

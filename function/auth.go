@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/function/internal/oidcauth"
 )
 
@@ -24,11 +25,11 @@ type authenticator struct {
 	oidc              *oidcauth.Verifier // nil: OIDC not configured
 }
 
-// authDecision is a refused request's answer; code 0 lets it in.
+// authDecision is a refused request's answer; ReasonNone lets it in.
 type authDecision struct {
-	code       int      // 401, 403 or 503
-	challenges []string // WWW-Authenticate values
-	reason     string   // one line for the sender and the log, never a credential
+	reason     adapter.Reason // unauthorized (401), forbidden (403), unready (503: the issuer cannot be reached)
+	challenges []string       // WWW-Authenticate values
+	msg        string         // one line for the sender and the log, never a credential
 }
 
 const (
@@ -110,7 +111,7 @@ func (a *authenticator) check(r *http.Request) authDecision {
 			}
 		}
 	}
-	d := authDecision{code: http.StatusUnauthorized, reason: "missing or wrong credentials"}
+	d := authDecision{reason: adapter.ReasonUnauthorized, msg: "missing or wrong credentials"}
 	if a.basic {
 		d.challenges = append(d.challenges, basicChallenge)
 	}
@@ -124,7 +125,7 @@ func (a *authenticator) check(r *http.Request) authDecision {
 		// RFC 6750: no error code when the request carried no token.
 		d.challenges = append(d.challenges, bearerChallenge)
 		if r.Header.Get("Authorization") == "" {
-			d.reason = "missing credentials: a bearer JWT for audience " + a.oidc.Audience() + " is required"
+			d.msg = "missing credentials: a bearer JWT for audience " + a.oidc.Audience() + " is required"
 		}
 		return d
 	}
@@ -138,24 +139,21 @@ func (a *authenticator) check(r *http.Request) authDecision {
 	}
 	switch e.Kind {
 	case oidcauth.Unavailable:
-		return authDecision{code: http.StatusServiceUnavailable, reason: "OIDC: " + e.Description}
+		return authDecision{reason: adapter.ReasonUnready, msg: "OIDC: " + e.Description}
 	case oidcauth.Forbidden:
-		d.code = http.StatusForbidden
+		d.reason = adapter.ReasonForbidden
 		d.challenges = []string{`Bearer realm="rgw-nats", error="insufficient_scope", error_description="` + e.Description + `"`}
 	default:
 		d.challenges = append(d.challenges, `Bearer realm="rgw-nats", error="invalid_token", error_description="`+e.Description+`"`)
 	}
-	d.reason = "OIDC token refused: " + e.Description
+	d.msg = "OIDC token refused: " + e.Description
 	return d
 }
 
 // refuseAuth answers a request the authenticator refused.
-func (f *Function) refuseAuth(w http.ResponseWriter, r *http.Request, run *running, d authDecision) int {
-	if d.code == http.StatusServiceUnavailable {
-		return f.unavailable(w, r, run, d.reason)
-	}
+func (f *Function) refuseAuth(w http.ResponseWriter, r *http.Request, run *running, d authDecision) adapter.Answer {
 	for _, c := range d.challenges {
 		w.Header().Add("WWW-Authenticate", c)
 	}
-	return f.fail(w, r, run, d.code, d.reason)
+	return f.refuse(w, r, run, d.reason, d.msg)
 }

@@ -2,7 +2,6 @@ package function
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,13 +22,15 @@ import (
 
 // Handle is the function's HTTP entry point: every path, POST only, and GET
 // /metrics when the metrics are served on the main port. The answer follows
-// from what the pipeline made of the request (answerOf).
+// from what the pipeline made of the request, or from why it did not get
+// there, through the one table (adapter.AnswerFor); the metrics, the log
+// line and the span read that answer.
 func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 	run := f.started.Load()
 	if r.Method == http.MethodGet && r.URL.Path == MetricsPath {
 		switch {
 		case run == nil:
-			f.unavailable(w, r, nil, "not ready: starting")
+			f.refuse(w, r, nil, adapter.ReasonUnready, "not ready: starting")
 			return
 		case run.metricsHere:
 			run.metrics.handler.ServeHTTP(w, r)
@@ -43,24 +44,24 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		ctx, span = startRequest(run.tracer, r)
 		r = r.WithContext(ctx)
 	}
-	code, res := f.handle(w, r, run, mode)
+	a, res := f.handle(w, r, run, mode)
 	if run == nil {
 		return
 	}
 	if run.metrics != nil {
-		run.metrics.request(mode, code)
+		run.metrics.request(mode, a.Status)
 		if res != nil {
 			run.metrics.result(res)
 		}
 	}
 	if span != nil {
-		endRequest(span, mode, code, res)
+		endRequest(span, mode, a, res)
 	}
 }
 
-// handle answers one request and says with which status code, and what the
-// pipeline made of it when it got that far.
-func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, mode ingress.Mode) (int, *adapter.Result) {
+// handle answers one request and says how, and what the pipeline made of it
+// when it got that far.
+func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, mode ingress.Mode) (adapter.Answer, *adapter.Result) {
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodOptions:
@@ -70,21 +71,21 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 			w.Header().Set("WebHook-Allowed-Origin", "*")
 		}
 		w.WriteHeader(http.StatusOK)
-		return http.StatusOK, nil
+		return answerOK, nil
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")
-		return f.fail(w, r, nil, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: POST notifications or CloudEvents"), nil
+		return f.refuse(w, r, nil, adapter.ReasonMethod, "method "+r.Method+" not allowed: POST notifications or CloudEvents"), nil
 	}
 	if run == nil || f.stopping.Load() {
-		return f.unavailable(w, r, run, "not ready: starting or stopping"), nil
+		return f.refuse(w, r, run, adapter.ReasonUnready, "not ready: starting or stopping"), nil
 	}
-	if d := run.auth.check(r); d.code != 0 {
+	if d := run.auth.check(r); d.reason != adapter.ReasonNone {
 		return f.refuseAuth(w, r, run, d), nil
 	}
 	if !run.pub.Ready() {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
-		return f.unavailable(w, r, run, "NATS unavailable: not connected"), nil
+		return f.refuse(w, r, run, adapter.ReasonUnready, "NATS unavailable: not connected"), nil
 	}
 	if mode == ingress.Raw && run.cfg.CloseRGW {
 		// RGW that keeps a connection to a process that then dies can stall a
@@ -101,82 +102,46 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	}
 	if run.inFlight.Add(reserve) > run.cfg.MaxInFlight {
 		run.inFlight.Add(-reserve)
-		return f.saturated(w, r, run, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
+		return f.refuse(w, r, run, adapter.ReasonBusy, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
 	}
 	defer run.inFlight.Add(-reserve)
-	body, oversize, code, err := readBody(r, run.cfg.MaxBodyBytes)
+	body, oversize, err := readBody(r, run.cfg.MaxBodyBytes)
 	if err != nil {
-		return f.fail(w, r, run, code, err.Error()), nil
+		return f.refuse(w, r, run, adapter.ReasonDecode, err.Error()), nil
 	}
 	start := time.Now()
 	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body, Oversize: oversize})
-	a := answerOf(&res)
+	a := res.Answer()
 	if run.log.Enabled(r.Context(), slog.LevelDebug) {
-		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.code,
-			"reason", res.Reason, "deadlettered", deadLettered(&res), "duration", time.Since(start))
+		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.Status,
+			"reason", res.Reason.String(), "deadlettered", deadLettered(&res), "duration", time.Since(start))
 	}
-	switch {
-	case a.code/100 == 2:
-		if res.DeadLettered || deadLettered(&res) > 0 {
-			run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", res.Reason, "error", deadLetterCause(&res), "path", r.URL.Path)
-		}
-		if run.cfg.Reply && mode != ingress.Raw && len(res.Outcomes) == 1 && len(res.Outcomes[0].Published) == 1 {
-			if err := reply(r.Context(), w, res.Outcomes[0].Published[0], run.cfg.ReplyType); err == nil {
-				return http.StatusOK, &res
-			}
-		}
-		w.WriteHeader(a.code)
-		return a.code, &res
-	case a.retry && saturatedOnly(&res):
-		return f.saturated(w, r, run, summary(&res)), &res
-	case a.retry:
-		return f.unavailable(w, r, run, summary(&res)), &res
-	default:
+	if !a.Delivered() {
 		msg := summary(&res)
-		if errors.Is(res.Err, adapter.ErrTooLarge) {
+		if res.Reason == adapter.ReasonTooLarge {
 			msg += " (MAX_BODY_BYTES)"
 		}
-		return f.fail(w, r, run, a.code, msg), &res
+		return f.answer(w, r, run, a, msg), &res
 	}
-}
-
-// answer is how a request is answered.
-type answer struct {
-	code  int
-	retry bool // with Retry-After: the sender should try again
-}
-
-// answers is the one table from what became of a request to its HTTP
-// answer. Knative retries 5xx, 404, 408, 409 and 429 and sends other 4xx to
-// its dead-letter sink; RGW retries every non-2xx forever, which is why
-// permanent failures go to our own dead letter (then: delivered) unless it
-// is turned off.
-var answers = map[string]answer{
-	"delivered":   {http.StatusAccepted, false},              // published, dropped, duplicate or dead-lettered
-	"invalid":     {http.StatusBadRequest, false},            // bad input not dead-lettered (not from RGW, or dead letter off)
-	"unsupported": {http.StatusUnsupportedMediaType, false},  // a Content-Type that cannot be a notification
-	"permanent":   {http.StatusUnprocessableEntity, false},   // permanent failure with the dead letter off
-	"transient":   {http.StatusServiceUnavailable, true},     // NATS away, no ack, Lua deadline, shutdown; busy, from RGW
-	"saturated":   {http.StatusTooManyRequests, true},        // busy (MAX_INFLIGHT_BYTES, no Lua state free), from a CloudEvents sender
-	"too large":   {http.StatusRequestEntityTooLarge, false}, // body over MAX_BODY_BYTES, not dead-lettered (not from RGW, or dead letter off)
-	"bad body":    {http.StatusBadRequest, false},            // the body could not be read
-}
-
-func answerOf(res *adapter.Result) answer {
-	switch {
-	case res.Class == 0:
-		return answers["delivered"]
-	case res.Class == adapter.Transient:
-		return answers["transient"]
-	case errors.Is(res.Err, ingress.ErrUnsupported):
-		return answers["unsupported"]
-	case errors.Is(res.Err, adapter.ErrTooLarge):
-		return answers["too large"]
-	case res.Err != nil:
-		return answers["invalid"]
+	if res.DeadLettered || deadLettered(&res) > 0 {
+		run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", res.Reason.String(), "error", deadLetterCause(&res), "path", r.URL.Path)
 	}
-	return answers["permanent"]
+	if run.cfg.Reply && mode != ingress.Raw && len(res.Outcomes) == 1 && len(res.Outcomes[0].Published) == 1 {
+		if err := reply(r.Context(), w, res.Outcomes[0].Published[0], run.cfg.ReplyType); err == nil {
+			return answerOK, &res
+		}
+	}
+	w.WriteHeader(a.Status)
+	return a, &res
 }
+
+// answerOK is a delivered request answered 200 (a reply, a handshake)
+// rather than 202.
+var answerOK = func() adapter.Answer {
+	a := adapter.AnswerFor(0, adapter.ReasonNone, adapter.FromCloudEvents)
+	a.Status = http.StatusOK
+	return a
+}()
 
 func deadLettered(res *adapter.Result) int {
 	n := 0
@@ -225,60 +190,30 @@ func reply(ctx context.Context, w http.ResponseWriter, published *event.Event, s
 	return cehttp.WriteResponseWriter(ctx, binding.ToMessage(&ev), http.StatusOK, w)
 }
 
-func (f *Function) unavailable(w http.ResponseWriter, r *http.Request, run *running, msg string) int {
-	return f.retryLater(w, r, run, answers["transient"].code, msg)
+// refuse answers a request that failed for reason before the pipeline had
+// its say, from the one table (adapter.AnswerFor).
+func (f *Function) refuse(w http.ResponseWriter, r *http.Request, run *running, reason adapter.Reason, msg string) adapter.Answer {
+	return f.answer(w, r, run, adapter.AnswerFor(reason.Class(), reason, adapter.SenderOf(ingress.Header(r.Header))), msg)
 }
 
-// saturated answers a request that found rgw-nats at capacity (request
-// bodies in flight, every Lua state busy): nothing is wrong but the rate.
-// A CloudEvents sender (Knative) gets 429, which says exactly that and which
-// it retries, honouring Retry-After with delivery-retryafter, like a 503.
-// RGW treats every non-2xx alike, so it keeps getting 503, as for every
-// other transient failure.
-func (f *Function) saturated(w http.ResponseWriter, r *http.Request, run *running, msg string) int {
-	if _, fromRGW := ingress.Sender(ingress.Header(r.Header)); fromRGW {
-		return f.unavailable(w, r, run, msg)
-	}
-	return f.retryLater(w, r, run, answers["saturated"].code, msg)
-}
-
-// saturatedOnly says whether every transient failure of a request is the
-// Lua state pool's (busy): then only the load stood in the way.
-func saturatedOnly(res *adapter.Result) bool {
-	if res.Err != nil || res.Class != adapter.Transient {
-		return false
-	}
-	for i := range res.Outcomes {
-		if o := &res.Outcomes[i]; o.Status == adapter.Failed && o.Class == adapter.Transient && o.Reason != adapter.ReasonBusy {
-			return false
+// answer writes a failure's answer: its status, Retry-After when the sender
+// should try again, a one-line plain-text reason; and logs one line.
+func (f *Function) answer(w http.ResponseWriter, r *http.Request, run *running, a adapter.Answer, msg string) adapter.Answer {
+	if a.Retry {
+		retry := 1
+		if run != nil {
+			retry = run.cfg.RetryAfter
 		}
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
 	}
-	return true
-}
-
-func (f *Function) retryLater(w http.ResponseWriter, r *http.Request, run *running, code int, msg string) int {
-	retry := 1
-	if run != nil {
-		retry = run.cfg.RetryAfter
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(retry))
-	return f.fail(w, r, run, code, msg)
-}
-
-// fail writes a one-line plain-text reason, logs one line and returns code.
-func (f *Function) fail(w http.ResponseWriter, r *http.Request, run *running, code int, msg string) int {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	io.WriteString(w, msg+"\n")
+	http.Error(w, msg, a.Status)
 	t := f.early
 	if run != nil {
 		t = run.failures
 	}
-	t.log(r.Context(), slog.LevelWarn, "request failed",
-		"status", code, "reason", msg, "path", r.URL.Path, "remote", r.RemoteAddr)
-	return code
+	t.log(r.Context(), a.Level, "request failed",
+		"status", a.Status, "reason", msg, "path", r.URL.Path, "remote", r.RemoteAddr)
+	return a
 }
 
 // throttle logs failures one line each, up to a rate; beyond it (a retry
@@ -334,13 +269,12 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// readBody reads at most limit bytes; one allocation when Content-Length is
-// known. A failure comes with its status code.
-// readBody reads the request body. A body over limit is not refused here:
+// readBody reads the request body, in one allocation when Content-Length
+// is known. A body over limit is not refused here:
 // its first limit bytes come back with oversize set (the declared length, or
 // -1 when none was declared), and the pipeline decides (RGW's goes to the
 // dead letter, since RGW would retry a 413 forever; others get 413).
-func readBody(r *http.Request, limit int64) (body []byte, oversize int64, code int, err error) {
+func readBody(r *http.Request, limit int64) (body []byte, oversize int64, err error) {
 	n := r.ContentLength
 	switch {
 	case n > limit:
@@ -357,7 +291,7 @@ func readBody(r *http.Request, limit int64) (body []byte, oversize int64, code i
 		}
 	}
 	if err != nil {
-		return nil, 0, answers["bad body"].code, fmt.Errorf("reading body: %s", ingress.OneLine(err))
+		return nil, 0, fmt.Errorf("reading body: %s", ingress.OneLine(err))
 	}
-	return body, oversize, 0, nil
+	return body, oversize, nil
 }

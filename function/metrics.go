@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	byCode    map[int]*[len(ingress.Modes)]prometheus.Counter // the codes Handle answers, resolved once
 	events    *prometheus.CounterVec
-	byOutcome [len(adapter.Statuses)][len(adapter.Reasons) + 1]prometheus.Counter // [status][0: no reason, 1+i: Reasons[i]]
+	byOutcome [len(adapter.Statuses)][len(adapter.Reasons) + 1]prometheus.Counter // [status][reason], ReasonNone: no reason
 	publish   prometheus.Histogram
 	luaCall   prometheus.Histogram
 }
@@ -70,9 +71,13 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	m.byCode = map[int]*[len(ingress.Modes)]prometheus.Counter{}
-	codes := []int{http.StatusOK, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusServiceUnavailable}
-	for _, a := range answers {
-		codes = append(codes, a.code)
+	codes := []int{http.StatusOK} // a reply (REPLY), and every answer of the table
+	for _, r := range append([]adapter.Reason{adapter.ReasonNone}, adapter.Reasons[:]...) {
+		for _, s := range []adapter.Sender{adapter.FromCloudEvents, adapter.FromRGW} {
+			if c := adapter.AnswerFor(r.Class(), r, s).Status; !slices.Contains(codes, c) {
+				codes = append(codes, c)
+			}
+		}
 	}
 	for _, code := range codes {
 		var cs [len(ingress.Modes)]prometheus.Counter
@@ -86,8 +91,8 @@ func newMetrics() *metrics {
 		if st != adapter.Failed && st != adapter.DeadLettered {
 			continue
 		}
-		for i, r := range adapter.Reasons {
-			m.byOutcome[st][i+1] = m.events.WithLabelValues(st.String(), r)
+		for _, r := range adapter.Reasons {
+			m.byOutcome[st][r] = m.events.WithLabelValues(st.String(), r.String())
 		}
 	}
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
@@ -115,21 +120,14 @@ func (m *metrics) result(res *adapter.Result) {
 	}
 }
 
-func (m *metrics) outcome(st adapter.Status, reason string) {
-	if int(st) >= len(m.byOutcome) {
+func (m *metrics) outcome(st adapter.Status, reason adapter.Reason) {
+	if int(st) >= len(m.byOutcome) || int(reason) >= len(m.byOutcome[st]) {
 		return
 	}
-	if st != adapter.Failed && st != adapter.DeadLettered || reason == "" {
-		m.byOutcome[st][0].Inc()
-		return
+	if st != adapter.Failed && st != adapter.DeadLettered {
+		reason = adapter.ReasonNone
 	}
-	for i, r := range adapter.Reasons {
-		if r == reason {
-			m.byOutcome[st][i+1].Inc()
-			return
-		}
-	}
-	m.events.WithLabelValues(st.String(), reason).Inc()
+	m.byOutcome[st][reason].Inc()
 }
 
 // observeLua is the Lua engine's call observer.

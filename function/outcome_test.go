@@ -87,7 +87,7 @@ func TestOutcomeTable(t *testing.T) {
 		code      int // dead letter on; 0: 202 from RGW, refused from others
 		codeOff   int // dead letter off
 		published int // events on rgw.>
-		reason    string
+		reason    pipeline.Reason
 		refused   int // see code
 	}
 	cases := []struct {
@@ -98,8 +98,8 @@ func TestOutcomeTable(t *testing.T) {
 		posts  int  // how often the request is sent (the last answer counts)
 		want   want
 	}{
-		{name: "published", want: want{202, 202, 1, "", 0}},
-		{name: "dropped by Lua", script: `function transform(ev) return nil end`, want: want{202, 202, 0, "", 0}},
+		{name: "published", want: want{202, 202, 1, pipeline.ReasonNone, 0}},
+		{name: "dropped by Lua", script: `function transform(ev) return nil end`, want: want{202, 202, 0, pipeline.ReasonNone, 0}},
 		{name: "decode", bad: true, want: want{0, 400, 0, pipeline.ReasonDecode, 400}},
 		// Every mode's request is over 512 bytes; RGW's are dead-lettered
 		// truncated (RGW would retry a 413 forever).
@@ -118,7 +118,7 @@ func TestOutcomeTable(t *testing.T) {
 		{name: "poison: the deadline again and again", script: `function transform(ev) while true do end end`, posts: 2,
 			setup: func(c *function.Config) { c.LuaTimeout, c.PoisonAttempts = 20*time.Millisecond, 2 },
 			want:  want{202, 422, 0, pipeline.ReasonPoison, 0}},
-		{name: "duplicate", posts: 2, setup: func(c *function.Config) { c.DedupWindow = time.Minute }, want: want{202, 202, 1, "", 0}},
+		{name: "duplicate", posts: 2, setup: func(c *function.Config) { c.DedupWindow = time.Minute }, want: want{202, 202, 1, pipeline.ReasonNone, 0}},
 	}
 	for _, c := range cases {
 		for _, dl := range []bool{true, false} {
@@ -150,7 +150,7 @@ func TestOutcomeTable(t *testing.T) {
 						} else if code == 0 {
 							code = map[bool]int{true: 202, false: c.want.refused}[m.fromRGW]
 						}
-						deadLettered := dl && code == 202 && c.want.reason != ""
+						deadLettered := dl && code == 202 && c.want.reason != pipeline.ReasonNone
 						warnBefore := failureLines(a.log.String())
 						var resp response
 						for range max(c.posts, 1) {
@@ -159,7 +159,7 @@ func TestOutcomeTable(t *testing.T) {
 						if resp.code != code {
 							t.Fatalf("status %d %q, want %d", resp.code, resp.body, code)
 						}
-						word := c.want.reason
+						word := c.want.reason.String()
 						switch {
 						case c.bad:
 							word = "invalid request"
@@ -192,7 +192,7 @@ func TestOutcomeTable(t *testing.T) {
 						// line too (the event did fail); success is silent.
 						wantLines := max(c.posts, 1)
 						switch {
-						case c.want.reason == "":
+						case c.want.reason == pipeline.ReasonNone:
 							wantLines = 0
 						case c.name == "poison: the deadline again and again":
 							wantLines = 2 // the first attempt's 503, then the dead letter (or 422)
@@ -213,12 +213,12 @@ func failureLines(log string) int {
 	return strings.Count(log, `msg="request failed"`) + strings.Count(log, "msg=dead-lettered")
 }
 
-func checkDeadLetter(t *testing.T, m *nats.Msg, body []byte, h map[string]string, reason string) {
+func checkDeadLetter(t *testing.T, m *nats.Msg, body []byte, h map[string]string, reason pipeline.Reason) {
 	t.Helper()
 	if string(m.Data) != string(body) {
 		t.Errorf("dead letter payload %q, want the request body byte for byte", m.Data)
 	}
-	if got := m.Header.Get(pipeline.HeaderReason); got != reason {
+	if got := m.Header.Get(pipeline.HeaderReason); got != reason.String() {
 		t.Errorf("%s %q, want %q", pipeline.HeaderReason, got, reason)
 	}
 	if m.Header.Get(pipeline.HeaderError) == "" {
@@ -447,7 +447,7 @@ func TestTooLargeChunked(t *testing.T) {
 	if got := m.Header.Get(pipeline.HeaderTruncated); got != "512 of more" {
 		t.Errorf("%s %q, want %q", pipeline.HeaderTruncated, got, "512 of more")
 	}
-	if string(m.Data) != string(body[:512]) || m.Header.Get(pipeline.HeaderReason) != pipeline.ReasonTooLarge {
+	if string(m.Data) != string(body[:512]) || m.Header.Get(pipeline.HeaderReason) != pipeline.ReasonTooLarge.String() {
 		t.Errorf("dead letter %v %.40q", m.Header, m.Data)
 	}
 }

@@ -61,8 +61,9 @@ func (q *rgwQueue) round(t *testing.T, url string) {
 // once; the number of POSTs is bounded by the attempt limit, not by time.
 func TestPoisonEventDoesNotBlockTheTopic(t *testing.T) {
 	for _, c := range []struct {
-		name, script, reason string
-		posts                int // POSTs of the poison entry
+		name, script string
+		reason       pipeline.Reason
+		posts        int // POSTs of the poison entry
 	}{
 		// A script error is permanent at once: one POST.
 		{"script error", `error("cannot process " .. ev.subject)`, pipeline.ReasonScript, 1},
@@ -129,7 +130,7 @@ end`)
 				}
 				dl := receive(t, letters, 1)[0]
 				none(t, letters)
-				if string(dl.Data) != string(bodies["poison/x.txt"]) || dl.Header.Get(pipeline.HeaderReason) != c.reason {
+				if string(dl.Data) != string(bodies["poison/x.txt"]) || dl.Header.Get(pipeline.HeaderReason) != c.reason.String() {
 					t.Errorf("dead letter %v %q", dl.Header, dl.Data)
 				}
 				if mode == natsout.JetStream {

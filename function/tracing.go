@@ -83,17 +83,17 @@ func startRequest(tracer trace.Tracer, r *http.Request) (context.Context, trace.
 		attribute.String("server.address", r.Host)))
 }
 
-// endRequest ends the request's span with what became of it.
-func endRequest(span trace.Span, mode ingress.Mode, code int, res *adapter.Result) {
-	span.SetAttributes(attribute.Int("http.response.status_code", code), attribute.String("rgwnats.ingress_mode", mode.String()))
+// endRequest ends the request's span with its answer.
+func endRequest(span trace.Span, mode ingress.Mode, a adapter.Answer, res *adapter.Result) {
+	span.SetAttributes(attribute.Int("http.response.status_code", a.Status), attribute.String("rgwnats.ingress_mode", mode.String()))
 	if res != nil {
 		span.SetAttributes(attribute.Int("rgwnats.events", len(res.Outcomes)))
-		if res.Class != 0 {
-			span.SetAttributes(attribute.String("error.type", res.Reason))
-		}
 	}
-	if code >= 500 {
-		span.SetStatus(codes.Error, http.StatusText(code))
+	if !a.Delivered() {
+		span.SetAttributes(attribute.String("error.type", a.Reason.String()), attribute.String("rgwnats.failure", a.Class.String()))
+	}
+	if a.SpanError {
+		span.SetStatus(codes.Error, http.StatusText(a.Status))
 	}
 	span.End()
 }

@@ -79,7 +79,7 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		res := pipe.Handle(ctx, adapter.Request{Header: h, Body: body})
 		msgs := rec.Take()
 		if res.Err != nil {
-			fmt.Fprintf(stdout, "%s: %s, %s: %v\n", name, verdict(res.Class, res.DeadLettered), res.Reason, res.Err)
+			fmt.Fprintf(stdout, "%s: %s, %s: %v\n", name, verdict(&res), res.Reason, res.Err)
 			failed++
 			continue
 		}
@@ -108,16 +108,18 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// verdict names the answer the service would give, in the words of the
-// status table.
-func verdict(c adapter.Class, deadLettered bool) string {
-	switch {
-	case deadLettered:
-		return "dead-lettered (answered 2xx)"
-	case c == adapter.Transient:
-		return "transient failure (answered 503, retried)"
+// verdict names the answer the service would give (the one table,
+// adapter.AnswerFor).
+func verdict(res *adapter.Result) string {
+	a := res.Answer()
+	if res.DeadLettered {
+		return fmt.Sprintf("dead-lettered (answered %d)", a.Status)
 	}
-	return "permanent failure (answered 4xx)"
+	retry := ""
+	if a.Retry {
+		retry = ", retried"
+	}
+	return fmt.Sprintf("%s failure (answered %d%s)", a.Class, a.Status, retry)
 }
 
 func readInput(name string) ([]byte, error) {
