@@ -1,5 +1,4 @@
-// Package adapter is the whole path from a request to NATS, built by one
-// constructor from one typed Config: decode the request (package ingress:
+// Package adapter is the whole path from a request to NATS: decode the request (package ingress:
 // raw RGW, CloudEvents binary, structured or batch, KafkaSource/CephSource/RGW
 // cloudevents=true wrapping), map records to CloudEvents (cloudevent), run
 // the Lua transform (lua), name the subject (subject), encode the CloudEvents
@@ -18,6 +17,11 @@
 // permanent per-event failure goes to the dead letter, a recently confirmed
 // event id is not published again, and a deadline one event hits again and
 // again is taken as permanent.
+//
+// The pipeline and its parts (the NATS connection, the Lua engine, the RGW
+// table) are assembled in one place, adapter/service, from one typed
+// Settings; failure.go holds the one table from a failure's reason to its
+// class and to the answer a sender gets (AnswerFor).
 //
 // This package and its sub-packages know nothing of HTTP servers or Knative:
 // they must not import net/http or package function, nor link nats-server.

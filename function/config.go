@@ -10,15 +10,9 @@ import (
 	"os"
 	"reflect"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/rgw-nats/rgw-nats/adapter/binding"
-	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
-	"github.com/rgw-nats/rgw-nats/adapter/kvtable"
-	"github.com/rgw-nats/rgw-nats/adapter/lua"
-	"github.com/rgw-nats/rgw-nats/adapter/natsout"
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
+	"github.com/rgw-nats/rgw-nats/adapter/service"
 )
 
 // Config is the whole configuration of the service. It is read from the
@@ -26,22 +20,21 @@ import (
 // default and a one-line description, which `rgw-nats --help` prints.
 type Config struct {
 	// HTTP ingress.
-	ListenAddress string               `env:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
-	Port          string               `env:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
-	MaxBodyBytes  int64                `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body; a larger one from RGW is dead-lettered truncated, from others gets 413"`
-	MaxInFlight   int64                `env:"MAX_INFLIGHT_BYTES" default:"16777216" desc:"request body bytes held at once by all requests being processed; past it a request gets 429 (CloudEvents senders) or 503 (RGW) before its body is read"`
-	AuthUsername  string               `env:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
-	AuthPassword  string               `secret:"true" env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
-	AuthToken     string               `secret:"true" env:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
-	RetryAfter    int                  `env:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503 or 429"`
-	CloseRGW      bool                 `env:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
-	Reply         bool                 `env:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
-	ReplyType     string               `env:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
-	CEOverrides   cloudevent.Overrides `env:"K_CE_OVERRIDES" desc:"JSON {\"extensions\":{...}} set on every event (injected by a Knative SinkBinding)"`
-	Shutdown      time.Duration        `env:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long SIGTERM waits for in-flight requests and the NATS drain"`
-	ShutdownDelay time.Duration        `env:"SHUTDOWN_DELAY" default:"0s" desc:"rgw-nats serve: after SIGTERM, fail readiness but keep serving this long before shutting down (a preStop sleep for plain Deployments; Knative drains by itself)"`
-	TLSCertFile   string               `env:"TLS_CERT_FILE" desc:"PEM certificate (chain): serve HTTPS, TLS 1.2+, instead of HTTP; reloaded when it changes (rgw-nats serve only)"`
-	TLSKeyFile    string               `env:"TLS_KEY_FILE" desc:"PEM private key of TLS_CERT_FILE, reloaded with it"`
+	ListenAddress string        `env:"LISTEN_ADDRESS" desc:"address to listen on; overrides PORT (func images set [::]:8080)"`
+	Port          string        `env:"PORT" default:"8080" desc:"port to listen on, all interfaces, when LISTEN_ADDRESS is unset"`
+	MaxBodyBytes  int64         `env:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body; a larger one from RGW is dead-lettered truncated, from others gets 413"`
+	MaxInFlight   int64         `env:"MAX_INFLIGHT_BYTES" default:"16777216" desc:"request body bytes held at once by all requests being processed; past it a request gets 429 (CloudEvents senders) or 503 (RGW) before its body is read"`
+	AuthUsername  string        `env:"AUTH_USERNAME" desc:"HTTP Basic user required on ingress (RGW: put it in the push-endpoint URL)"`
+	AuthPassword  string        `secret:"true" env:"AUTH_PASSWORD" desc:"HTTP Basic password required on ingress"`
+	AuthToken     string        `secret:"true" env:"AUTH_TOKEN" desc:"bearer token accepted on ingress (Authorization: Bearer ...)"`
+	RetryAfter    int           `env:"RETRY_AFTER" default:"1" desc:"seconds sent in Retry-After with a 503 or 429"`
+	CloseRGW      bool          `env:"RGW_CLOSE_CONNECTIONS" default:"true" desc:"close the HTTP connection after answering a raw RGW POST (a restarted adapter then never leaves RGW stuck on a dead keep-alive connection)"`
+	Reply         bool          `env:"REPLY" default:"false" desc:"answer a CloudEvent delivery with 200 and the transformed event (Knative Sequence), instead of 202"`
+	ReplyType     string        `env:"REPLY_TYPE_SUFFIX" default:".nats" desc:"suffix added to the type of a reply event, so a Trigger never matches its own replies"`
+	Shutdown      time.Duration `env:"SHUTDOWN_TIMEOUT" default:"25s" desc:"how long SIGTERM waits for in-flight requests and the NATS drain"`
+	ShutdownDelay time.Duration `env:"SHUTDOWN_DELAY" default:"0s" desc:"rgw-nats serve: after SIGTERM, fail readiness but keep serving this long before shutting down (a preStop sleep for plain Deployments; Knative drains by itself)"`
+	TLSCertFile   string        `env:"TLS_CERT_FILE" desc:"PEM certificate (chain): serve HTTPS, TLS 1.2+, instead of HTTP; reloaded when it changes (rgw-nats serve only)"`
+	TLSKeyFile    string        `env:"TLS_KEY_FILE" desc:"PEM private key of TLS_CERT_FILE, reloaded with it"`
 
 	// OIDC sender identity (Knative Eventing's authentication-oidc; function/internal/oidcauth).
 	AuthOIDCIssuer    string `env:"AUTH_OIDC_ISSUER" desc:"OIDC issuer (iss) whose bearer JWTs are accepted on ingress, e.g. the cluster's service-account issuer; with AUTH_OIDC_AUDIENCE"`
@@ -51,59 +44,9 @@ type Config struct {
 	AuthOIDCCA        string `env:"AUTH_OIDC_CA" desc:"PEM file of the CAs of the issuer's HTTPS certificate; empty: the system's"`
 	AuthOIDCTokenFile string `env:"AUTH_OIDC_TOKEN_FILE" desc:"file of a bearer token sent when fetching discovery and keys (the API server wants the pod's service-account token), read at every fetch"`
 
-	// CloudEvents.
-	CEMode binding.Encoding `env:"CE_MODE" default:"structured" desc:"CloudEvents NATS binding: structured (JSON payload) or binary (ce- headers)"`
-	CEData cloudevent.Data  `env:"CE_DATA" default:"record" desc:"event data: record (the RGW record) or envelope ({\"Records\":[record]}, as RGW sends it)"`
-
-	// NATS egress.
-	NATSURL             string           `env:"NATS_URL" desc:"NATS server URL(s), comma separated; empty starts an embedded nats-server"`
-	NATSMode            natsout.Mode     `env:"NATS_MODE" default:"core" desc:"core (publish, then flush) or jetstream (publish with Nats-Msg-Id, wait for the ack)"`
-	NATSSubject         subject.Template `env:"NATS_SUBJECT" default:"rgw.{bucket}.{event}" desc:"subject template; fields {bucket} {key} {event} {type} {source} {id} {subject} {ext:NAME}"`
-	NATSStream          string           `env:"NATS_STREAM" default:"RGW" desc:"JetStream stream that must capture the subjects (jetstream mode)"`
-	NATSStreamCreate    bool             `env:"NATS_STREAM_CREATE" default:"false" desc:"create or update the stream at start (always done for the embedded server)"`
-	NATSStreamSubjects  string           `env:"NATS_STREAM_SUBJECTS" desc:"subjects of a created stream, comma separated; default derived from NATS_SUBJECT (rgw.>)"`
-	NATSAckTimeout      time.Duration    `env:"NATS_ACK_TIMEOUT" default:"5s" desc:"how long to wait for a flush or a JetStream ack before answering 503"`
-	NATSCreds           string           `env:"NATS_CREDS" desc:"path of a NATS .creds file (JWT + nkey seed)"`
-	NATSNkey            string           `env:"NATS_NKEY" desc:"path of an nkey seed file"`
-	NATSUser            string           `env:"NATS_USER" desc:"NATS user name"`
-	NATSPassword        string           `secret:"true" env:"NATS_PASSWORD" desc:"NATS password"`
-	NATSToken           string           `secret:"true" env:"NATS_TOKEN" desc:"NATS authentication token"`
-	NATSTLSCA           string           `env:"NATS_TLS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
-	NATSTLSCert         string           `env:"NATS_TLS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
-	NATSTLSKey          string           `env:"NATS_TLS_KEY" desc:"PEM key of NATS_TLS_CERT"`
-	NATSClientName      string           `env:"NATS_CLIENT_NAME" default:"rgw-nats" desc:"connection name shown by the NATS server"`
-	NATSEmbeddedListen  string           `env:"NATS_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"host:port of the embedded nats-server (port 0 picks a free one)"`
-	NATSStoreDir        string           `env:"NATS_STORE_DIR" desc:"JetStream store of the embedded server; empty uses a temporary directory"`
-	NATSStreamDupWindow time.Duration    `env:"NATS_STREAM_DUPLICATE_WINDOW" default:"10m" desc:"duplicate window (Nats-Msg-Id) of a created stream; cover RGW's retry horizon"`
-	NATSStreamReplicas  int              `env:"NATS_STREAM_REPLICAS" default:"1" desc:"replicas of a created stream (3 on a 3-node cluster)"`
-
-	// Failures and duplicates.
-	DeadLetter        bool             `env:"DEAD_LETTER" default:"true" desc:"publish an event that fails permanently to the dead-letter subject and answer 2xx (RGW retries every other answer forever)"`
-	DeadLetterSubject subject.Template `env:"DEAD_LETTER_SUBJECT" default:"rgwnats.deadletter.{bucket}" desc:"subject template of dead letters; keep it outside the subjects consumers read"`
-	PoisonAttempts    int              `env:"POISON_ATTEMPTS" default:"3" desc:"Lua deadline hits of one event id (within POISON_WINDOW) after which it is a permanent failure; 0 never"`
-	PoisonWindow      time.Duration    `env:"POISON_WINDOW" default:"10m" desc:"how long deadline hits of an event id are counted"`
-	DedupWindow       time.Duration    `env:"DEDUP_WINDOW" default:"10m" desc:"how long a confirmed event id is remembered: a resent event is answered 2xx without publishing again; 0 off"`
-	DedupMaxIDs       int              `env:"DEDUP_MAX_IDS" default:"100000" desc:"most event ids remembered (about 90 bytes each)"`
-	MaxRequestBytes   int              `env:"MAX_REQUEST_OUTPUT_BYTES" default:"8388608" desc:"bytes all messages of one request may hold; more is a permanent failure"`
-
-	// Lua transform.
-	LuaScript   string        `env:"LUA_SCRIPT" desc:"Lua script file, or a directory of *.lua run in name order as a chain"`
-	LuaFunction string        `env:"LUA_FUNCTION" default:"transform" desc:"name of the function a script defines to transform one event"`
-	LuaTimeout  time.Duration `env:"LUA_TIMEOUT" default:"100ms" desc:"deadline of one script call"`
-	LuaOnError  lua.Policy    `env:"LUA_ON_ERROR" default:"reject" desc:"when a script fails: reject (the event is a permanent failure: dead letter), drop, or passthrough"`
-	LuaPoolSize int           `env:"LUA_POOL_SIZE" default:"0" desc:"Lua states kept ready; 0 means two per CPU"`
-	LuaHMACKey  string        `secret:"true" env:"LUA_HMAC_KEY" desc:"secret key of rgwnats.hmac_sha256 (pseudonymisation); never put it in a script"`
-	LuaReload   bool          `env:"LUA_RELOAD" default:"true" desc:"watch LUA_SCRIPT and swap in a new version when it changes"`
-	LuaModules  string        `env:"LUA_MODULES" desc:"directories (separated by ':') of the pure-Lua modules require finds: name.lua, a/b.lua for a.b, name/init.lua"`
-	// Lua bounds (adapter/lua/bounds.go; README "Bounds").
-	LuaMaxOutputs     int           `env:"LUA_MAX_OUTPUTS" default:"100" desc:"most outputs of one event: returned events, clones and raw publishes together"`
-	LuaMaxOutputBytes int           `env:"LUA_MAX_OUTPUT_BYTES" default:"1048576" desc:"most bytes one event may produce: data of its output events and clones, raw payloads, headers"`
-	LuaMaxStates      int           `env:"LUA_MAX_STATES" default:"0" desc:"live Lua states per script; 0 means two per CPU; a call waits LUA_STATE_WAIT for one, then 429 (CloudEvents senders) or 503 (RGW)"`
-	LuaStateWait      time.Duration `env:"LUA_STATE_WAIT" default:"0" desc:"how long a call waits for a busy Lua state; 0 means LUA_TIMEOUT"`
-	LuaMemoryLimit    int64         `env:"LUA_MEMORY_LIMIT" default:"0" desc:"Go heap bytes past which running Lua calls are stopped (503); 0 means half of GOMEMLIMIT (256 MiB without), negative turns it off"`
-	// The RGW table in a NATS KV bucket (adapter/kvtable).
-	LuaRGWTableKV         string `env:"LUA_RGW_TABLE_KV" desc:"NATS KV bucket holding the scripts' RGW table, shared by every replica and kept across restarts; empty keeps it in memory"`
-	LuaRGWTableKVReplicas int    `env:"LUA_RGW_TABLE_KV_REPLICAS" default:"1" desc:"replicas of the KV bucket when it is created (with NATS_STREAM_CREATE or the embedded server)"`
+	// What the pipeline, its NATS connection, the Lua engine and the RGW
+	// table are built from (adapter/service).
+	service.Settings
 
 	// Logging.
 	LogLevel  string `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -133,19 +76,39 @@ func ConfigFromMap(env map[string]string) (Config, error) {
 func ConfigFrom(lookup func(string) (string, bool)) (Config, error) {
 	var c Config
 	v := reflect.ValueOf(&c).Elem()
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
+	for _, f := range fields() {
 		name := f.Tag.Get("env")
 		text, ok := lookup(name)
 		if !ok {
 			text = f.Tag.Get("default")
 		}
-		if err := setField(v.Field(i), text); err != nil {
+		if err := setField(v.FieldByIndex(f.Index), text); err != nil {
 			return c, fmt.Errorf("configuration: %s=%q: %w", name, text, err)
 		}
 	}
 	return c, c.Validate()
+}
+
+// fields are Config's variables, those of the embedded service.Settings
+// included, in their order.
+func fields() []reflect.StructField {
+	var fs []reflect.StructField
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Config]()) {
+		if f.Tag.Get("env") != "" {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+// Variables are the names of the environment variables Config reads, in
+// their order.
+func Variables() []string {
+	var names []string
+	for _, f := range fields() {
+		names = append(names, f.Tag.Get("env"))
+	}
+	return names
 }
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -195,18 +158,11 @@ func (c *Config) Validate() error {
 		return errors.New("configuration: AUTH_USERNAME and AUTH_PASSWORD go together")
 	case c.AuthOIDCIssuer == "" && (c.AuthOIDCAudience != "" || c.AuthOIDCSubjects != "" || c.AuthOIDCDiscovery != "" || c.AuthOIDCCA != "" || c.AuthOIDCTokenFile != ""):
 		return errors.New("configuration: AUTH_OIDC_* settings need AUTH_OIDC_ISSUER")
-	case c.NATSAckTimeout <= 0:
-		return errors.New("configuration: NATS_ACK_TIMEOUT must be positive")
-	case c.LuaTimeout <= 0:
-		return errors.New("configuration: LUA_TIMEOUT must be positive")
 	case c.ShutdownDelay < 0:
 		return errors.New("configuration: SHUTDOWN_DELAY must not be negative")
-	case c.LuaRGWTableKV != "" && !kvtable.ValidBucket(c.LuaRGWTableKV):
-		return fmt.Errorf("configuration: LUA_RGW_TABLE_KV %q: a KV bucket name has only letters, digits, - and _", c.LuaRGWTableKV)
-	case c.LuaRGWTableKVReplicas < 1 || c.LuaRGWTableKVReplicas > 5:
-		return fmt.Errorf("configuration: LUA_RGW_TABLE_KV_REPLICAS must be 1 to 5, not %d", c.LuaRGWTableKVReplicas)
-	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:
-		return errors.New("configuration: DEDUP_MAX_IDS, POISON_ATTEMPTS and MAX_REQUEST_OUTPUT_BYTES must not be negative, NATS_STREAM_REPLICAS at least 1")
+	}
+	if err := c.Settings.Validate(); err != nil {
+		return err
 	}
 	if err := c.validateTelemetry(); err != nil {
 		return err
@@ -214,13 +170,6 @@ func (c *Config) Validate() error {
 	if oc := c.oidc(); oc != nil {
 		if err := oc.Validate(); err != nil {
 			return fmt.Errorf("configuration: AUTH_OIDC_*: %w", err)
-		}
-	}
-	if c.DeadLetter {
-		for _, s := range c.streamSubjects() {
-			if subject.Overlap(s, c.DeadLetterSubject.StreamSubjects()) {
-				return fmt.Errorf("configuration: DEAD_LETTER_SUBJECT %q falls inside the event subjects %q: consumers would take dead letters for events", c.DeadLetterSubject.String(), s)
-			}
 		}
 	}
 	return nil
@@ -263,9 +212,7 @@ func (c *Config) Addr() string {
 
 // PrintUsage writes every variable with its default and description.
 func PrintUsage(w io.Writer) error {
-	t := reflect.TypeFor[Config]()
-	for i := range t.NumField() {
-		f := t.Field(i)
+	for _, f := range fields() {
 		def := ""
 		if d := f.Tag.Get("default"); d != "" {
 			def = " (default " + d + ")"
@@ -275,19 +222,4 @@ func PrintUsage(w io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// streamSubjects are the subjects a created stream captures for events:
-// NATS_STREAM_SUBJECTS, or what NATS_SUBJECT can produce.
-func (c *Config) streamSubjects() []string {
-	if c.NATSStreamSubjects == "" {
-		return []string{c.NATSSubject.StreamSubjects()}
-	}
-	var out []string
-	for s := range strings.SplitSeq(c.NATSStreamSubjects, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -3,12 +3,13 @@
 // Knative's func-go scaffolding and this project's own binary both call.
 //
 // It is the HTTP shell only: method, ingress auth, body limit, health, and
-// the one table from what the adapter pipeline made of a request to the
-// status code that makes RGW or Knative do the right thing (2xx only once
-// NATS has every event). It reads the configuration, and it is where the
+// the status code that makes RGW or Knative do the right thing (2xx only
+// once NATS has every event), looked up in adapter's one table. It reads the configuration, and it is where the
 // service is observed from: the Prometheus metrics (metrics.go) and the
 // OpenTelemetry SDK with its OTLP exporter (tracing.go). Decoding, mapping, Lua
-// and NATS live in package adapter and its sub-packages. It must not import
+// and NATS live in package adapter and its sub-packages, assembled by
+// adapter/service from the settings Config embeds; the answer to each
+// outcome is adapter's table (adapter.AnswerFor). It must not import
 // package main, anything under cmd/, or nats-server.
 package function
 
@@ -19,21 +20,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/rgw-nats/rgw-nats/adapter"
-	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
-	"github.com/rgw-nats/rgw-nats/adapter/kvtable"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
+	"github.com/rgw-nats/rgw-nats/adapter/service"
 )
 
 // Function is the Knative function. Its zero value is not usable: get one
@@ -55,10 +51,10 @@ type running struct {
 	cfg      Config
 	log      *slog.Logger
 	failures *throttle
+	svc      *service.Service // the pipeline and its parts
 	pipe     *adapter.Pipeline
 	pub      *natsout.Publisher
-	engine   *lua.Engine
-	table    *kvtable.Table // nil: the RGW table is in memory
+	engine   *lua.Engine // nil without LUA_SCRIPT
 	auth     authenticator
 	inFlight atomic.Int64 // body bytes reserved by requests being processed
 
@@ -102,8 +98,8 @@ func New(opts ...Option) *Function {
 
 // Start reads the configuration, unless given with WithConfig, from env
 // (what func-go hands over: the environment as a map) or, when env is nil,
-// from the process environment. It opens the one NATS connection, compiles
-// the Lua scripts and builds the pipeline. It does not wait for NATS to be
+// from the process environment. It builds the pipeline with its NATS
+// connection, Lua scripts and RGW table (adapter/service, the one builder). It does not wait for NATS to be
 // reachable: Ready says when the function can publish. NATS_URL is required
 // here; the rgw-nats binary starts an embedded server when it is unset.
 func (f *Function) Start(ctx context.Context, env map[string]string) error {
@@ -153,47 +149,19 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	if r.tp != nil {
 		r.tracer = r.tp.Tracer(tracerName)
 	}
-	if r.pub, err = natsout.Connect(ctx, natsConfig(cfg, log), f.natsOp...); err != nil {
-		r.close(ctx)
-		return fmt.Errorf("NATS: %w", err)
-	}
-	var tr adapter.Transformer
-	if cfg.LuaScript != "" {
-		opts := append(LuaOptions(cfg, log), lua.WithOnLoad(r.checkSubjects))
-		if cfg.LuaRGWTableKV != "" {
-			// The RGW table in NATS KV, over the one connection; the
-			// bucket is created when streams may be.
-			topts := []kvtable.Option{kvtable.WithLogger(log)}
-			if cfg.NATSStreamCreate {
-				topts = append(topts, kvtable.WithCreate(cfg.LuaRGWTableKVReplicas))
-			}
-			if r.table, err = kvtable.New(r.pub.Conn(), cfg.LuaRGWTableKV, topts...); err != nil {
-				r.close(ctx)
-				return fmt.Errorf("LUA_RGW_TABLE_KV: %w", err)
-			}
-			opts = append(opts, lua.WithTable(r.table))
-		}
-		if r.metrics != nil {
-			opts = append(opts, lua.WithCallObserver(r.metrics.observeLua))
-		}
-		if r.engine, err = lua.New(ctx, cfg.LuaScript, opts...); err != nil {
-			r.close(ctx)
-			return fmt.Errorf("LUA_SCRIPT: %w", err)
-		}
-		tr = r.engine
-		// One line per load: this one, then the engine's at every reload.
-		log.Info("lua: scripts loaded", "path", cfg.LuaScript, "scripts", r.engine.Scripts())
-	}
-	pc := PipelineConfig(cfg)
-	pc.Tracer = r.tracer
-	var pub adapter.Publisher = r.pub
+	// The pipeline and its parts, from the one builder.
+	o := service.Options{Logger: log, Tracer: r.tracer, NATSOptions: f.natsOp}
 	if r.metrics != nil {
-		r.metrics.collect(r.pub, r.engine)
-		pub = timedPublisher{pub: r.pub, hist: r.metrics.publish}
+		o.LuaOptions = []lua.Option{lua.WithCallObserver(r.metrics.observeLua)}
+		o.Wrap = func(p adapter.Publisher) adapter.Publisher { return timedPublisher{pub: p, hist: r.metrics.publish} }
 	}
-	if r.pipe, err = adapter.New(pc, pub, tr); err != nil {
+	if r.svc, err = service.New(ctx, cfg.Settings, o); err != nil {
 		r.close(ctx)
 		return err
+	}
+	r.pipe, r.pub, r.engine = r.svc.Pipeline, r.svc.NATS, r.svc.Engine
+	if r.metrics != nil {
+		r.metrics.collect(r.pub, r.engine)
 	}
 	if r.metrics != nil && !r.metricsHere {
 		if r.metricsSrv, err = serveMetrics(cfg.MetricsAddress, r.metrics.handler); err != nil {
@@ -215,90 +183,6 @@ func (f *Function) MetricsAddr() net.Addr {
 	return nil
 }
 
-// PipelineConfig is the adapter configuration the service configuration
-// asks for; `rgw-nats lua test` builds its pipeline from it too.
-func PipelineConfig(cfg *Config) adapter.Config {
-	pc := adapter.Config{
-		Mapping:         cloudevent.Options{Envelope: cfg.CEData == cloudevent.DataEnvelope, Extensions: cfg.CEOverrides},
-		Subject:         &cfg.NATSSubject,
-		Encoding:        cfg.CEMode,
-		DedupWindow:     cfg.DedupWindow,
-		DedupMaxIDs:     cfg.DedupMaxIDs,
-		PoisonAttempts:  cfg.PoisonAttempts,
-		PoisonWindow:    cfg.PoisonWindow,
-		MaxRequestBytes: cfg.MaxRequestBytes,
-	}
-	if cfg.LuaScript != "" {
-		pc.EventTimeout = cfg.LuaTimeout
-	}
-	if cfg.DeadLetter {
-		pc.DeadLetter = &cfg.DeadLetterSubject
-	}
-	return pc
-}
-
-func natsConfig(cfg *Config, log *slog.Logger) natsout.Config {
-	c := natsout.Config{
-		URL:             cfg.NATSURL,
-		Name:            cfg.NATSClientName,
-		CredsFile:       cfg.NATSCreds,
-		NkeySeedFile:    cfg.NATSNkey,
-		User:            cfg.NATSUser,
-		Password:        cfg.NATSPassword,
-		Token:           cfg.NATSToken,
-		TLSCA:           cfg.NATSTLSCA,
-		TLSCert:         cfg.NATSTLSCert,
-		TLSKey:          cfg.NATSTLSKey,
-		Mode:            cfg.NATSMode,
-		Stream:          cfg.NATSStream,
-		StreamCreate:    cfg.NATSStreamCreate,
-		StreamSubjects:  cfg.streamSubjects(),
-		DuplicateWindow: cfg.NATSStreamDupWindow,
-		Replicas:        cfg.NATSStreamReplicas,
-		AckTimeout:      cfg.NATSAckTimeout,
-		Logger:          log,
-	}
-	if cfg.DeadLetter {
-		dl := cfg.DeadLetterSubject.StreamSubjects()
-		c.StreamSubjects = append(c.StreamSubjects, dl)
-		c.MustCapture = []string{dl}
-	}
-	return c
-}
-
-// LuaOptions are the Lua engine options the configuration asks for; the
-// offline `rgw-nats lua test` uses the same ones as the service.
-func LuaOptions(cfg *Config, log *slog.Logger) []lua.Option {
-	pool := cfg.LuaPoolSize
-	if pool <= 0 {
-		pool = 2 * runtime.GOMAXPROCS(0)
-	}
-	opts := []lua.Option{
-		lua.WithFunction(cfg.LuaFunction),
-		lua.WithTimeout(cfg.LuaTimeout),
-		lua.WithOnError(cfg.LuaOnError),
-		lua.WithPoolSize(pool),
-		lua.WithLogger(log),
-	}
-	if !cfg.LuaReload {
-		opts = append(opts, lua.WithReload(0))
-	}
-	if cfg.LuaHMACKey != "" {
-		opts = append(opts, lua.WithHMACKey([]byte(cfg.LuaHMACKey)))
-	}
-	if cfg.LuaModules != "" {
-		opts = append(opts, lua.WithModuleDirs(filepath.SplitList(cfg.LuaModules)...))
-	}
-	opts = append(opts,
-		lua.WithMaxOutputs(cfg.LuaMaxOutputs),
-		lua.WithMaxOutputBytes(cfg.LuaMaxOutputBytes),
-		lua.WithMaxStates(cfg.LuaMaxStates),
-		lua.WithStateWait(cfg.LuaStateWait),
-		lua.WithMemoryLimit(cfg.LuaMemoryLimit),
-	)
-	return opts
-}
-
 // Stop stops accepting events, closes the Lua engine, drains the NATS
 // connection (everything published is flushed) and stops the embedded server.
 // Call it after the HTTP server has finished its in-flight requests.
@@ -311,45 +195,10 @@ func (f *Function) Stop(ctx context.Context) error {
 	return r.close(ctx)
 }
 
-// checkSubjects says, for each literal subject of a newly loaded script
-// version, when it cannot be published to: not a valid subject, or, in
-// JetStream mode, no stream captures it (Ceph's own nats_adapter.lua
-// publishes to Bucket_Notification). Such events would be dead-lettered;
-// the operator learns it at load, not from the first failure. It runs in the
-// background: at start NATS may not be reachable yet.
-func (r *running) checkSubjects(l lua.Loaded) {
-	if len(l.Subjects) == 0 {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		for _, subj := range l.Subjects {
-			if !subject.Valid(subj) {
-				r.log.Warn("a script publishes to an invalid NATS subject; those events will be dead-lettered", "subject", subj, "scripts", l.Scripts)
-				continue
-			}
-			if r.cfg.NATSMode != natsout.JetStream || r.pub.WaitReady(ctx) != nil {
-				continue
-			}
-			if _, err := r.pub.StreamFor(ctx, subj); errors.Is(err, natsout.ErrNoStream) {
-				r.log.Warn("a script publishes to a subject no JetStream stream captures; those events will be dead-lettered",
-					"subject", subj, "stream", r.cfg.NATSStream, "scripts", l.Scripts)
-			}
-		}
-	}()
-}
-
 func (r *running) close(ctx context.Context) error {
 	var errs []error
-	if r.engine != nil {
-		errs = append(errs, r.engine.Close())
-	}
-	if r.table != nil {
-		errs = append(errs, r.table.Close())
-	}
-	if r.pub != nil {
-		errs = append(errs, r.pub.Close(ctx))
+	if r.svc != nil {
+		errs = append(errs, r.svc.Close(ctx))
 	}
 	if r.tp != nil {
 		// Exports the spans still queued, bounded by ctx.
@@ -368,7 +217,7 @@ func (r *running) close(ctx context.Context) error {
 // the RGW table loaded when it is kept in NATS KV.
 func (f *Function) Ready(context.Context) (bool, error) {
 	r := f.started.Load()
-	return r != nil && !f.stopping.Load() && r.pub.Ready() && (r.table == nil || r.table.Ready()), nil
+	return r != nil && !f.stopping.Load() && r.pub.Ready() && (r.svc.Table == nil || r.svc.Table.Ready()), nil
 }
 
 // Alive reports whether the process works. It stays true while NATS is away:

@@ -31,11 +31,12 @@ func TestREADMEConfigTable(t *testing.T) {
 			documented[n[1]] = m[2]
 		}
 	}
-	typ := reflect.TypeFor[function.Config]()
 	read := map[string]bool{}
-	for i := range typ.NumField() {
-		f := typ.Field(i)
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[function.Config]()) {
 		env := f.Tag.Get("env")
+		if env == "" {
+			continue // the embedded service.Settings: its fields follow
+		}
 		read[env] = true
 		col, ok := documented[env]
 		if !ok {

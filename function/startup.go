@@ -25,16 +25,13 @@ func logStart(log *slog.Logger, cfg *Config) {
 // configAttrs is the configuration as one attribute per variable.
 func configAttrs(cfg *Config) []any {
 	v := reflect.ValueOf(cfg).Elem()
-	t := v.Type()
-	attrs := make([]any, 0, t.NumField())
-	for i := range t.NumField() {
-		name := t.Field(i).Tag.Get("env")
-		if name == "" {
-			continue
-		}
-		val := configValue(v.Field(i))
+	fs := fields()
+	attrs := make([]any, 0, len(fs))
+	for _, f := range fs {
+		name := f.Tag.Get("env")
+		val := configValue(v.FieldByIndex(f.Index))
 		switch {
-		case t.Field(i).Tag.Get("secret") == "true" && val != "":
+		case f.Tag.Get("secret") == "true" && val != "":
 			val = "***"
 		case name == "NATS_URL":
 			val = natsout.RedactURL(val)

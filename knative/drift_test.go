@@ -2,9 +2,7 @@ package knative_test
 
 import (
 	"encoding/json"
-	"reflect"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,11 +14,8 @@ import (
 func serviceEnv(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
-	typ := reflect.TypeFor[function.Config]()
-	for i := range typ.NumField() {
-		if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("env"), ","); name != "" {
-			names[name] = true
-		}
+	for _, name := range function.Variables() {
+		names[name] = true
 	}
 	if len(names) < 10 || !names["NATS_URL"] || !names["LUA_SCRIPT"] {
 		t.Fatalf("function.Config has no usable env tags: %v", names)

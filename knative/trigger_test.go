@@ -189,9 +189,9 @@ func defaultOf(t *testing.T, name string) string {
 	}
 	// Read the field through the same tag the drift test uses.
 	v := reflect.ValueOf(cfg)
-	for i := range v.NumField() {
-		if tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("env"), ","); tag == name {
-			return fmt.Sprint(v.Field(i).Interface())
+	for _, f := range reflect.VisibleFields(v.Type()) {
+		if tag, _, _ := strings.Cut(f.Tag.Get("env"), ","); tag == name {
+			return fmt.Sprint(v.FieldByIndex(f.Index).Interface())
 		}
 	}
 	t.Fatalf("function.Config has no %s", name)

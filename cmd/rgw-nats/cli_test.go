@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -851,12 +850,9 @@ func TestStartupLine(t *testing.T) {
 	if start.Msg == "" || start.Version != rgwbuild.Read().Version {
 		t.Fatalf("no start-up line with the version:\n%s", logs.String())
 	}
-	typ := reflect.TypeFor[function.Config]()
-	for i := range typ.NumField() {
-		if name := typ.Field(i).Tag.Get("env"); name != "" {
-			if _, ok := start.Config[name]; !ok {
-				t.Errorf("start-up line lacks %s", name)
-			}
+	for _, name := range function.Variables() {
+		if _, ok := start.Config[name]; !ok {
+			t.Errorf("start-up line lacks %s", name)
 		}
 	}
 	for k, want := range map[string]string{

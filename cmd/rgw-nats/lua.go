@@ -15,7 +15,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
-	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/adapter/service"
 	"github.com/rgw-nats/rgw-nats/function"
 )
 
@@ -52,18 +52,16 @@ func luaCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg.LuaScript, cfg.LuaReload = fs.Arg(0), false
 	cfg.DedupWindow = 0 // the same file twice is two runs, not a resend
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	engine, err := lua.New(ctx, cfg.LuaScript, function.LuaOptions(&cfg, log)...)
-	if err != nil {
-		return err
-	}
-	defer engine.Close()
-	// The service's own pipeline, with a publisher that records instead of
-	// sending: what is printed is what serve would publish.
+	// The service's own pipeline, from the same builder, with a publisher
+	// that records instead of sending: what is printed is what serve would
+	// publish.
 	var rec adapter.Recorder
-	pipe, err := adapter.New(function.PipelineConfig(&cfg), &rec, engine)
+	svc, err := service.New(ctx, cfg.Settings, service.Options{Logger: log, Publisher: &rec})
 	if err != nil {
 		return err
 	}
+	defer svc.Close(context.Background())
+	pipe := svc.Pipeline
 
 	inputs := fs.Args()[1:]
 	if len(inputs) == 0 {

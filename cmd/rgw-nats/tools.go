@@ -24,6 +24,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/service"
 	"github.com/rgw-nats/rgw-nats/function"
 )
 
@@ -137,12 +138,9 @@ func connectNATS(ctx context.Context, cfg *function.Config, name string, stderr 
 	if url == "" {
 		url = "nats://" + cfg.NATSEmbeddedListen
 	}
-	pub, err := natsout.Connect(ctx, natsout.Config{
-		URL: url, Name: name, CredsFile: cfg.NATSCreds, NkeySeedFile: cfg.NATSNkey,
-		User: cfg.NATSUser, Password: cfg.NATSPassword, Token: cfg.NATSToken,
-		TLSCA: cfg.NATSTLSCA, TLSCert: cfg.NATSTLSCert, TLSKey: cfg.NATSTLSKey,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	s := cfg.Settings
+	s.NATSURL = url
+	pub, err := service.Connect(ctx, s, name, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", url, err)
 	}
