@@ -101,16 +101,6 @@ func fields() []reflect.StructField {
 	return fs
 }
 
-// Variables are the names of the environment variables Config reads, in
-// their order.
-func Variables() []string {
-	var names []string
-	for _, f := range fields() {
-		names = append(names, f.Tag.Get("env"))
-	}
-	return names
-}
-
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
 func setField(f reflect.Value, text string) error {

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -74,12 +73,6 @@ func WithConfig(c Config) Option { return func(f *Function) { f.cfg = &c } }
 // WithLogger sets the logger; by default one is built from LOG_LEVEL and
 // LOG_FORMAT, writing to standard error.
 func WithLogger(l *slog.Logger) Option { return func(f *Function) { f.log = l } }
-
-// WithNATSOptions passes extra options to the NATS publisher (tests use it to
-// shorten reconnect waits).
-func WithNATSOptions(opts ...natsout.Option) Option {
-	return func(f *Function) { f.natsOp = append(f.natsOp, opts...) }
-}
 
 // New returns a Function that is not started yet. Knative's scaffolding calls
 // New() and then Start; so does cmd/rgw-nats.
@@ -174,15 +167,6 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	return nil
 }
 
-// MetricsAddr is the address of the metrics' own listener (METRICS_ADDRESS),
-// nil when they are served on the main port or not at all.
-func (f *Function) MetricsAddr() net.Addr {
-	if r := f.started.Load(); r != nil && r.metricsSrv != nil {
-		return r.metricsSrv.addr
-	}
-	return nil
-}
-
 // Stop stops accepting events, closes the Lua engine, drains the NATS
 // connection (everything published is flushed) and stops the embedded server.
 // Call it after the HTTP server has finished its in-flight requests.
@@ -224,14 +208,3 @@ func (f *Function) Ready(context.Context) (bool, error) {
 // restarting the container would not bring NATS back, and Ready already takes
 // the function out of rotation.
 func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
-
-// Logger is the function's logger (available after Start).
-func (f *Function) Logger() *slog.Logger {
-	if r := f.started.Load(); r != nil {
-		return r.log
-	}
-	if f.log == nil {
-		return slog.Default()
-	}
-	return f.log
-}

@@ -2,7 +2,9 @@ package knative_test
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,8 +16,10 @@ import (
 func serviceEnv(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
-	for _, name := range function.Variables() {
-		names[name] = true
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[function.Config]()) {
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+			names[name] = true
+		}
 	}
 	if len(names) < 10 || !names["NATS_URL"] || !names["LUA_SCRIPT"] {
 		t.Fatalf("function.Config has no usable env tags: %v", names)

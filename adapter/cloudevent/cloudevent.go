@@ -116,15 +116,10 @@ func ID(rec *rgw.Record) string {
 	return rec.EventID + "." + rec.S3.ConfigurationID
 }
 
-// Source is RGW's CloudEvents source: ceph:s3.<region>.<bucket>. Region and
-// bucket are percent-encoded where they hold characters that a URI cannot
-// (RGW's own names never do), so that the source is always a valid
+// sourceURI is RGW's CloudEvents source: ceph:s3.<region>.<bucket>. Region
+// and bucket are percent-encoded where they hold characters that a URI
+// cannot (RGW's own names never do), so that the source is always a valid
 // URI-reference.
-func Source(rec *rgw.Record) string {
-	u := sourceURI(rec)
-	return u.String()
-}
-
 func sourceURI(rec *rgw.Record) types.URIRef {
 	return types.URIRef{URL: url.URL{
 		Scheme: sourceScheme,

@@ -31,11 +31,11 @@ func record(t *testing.T, pairs ...string) rgw.Record {
 		}
 		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
 	}
-	rec, err := rgw.DecodeRecord([]byte(s))
-	if err != nil {
-		t.Fatalf("DecodeRecord: %v", err)
+	recs, err := rgw.DecodeAny([]byte(s))
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("DecodeAny: %d records, %v", len(recs), err)
 	}
-	return rec
+	return recs[0]
 }
 
 func mustMap(t *testing.T, rec *rgw.Record, opts Options) event.Event {

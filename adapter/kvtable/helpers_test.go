@@ -158,3 +158,6 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// withRetryWait shortens the wait between set-up attempts.
+func withRetryWait(d time.Duration) Option { return func(o *options) { o.retryWait = d } }

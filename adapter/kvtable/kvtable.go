@@ -74,17 +74,6 @@ func WithCreate(replicas int) Option {
 // WithLogger sets the logger (default: none).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithMaxAttempts sets how many compare-and-set rounds an increment gets
-// before it fails with lua.ErrTableUnavailable (default DefaultMaxAttempts).
-func WithMaxAttempts(n int) Option { return func(o *options) { o.maxAttempts = n } }
-
-// WithSetupTimeout bounds each request of setting up the bucket and the
-// watcher (default DefaultSetupTimeout).
-func WithSetupTimeout(d time.Duration) Option { return func(o *options) { o.setupTimeout = d } }
-
-// withRetryWait shortens the wait between set-up attempts (tests).
-func withRetryWait(d time.Duration) Option { return func(o *options) { o.retryWait = d } }
-
 // Table is a lua.Table in a NATS KV bucket. Get it from New; it is safe for
 // concurrent use.
 type Table struct {

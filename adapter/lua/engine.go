@@ -206,10 +206,6 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // (default 2s); 0 turns reloading off.
 func WithReload(interval time.Duration) Option { return func(c *config) { c.reload = interval } }
 
-// WithMaxString bounds the size of strings built by string.rep, string.gsub,
-// table.concat and the like (default 1 MiB).
-func WithMaxString(n int) Option { return func(c *config) { c.maxString = n } }
-
 // WithCallObserver has fn called with the duration of every script call
 // (one per event and script, failed calls included), for a latency
 // histogram. fn runs on the calling goroutine and must be quick.

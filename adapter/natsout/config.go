@@ -132,13 +132,6 @@ type options struct {
 	reconnectWait time.Duration
 }
 
-// WithNATSOptions appends nats.go options after the ones Connect sets, so
-// they win. They must not replace the connection event handlers, on which
-// Ready and Close depend.
-func WithNATSOptions(opts ...nats.Option) Option {
-	return func(o *options) { o.nats = append(o.nats, opts...) }
-}
-
 // WithReconnectWait sets the pause between reconnect attempts (default
 // 250ms, plus up to 100ms of jitter so a fleet does not reconnect in step).
 func WithReconnectWait(d time.Duration) Option {

@@ -441,14 +441,6 @@ func decodeRecords(raws []rawRecord) ([]Record, error) {
 	return recs, nil
 }
 
-// DecodeRecord decodes a single record (the data of a CephSource event). The
-// record's Raw is a slice of raw.
-func DecodeRecord(raw []byte) (Record, error) {
-	var r Record
-	err := decodeRecord(raw, &r)
-	return r, err
-}
-
 func decodeRecord(raw []byte, r *Record) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {

@@ -96,9 +96,6 @@ func Start(listen, storeDir string) (*Server, error) {
 // URL is the client URL of the server.
 func (e *Server) URL() string { return e.url }
 
-// NATS gives access to the nats-server, for tests and monitoring.
-func (e *Server) NATS() *server.Server { return e.srv }
-
 // Shutdown stops the server and removes a temporary store.
 func (e *Server) Shutdown() {
 	e.srv.Shutdown()

@@ -65,7 +65,7 @@ func TestEmbeddedBadAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Shutdown()
-	port := e.NATS().Addr().String()
+	port := e.srv.Addr().String()
 	if e2, err := Start(port, ""); err == nil {
 		e2.Shutdown()
 		t.Errorf("second server on %s started", port)
