@@ -230,10 +230,12 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 	if err != nil {
 		return p.refuse(ctx, req, res, in.FromRGW, err)
 	}
-	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true)
+	var fl flights
+	res.Outcomes, fl = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true, IsReplay(req.Header))
 	if p.cfg.DeadLetter != nil {
 		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
 	}
+	p.finish(ctx, res.Outcomes, fl)
 	for i := range res.Outcomes {
 		o := &res.Outcomes[i]
 		if o.Status != Failed {
@@ -245,6 +247,12 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 	}
 	return res
 }
+
+// IsReplay tells a request that replays a dead letter (`rgw-nats replay`
+// sets HeaderReplay) from one a sender sends: only a replay publishes an
+// event id that was dead-lettered; a sender's resend of it is a duplicate,
+// which keeps RGW's retries from making a second dead letter.
+func IsReplay(h ingress.Header) bool { return h.Get(HeaderReplay) != "" }
 
 // refuse fails a request that cannot be processed at all (err), unless RGW
 // sent it and there is a dead letter: RGW retries a refused request forever
@@ -258,13 +266,13 @@ func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, fromRGW 
 	}
 	dl := p.deadLetter(req, nil, res.Reason, err, 0)
 	now := p.now()
-	if !p.seen.contains(dl.MsgID, now) {
+	if p.seen.markOf(dl.MsgID, now) == markNone {
 		if errs := p.pub.Publish(ctx, []binding.Message{dl}); errs[0] != nil {
 			res.Class, res.Reason = classify(errs[0])
 			res.Err = fmt.Errorf("dead letter for a request that could not be processed (%w): %w", err, errs[0])
 			return res
 		}
-		p.seen.add(dl.MsgID, now)
+		p.seen.remember(dl.MsgID, markDeadLettered, now)
 	}
 	res.Class, res.DeadLettered = 0, true
 	return res
@@ -275,14 +283,43 @@ func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, fromRGW 
 // acks. It returns one Outcome per event. It does not dead-letter: Handle
 // does, since a dead letter carries the request's bytes.
 func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
-	return p.process(ctx, events, tracecontext.Context{}, false)
+	outcomes, fl := p.process(ctx, events, tracecontext.Context{}, false, false)
+	p.finish(ctx, outcomes, fl)
+	return outcomes
+}
+
+// flights are the event ids a request has in flight (own) and those it
+// waits for because another request has them (wait), by outcome index.
+type flights struct {
+	own, wait []int
+	f         []*flight // by outcome index
+}
+
+// finish lands the request's own flights with their outcomes (remembering
+// the ids done or dead-lettered) and only then waits for the others': a
+// request never waits while it holds a flight, so two requests carrying
+// the same ids in another order cannot wait for each other.
+func (p *Pipeline) finish(ctx context.Context, outcomes []Outcome, fl flights) {
+	now := p.now()
+	for _, i := range fl.own {
+		o := &outcomes[i]
+		if o.Status == Published || o.Status == Dropped || o.Status == DeadLettered {
+			p.poison.forget(o.EventID)
+		}
+		p.seen.land(fl.f[i], o, now)
+	}
+	for _, i := range fl.wait {
+		fl.f[i].wait(ctx, &outcomes[i])
+	}
 }
 
 // process is Process for a request whose header carried the trace context
 // tc (zero when none). checked: the events come from ingress.Decode, which
-// returns only events that pass binding.Check.
-func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked bool) []Outcome {
+// returns only events that pass binding.Check. replay: the request replays
+// a dead letter. The caller lands the flights it returns (finish).
+func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked, replay bool) ([]Outcome, flights) {
 	outcomes := make([]Outcome, len(events))
+	fl := flights{f: make([]*flight, len(events))}
 	var spans []trace.Span // the publish span of each event, with a tracer
 	if p.cfg.Tracer != nil {
 		spans = make([]trace.Span, len(events))
@@ -296,10 +333,17 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 		ev := &events[i]
 		o := &outcomes[i]
 		o.EventID = ev.ID()
-		if p.seen.contains(o.EventID, now) {
+		done, f, own := p.seen.claim(o.EventID, now, replay)
+		switch {
+		case done:
 			o.Status = Duplicate
 			continue
+		case !own:
+			o.Status = Duplicate // until the flight it waits for lands
+			fl.f[i], fl.wait = f, append(fl.wait, i)
+			continue
 		}
+		fl.f[i], fl.own = f, append(fl.own, i)
 		first := len(msgs)
 		et := eventTrace{ctx: ctx, out: tc}
 		if et.out.IsZero() {
@@ -336,18 +380,14 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 	}
 	for i := range outcomes {
 		o := &outcomes[i]
-		switch {
-		case o.Status == Failed && o.Err == nil:
+		if o.Status == Failed && o.Err == nil {
 			o.Status = Published
-			fallthrough
-		case o.Status == Dropped:
-			p.confirm(o.EventID, now)
 		}
 		if spans != nil && spans[i] != nil {
 			endSpan(spans[i], o.Err)
 		}
 	}
-	return outcomes
+	return outcomes, fl
 }
 
 // eventTrace is the trace of one event on its way through produce.
@@ -496,11 +536,6 @@ func (p *Pipeline) fail(o *Outcome, err error, now time.Time) {
 		o.Class, o.Reason = Permanent, ReasonPoison
 		o.Err = fmt.Errorf("%w (deadline hit %d times within %v: taken as permanent)", err, o.Attempts, p.cfg.PoisonWindow)
 	}
-}
-
-func (p *Pipeline) confirm(id string, now time.Time) {
-	p.seen.add(id, now)
-	p.poison.forget(id)
 }
 
 func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error) {
