@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/function"
 )
 
@@ -33,8 +35,11 @@ Sends the dead letters stored in a stream back through the adapter, once the cau
 fixed (a script repaired, a limit raised): each one's original body is POSTed with its
 Content-Type and original headers, and the adapter's answer is printed. Replay reads what
 the stream held when it started and then stops; dead letters the replay itself causes
-are left for the next run. Running it twice is harmless: the adapter recognises the
-event ids it has already published.
+are left for the next run. Each POST carries Rgwnats-Replay: STREAM#SEQ, which lets the
+adapter publish an event id it dead-lettered (a sender's resend of it is only a
+duplicate). Running it twice is harmless: the adapter recognises the event ids it has
+already published (within DEDUP_WINDOW; in JetStream mode the stream's duplicate window
+too).
 
 Examples:
   rgw-nats replay --stream RGW --since 1h                  # everything dead-lettered in the last hour
@@ -125,6 +130,7 @@ Examples:
 			}
 			label += " (" + header(m.Header, headerReason) + ")"
 			h := replayHeader(m)
+			h.Set(adapter.HeaderReplay, *stream+"#"+strconv.FormatUint(m.Seq, 10))
 			if *dryRun {
 				fmt.Fprintf(stdout, "%s: would POST %d bytes, %s\n", label, len(m.Data), h.Get("Content-Type"))
 			} else {

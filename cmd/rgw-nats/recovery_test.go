@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
+)
+
+// deadLetters counts the dead letters a stream holds.
+func deadLetters(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	st, err := js.Stream(context.Background(), "RGW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter("rgwnats.deadletter.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n
+}
+
+// TestReplayAfterFix is TestReplay's twin where the product makes the dead
+// letter itself, end to end in one process: a script fails for one key, the
+// event is dead-lettered; RGW's resend of it makes no second dead letter;
+// the script is fixed (hot reload); `replay` publishes it once; `replay`
+// again publishes nothing. Core mode, so that nothing but the adapter's own
+// duplicate window keeps it from being published twice (issue 18: the
+// window remembered dead-lettered ids as done, and replay published
+// nothing for DEDUP_WINDOW).
+func TestReplayAfterFix(t *testing.T) {
+	s, js := jetStreamServer(t)
+	script := filepath.Join(t.TempDir(), "transform.lua")
+	broken := "function transform(ev)\n  if ev.subject == 'docs/report.txt' then error('cannot handle ' .. ev.subject) end\n  return ev\nend\n"
+	if err := os.WriteFile(script, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, map[string]string{
+		"NATS_URL": s.ClientURL(), "NATS_MODE": "core", "NATS_STREAM": "RGW", "LUA_SCRIPT": script,
+		"DEDUP_WINDOW": "10m",
+	})
+	ep, _ := startServe(t, cfg)
+	t.Setenv("NATS_URL", s.ClientURL())
+	ctx := context.Background()
+	url := "http://" + ep.HTTP + "/"
+	bad := "../../samples/events/pacific-16.2.15/put-with-meta.json" // docs/report.txt
+	good := "../../samples/events/reef-put-capture.json"
+	const badID = "1795554846.485564.8dd5067d1c62a18c414da9ef1f1dbde6.main-created"
+	const goodID = "1713693798.430517.a60023221945e53a31f07df71f37f032.HTTPNotification"
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"send", "--url", url, bad, good}, &out, io.Discard); err != nil {
+		t.Fatalf("send: %v\n%s", err, out.String())
+	}
+	t.Logf("send:\n%s", out.String())
+	testutil.WaitFor(t, func() bool { return deadLetters(t, js) == 1 && len(storedEvents(t, js)) == 1 })
+	if got := storedEvents(t, js); !mapsEqual(got, map[string]int{goodID: 1}) {
+		t.Fatalf("after the first send the stream holds %v", got)
+	}
+
+	// RGW resends what was dead-lettered (it resends entries queued behind a
+	// failing one): a duplicate, no second dead letter.
+	out.Reset()
+	if err := run(ctx, []string{"send", "--url", url, bad}, &out, io.Discard); err != nil {
+		t.Fatalf("send again: %v\n%s", err, out.String())
+	}
+	t.Logf("send again:\n%s", out.String())
+
+	// Fix the script; wait for the reload.
+	fixed := "function transform(ev)\n  return ev\nend\n"
+	if err := os.WriteFile(script, []byte(fixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, func() bool {
+		resp, err := http.Get(url + "metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `rgwnats_script_reloads_total{result="ok"} 1`)
+	})
+
+	out.Reset()
+	if err := run(ctx, []string{"replay", "--stream", "RGW", "--url", url}, &out, io.Discard); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out.String())
+	}
+	t.Logf("replay:\n%s", out.String())
+	if !strings.Contains(out.String(), "event "+badID+" (script): 202 Accepted") {
+		t.Errorf("replay printed:\n%s", out.String())
+	}
+	want := map[string]int{goodID: 1, badID: 1}
+	testutil.WaitFor(t, func() bool { return len(storedEvents(t, js)) == 2 })
+	if got := storedEvents(t, js); !mapsEqual(got, want) {
+		t.Fatalf("after the replay the stream holds %v, want %v", got, want)
+	}
+
+	out.Reset()
+	if err := run(ctx, []string{"replay", "--stream", "RGW", "--url", url}, &out, io.Discard); err != nil {
+		t.Fatalf("replay again: %v\n%s", err, out.String())
+	}
+	t.Logf("replay again:\n%s", out.String())
+	// Whatever a late publish would need to arrive: the server has it by
+	// the time replay got its answer (core: flushed), and one more send of
+	// a good event proves the connection's order.
+	if err := run(ctx, []string{"send", "--url", url, good}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := storedEvents(t, js); !mapsEqual(got, want) {
+		t.Fatalf("after replaying again the stream holds %v, want %v", got, want)
+	}
+	if n := deadLetters(t, js); n != 1 {
+		t.Errorf("the stream holds %d dead letters, want 1", n)
+	}
+}
