@@ -84,10 +84,10 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 		w.Header().Set("WWW-Authenticate", `Basic realm="rgw-nats", charset="UTF-8"`)
 		return f.fail(w, r, run, http.StatusUnauthorized, "missing or wrong credentials"), nil
 	}
-	if !run.pub.Ready() {
+	if why := run.pub.NotReady(); why != "" {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
-		return f.unavailable(w, r, run, "NATS unavailable: not connected"), nil
+		return f.unavailable(w, r, run, "not ready: "+why), nil
 	}
 	if mode == ingress.Raw && run.cfg.CloseRGW {
 		// RGW that keeps a connection to a process that then dies can stall a
