@@ -581,3 +581,60 @@ func uniqueMsgID(earlier []binding.Message, id string, k int) string {
 	}
 	return id
 }
+
+// HeaderOutcome is the HTTP answer's header that counts what became of the
+// request's events (Result.Count): every answer carries it, so that a
+// sender, `rgw-nats send` and `rgw-nats replay` can tell a duplicate or a
+// dead letter from a publish behind the same 202.
+const HeaderOutcome = "Rgwnats-Outcome"
+
+// Counts are a request's events by what became of them.
+type Counts struct {
+	Published, Duplicate, Dropped, DeadLettered, Failed int
+}
+
+// String is the value of HeaderOutcome: a structured-field dictionary
+// (RFC 8941) of integers, always all five, in this order:
+// "published=1, duplicate=0, dropped=0, deadlettered=0, failed=0".
+func (c Counts) String() string {
+	b := make([]byte, 0, 72)
+	for i, kv := range [...]struct {
+		k string
+		v int
+	}{{"published", c.Published}, {"duplicate", c.Duplicate}, {"dropped", c.Dropped}, {"deadlettered", c.DeadLettered}, {"failed", c.Failed}} {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, kv.k...)
+		b = append(b, '=')
+		b = strconv.AppendInt(b, int64(kv.v), 10)
+	}
+	return string(b)
+}
+
+// Count counts the request's events by outcome. A request that failed as a
+// whole (it did not decode) counts as one event: dead-lettered, or failed.
+func (r *Result) Count() Counts {
+	var c Counts
+	switch {
+	case r.DeadLettered:
+		c.DeadLettered++
+	case r.Err != nil:
+		c.Failed++
+	}
+	for i := range r.Outcomes {
+		switch r.Outcomes[i].Status {
+		case Published:
+			c.Published++
+		case Duplicate:
+			c.Duplicate++
+		case Dropped:
+			c.Dropped++
+		case DeadLettered:
+			c.DeadLettered++
+		default:
+			c.Failed++
+		}
+	}
+	return c
+}

@@ -63,6 +63,9 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 // handle answers one request and says with which status code, and what the
 // pipeline made of it when it got that far.
 func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, mode ingress.Mode) (int, *adapter.Result) {
+	// Every answer counts what became of the request's events; one that
+	// never reached the pipeline counts none.
+	w.Header()[adapter.HeaderOutcome] = noOutcome
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodOptions:
@@ -114,15 +117,20 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	start := time.Now()
 	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body, Oversize: oversize})
 	a := answerOf(&res)
+	counts := res.Count()
+	w.Header()[adapter.HeaderOutcome] = []string{counts.String()}
 	if run.log.Enabled(r.Context(), slog.LevelDebug) {
 		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.code,
-			"reason", res.Reason, "deadlettered", deadLettered(&res), "duration", time.Since(start))
+			"reason", res.Reason, "outcome", counts.String(), "duration", time.Since(start))
+		for i := range res.Outcomes {
+			if o := &res.Outcomes[i]; o.Status == adapter.Duplicate {
+				run.log.Debug("duplicate: not published again", "event_id", o.EventID)
+			}
+		}
 	}
 	switch {
 	case a.code/100 == 2:
-		if res.DeadLettered || deadLettered(&res) > 0 {
-			run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", res.Reason, "error", deadLetterCause(&res), "path", r.URL.Path)
-		}
+		f.logDeadLetters(r, run, &res)
 		if run.cfg.Reply && mode != ingress.Raw && len(res.Outcomes) == 1 && len(res.Outcomes[0].Published) == 1 {
 			if err := reply(r.Context(), w, res.Outcomes[0].Published[0], run.cfg.ReplyType); err == nil {
 				return http.StatusOK, &res
@@ -178,29 +186,22 @@ func answerOf(res *adapter.Result) answer {
 	return answers["permanent"]
 }
 
-func deadLettered(res *adapter.Result) int {
-	n := 0
-	for i := range res.Outcomes {
-		if res.Outcomes[i].Status == adapter.DeadLettered {
-			n++
-		}
-	}
-	if res.DeadLettered {
-		n++
-	}
-	return n
-}
+// noOutcome is the outcome header of an answer given before the pipeline.
+var noOutcome = []string{adapter.Counts{}.String()}
 
-func deadLetterCause(res *adapter.Result) string {
-	if res.Err != nil {
-		return ingress.OneLine(res.Err)
+// logDeadLetters logs one line per dead letter, with its reason, its error
+// and the event id (none when the request did not decode).
+func (f *Function) logDeadLetters(r *http.Request, run *running, res *adapter.Result) {
+	if res.DeadLettered {
+		run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", res.Reason,
+			"error", ingress.OneLine(res.Err), "path", r.URL.Path)
 	}
 	for i := range res.Outcomes {
 		if o := &res.Outcomes[i]; o.Status == adapter.DeadLettered {
-			return ingress.OneLine(o.Err)
+			run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", o.Reason,
+				"error", ingress.OneLine(o.Err), "event_id", o.EventID, "path", r.URL.Path)
 		}
 	}
-	return ""
 }
 
 // summary is the one-line reason of a failed request.

@@ -52,3 +52,82 @@ func TestConcurrentResendsPublishOnce(t *testing.T) {
 }
 
 var _ = testutil.WaitFor
+
+// TestOutcomeHeader: every answer says what became of the request's events
+// (issue 18: the same samples sent twice answered 202 both times with
+// nothing to tell that the second was a duplicate, and `curl --data hello`
+// got 202 for a dead letter). A duplicate is logged at debug with its id;
+// every dead-letter line has its reason.
+func TestOutcomeHeader(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.DedupWindow = time.Minute
+	cfg.LuaScript = writeScript(t, `function transform(ev)
+  if ev.subject == "drop" then return nil end
+  if ev.subject == "bad" then error("bad key") end
+  return ev
+end`)
+	a := startAdapter(t, cfg, s.ClientURL())
+	raw := map[string]string{"Content-Type": "application/json"}
+	body := fixture(t, putFixture)
+	const id = "1795554846.485564.8dd5067d1c62a18c414da9ef1f1dbde6.main-created"
+	withKey := func(key, eventID string) []byte {
+		b := strings.Replace(string(body), `"key":"docs/report.txt"`, `"key":"`+key+`"`, 1)
+		return []byte(strings.Replace(b, `"eventId":"1795554846`, `"eventId":"`+eventID, 1))
+	}
+	three := []byte(`{"Records":[` + strings.Join([]string{
+		recordOf(t, withKey("a", "3a")), recordOf(t, withKey("drop", "3b")), recordOf(t, withKey("bad", "3c")),
+	}, ",") + `]}`)
+	for _, c := range []struct {
+		name   string
+		header map[string]string
+		body   []byte
+		code   int
+		want   string
+	}{
+		{"first send", raw, body, 202, "published=1, duplicate=0, dropped=0, deadlettered=0, failed=0"},
+		{"the same again", raw, body, 202, "published=0, duplicate=1, dropped=0, deadlettered=0, failed=0"},
+		{"curl --data hello", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, []byte("hello"), 202,
+			"published=0, duplicate=0, dropped=0, deadlettered=1, failed=0"},
+		{"three records", raw, three, 202, "published=1, duplicate=0, dropped=1, deadlettered=1, failed=0"},
+		{"bad CloudEvent", map[string]string{"Content-Type": "application/cloudevents+json"}, []byte(`{"specversion":"1.0"}`), 400,
+			"published=0, duplicate=0, dropped=0, deadlettered=0, failed=1"},
+	} {
+		resp := post(t, a.url, c.header, c.body)
+		if resp.code != c.code || resp.header.Get("Rgwnats-Outcome") != c.want {
+			t.Errorf("%s: %d %q, Rgwnats-Outcome %q; want %d, %q", c.name, resp.code, resp.body, resp.header.Get("Rgwnats-Outcome"), c.code, c.want)
+		}
+	}
+	// Before the pipeline: counts none.
+	req, _ := http.NewRequest(http.MethodGet, a.url, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 405 ||
+		resp.Header.Get("Rgwnats-Outcome") != "published=0, duplicate=0, dropped=0, deadlettered=0, failed=0" {
+		t.Errorf("GET: %v %v", err, resp.Header)
+	}
+	logs := a.log.String()
+	if !strings.Contains(logs, `level=DEBUG msg="duplicate: not published again" event_id=`+id) {
+		t.Errorf("no debug line for the duplicate:\n%s", logs)
+	}
+	var lines []string
+	for l := range strings.Lines(logs) {
+		if strings.Contains(l, `msg=dead-lettered`) {
+			lines = append(lines, l)
+			if !strings.Contains(l, "reason=decode") && !strings.Contains(l, "reason=script") {
+				t.Errorf("dead-letter line without its reason: %s", l)
+			}
+		}
+	}
+	if len(lines) != 2 || !strings.Contains(lines[1], "event_id=3c") {
+		t.Errorf("dead-letter lines: %q", lines)
+	}
+}
+
+// recordOf is the one record of an RGW POST body.
+func recordOf(t *testing.T, body []byte) string {
+	t.Helper()
+	s := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(string(body)), `{"Records":[`), `]}`)
+	if s == string(body) {
+		t.Fatal("not an RGW POST of one record")
+	}
+	return s
+}

@@ -66,6 +66,9 @@ func TestReplayAfterFix(t *testing.T) {
 		t.Fatalf("send: %v\n%s", err, out.String())
 	}
 	t.Logf("send:\n%s", out.String())
+	wantLines(t, out.String(),
+		bad+": 202 Accepted [published=0, duplicate=0, dropped=0, deadlettered=1, failed=0]",
+		good+": 202 Accepted [published=1, duplicate=0, dropped=0, deadlettered=0, failed=0]")
 	testutil.WaitFor(t, func() bool { return deadLetters(t, js) == 1 && len(storedEvents(t, js)) == 1 })
 	if got := storedEvents(t, js); !mapsEqual(got, map[string]int{goodID: 1}) {
 		t.Fatalf("after the first send the stream holds %v", got)
@@ -78,6 +81,7 @@ func TestReplayAfterFix(t *testing.T) {
 		t.Fatalf("send again: %v\n%s", err, out.String())
 	}
 	t.Logf("send again:\n%s", out.String())
+	wantLines(t, out.String(), bad+": 202 Accepted [published=0, duplicate=1, dropped=0, deadlettered=0, failed=0]")
 
 	// Fix the script; wait for the reload.
 	fixed := "function transform(ev)\n  return ev\nend\n"
@@ -99,9 +103,7 @@ func TestReplayAfterFix(t *testing.T) {
 		t.Fatalf("replay: %v\n%s", err, out.String())
 	}
 	t.Logf("replay:\n%s", out.String())
-	if !strings.Contains(out.String(), "event "+badID+" (script): 202 Accepted") {
-		t.Errorf("replay printed:\n%s", out.String())
-	}
+	wantLines(t, out.String(), "#1 event "+badID+" (script): 202 Accepted [published=1, duplicate=0, dropped=0, deadlettered=0, failed=0]")
 	want := map[string]int{goodID: 1, badID: 1}
 	testutil.WaitFor(t, func() bool { return len(storedEvents(t, js)) == 2 })
 	if got := storedEvents(t, js); !mapsEqual(got, want) {
@@ -113,6 +115,7 @@ func TestReplayAfterFix(t *testing.T) {
 		t.Fatalf("replay again: %v\n%s", err, out.String())
 	}
 	t.Logf("replay again:\n%s", out.String())
+	wantLines(t, out.String(), "#1 event "+badID+" (script): 202 Accepted [published=0, duplicate=1, dropped=0, deadlettered=0, failed=0]")
 	// Whatever a late publish would need to arrive: the server has it by
 	// the time replay got its answer (core: flushed), and one more send of
 	// a good event proves the connection's order.
@@ -124,5 +127,13 @@ func TestReplayAfterFix(t *testing.T) {
 	}
 	if n := deadLetters(t, js); n != 1 {
 		t.Errorf("the stream holds %d dead letters, want 1", n)
+	}
+}
+
+// wantLines fails unless out is exactly these lines.
+func wantLines(t *testing.T, out string, lines ...string) {
+	t.Helper()
+	if want := strings.Join(lines, "\n") + "\n"; out != want {
+		t.Errorf("printed:\n%s\nwant:\n%s", out, want)
 	}
 }

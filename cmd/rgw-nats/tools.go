@@ -80,18 +80,23 @@ func targetFlags(fs *flag.FlagSet) (url, token *string) {
 
 // answer is what the adapter said to one POST.
 type answer struct {
-	code   int
-	status string
-	body   string // the first few KiB, trimmed
+	code    int
+	status  string
+	body    string // the first few KiB, trimmed
+	outcome string // the Rgwnats-Outcome header: what became of the events
 }
 
 func (a answer) ok() bool { return a.code/100 == 2 }
 
 func (a answer) String() string {
-	if a.body == "" {
-		return a.status
+	s := a.status
+	if a.outcome != "" {
+		s += " [" + a.outcome + "]"
 	}
-	return a.status + " " + a.body
+	if a.body != "" {
+		s += " " + a.body
+	}
+	return s
 }
 
 // post sends one body with the given headers, the way a sender would.
@@ -110,7 +115,8 @@ func post(ctx context.Context, client *http.Client, url, token string, h http.He
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return answer{code: resp.StatusCode, status: resp.Status, body: strings.TrimSpace(string(msg))}, nil
+	return answer{code: resp.StatusCode, status: resp.Status, body: strings.TrimSpace(string(msg)),
+		outcome: resp.Header.Get(adapter.HeaderOutcome)}, nil
 }
 
 // contentTypeOf picks the content type a file is meant to be sent with.
