@@ -1,14 +1,18 @@
 package function
 
 import (
+	"crypto/tls"
 	"encoding"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,6 +202,9 @@ func (c *Config) Validate() error {
 	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:
 		return errors.New("configuration: DEDUP_MAX_IDS, POISON_ATTEMPTS and MAX_REQUEST_OUTPUT_BYTES must not be negative, NATS_STREAM_REPLICAS at least 1")
 	}
+	if err := c.validateLogging(); err != nil {
+		return err
+	}
 	if err := c.validateTelemetry(); err != nil {
 		return err
 	}
@@ -207,6 +214,88 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("configuration: DEAD_LETTER_SUBJECT %q falls inside the event subjects %q: consumers would take dead letters for events", c.DeadLetterSubject.String(), s)
 			}
 		}
+	}
+	return nil
+}
+
+// Log levels and formats LOG_LEVEL and LOG_FORMAT accept.
+var (
+	logLevels  = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+	logFormats = []string{"json", "text"}
+)
+
+func (c *Config) validateLogging() error {
+	if _, ok := logLevels[strings.ToLower(c.LogLevel)]; !ok {
+		return fmt.Errorf("configuration: LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if !slices.Contains(logFormats, strings.ToLower(c.LogFormat)) {
+		return fmt.Errorf("configuration: LOG_FORMAT=%q: want json or text", c.LogFormat)
+	}
+	return nil
+}
+
+// CheckFiles reports the first file the configuration names that cannot be
+// used: a script (LUA_SCRIPT) or module directory (LUA_MODULES) that is not
+// there, a TLS pair (TLS_CERT_FILE, TLS_KEY_FILE) that does not load, a
+// NATS credentials, nkey or TLS file that cannot be read. rgw-nats serve
+// runs it before it listens or starts the embedded NATS server, so that a
+// typo stops the start at once with the variable's name.
+func (c *Config) CheckFiles() error {
+	if c.LuaScript != "" {
+		if err := checkScript(c.LuaScript); err != nil {
+			return fmt.Errorf("configuration: LUA_SCRIPT=%q: %w", c.LuaScript, err)
+		}
+	}
+	if c.LuaModules != "" {
+		for _, dir := range filepath.SplitList(c.LuaModules) {
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return fmt.Errorf("configuration: LUA_MODULES: %q is not a directory", dir)
+			}
+		}
+	}
+	switch {
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("configuration: TLS_CERT_FILE and TLS_KEY_FILE go together")
+	case c.TLSCertFile != "":
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return fmt.Errorf("configuration: TLS_CERT_FILE=%q, TLS_KEY_FILE=%q: %w", c.TLSCertFile, c.TLSKeyFile, err)
+		}
+	}
+	for _, f := range []struct{ name, path string }{
+		{"NATS_CREDS", c.NATSCreds}, {"NATS_NKEY", c.NATSNkey},
+		{"NATS_TLS_CA", c.NATSTLSCA}, {"NATS_TLS_CERT", c.NATSTLSCert}, {"NATS_TLS_KEY", c.NATSTLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(f.path); err != nil {
+			return fmt.Errorf("configuration: %s: %w", f.name, err)
+		} else {
+			fh.Close()
+		}
+	}
+	return nil
+}
+
+// checkScript: a readable file, or a directory holding at least one *.lua.
+func checkScript(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	scripts, err := filepath.Glob(filepath.Join(path, "*.lua"))
+	if err != nil {
+		return err
+	}
+	if len(scripts) == 0 {
+		return errors.New("a directory without *.lua scripts")
 	}
 	return nil
 }

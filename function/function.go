@@ -129,6 +129,9 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	} else if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := cfg.CheckFiles(); err != nil {
+		return err
+	}
 	if cfg.NATSURL == "" {
 		return errors.New("configuration: NATS_URL is not set (the rgw-nats binary starts an embedded NATS server without it; a function needs a server)")
 	}

@@ -332,12 +332,12 @@ func (t *throttle) flush(ctx context.Context, level slog.Level) {
 
 // NewLogger builds the service's logger: JSON (default) or text, at a level.
 func NewLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		lv = slog.LevelInfo
+	lv, ok := logLevels[strings.ToLower(level)]
+	if !ok {
+		lv = slog.LevelInfo // Validate refuses it; a logger is still needed to say so
 	}
 	opts := &slog.HandlerOptions{Level: lv}
-	if format == "text" {
+	if strings.EqualFold(format, "text") {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))

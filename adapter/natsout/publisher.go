@@ -402,8 +402,16 @@ func (p *Publisher) Close(ctx context.Context) error {
 		return nil
 	}
 	close(p.stop)
+	connected := p.nc.IsConnected()
 	err := p.nc.Drain()
 	if errors.Is(err, nats.ErrConnectionClosed) {
+		return nil
+	}
+	if err != nil && !connected {
+		// Not connected (NATS never reachable, or away now): nothing is
+		// buffered, since a publish while disconnected fails at once and
+		// was answered 503, so closing loses nothing.
+		p.nc.Close()
 		return nil
 	}
 	if err != nil {

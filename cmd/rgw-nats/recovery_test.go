@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -135,5 +138,73 @@ func wantLines(t *testing.T, out string, lines ...string) {
 	t.Helper()
 	if want := strings.Join(lines, "\n") + "\n"; out != want {
 		t.Errorf("printed:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestServeRefusesBadSettings: the built binary refuses every setting that
+// cannot work before it starts anything, in one log line in the configured
+// format, exit 1 (issue 18: LOG_LEVEL=verbose and LOG_FORMAT=logfmt were
+// accepted, LUA_SCRIPT=/nonexistent was reported only after the embedded
+// NATS server started, and the fatal line was plain text under JSON logs).
+func TestServeRefusesBadSettings(t *testing.T) {
+	bin := cliBinary(t)
+	for _, c := range []struct {
+		env  []string
+		json bool
+		want string
+	}{
+		{[]string{"LOG_LEVEL=verbose"}, true, `LOG_LEVEL=\"verbose\": want debug, info, warn or error`},
+		{[]string{"LOG_FORMAT=logfmt"}, true, `LOG_FORMAT=\"logfmt\": want json or text`},
+		{[]string{"LOG_FORMAT=text", "LOG_LEVEL=loud"}, false, `LOG_LEVEL=\"loud\"`},
+		{[]string{"LUA_SCRIPT=/nonexistent"}, true, `LUA_SCRIPT=\"/nonexistent\"`},
+		{[]string{"LOG_FORMAT=text", "LUA_SCRIPT=/nonexistent"}, false, `LUA_SCRIPT=\"/nonexistent\"`},
+		{[]string{"TLS_CERT_FILE=/nonexistent.pem", "TLS_KEY_FILE=/nonexistent.key"}, true, `TLS_CERT_FILE=\"/nonexistent.pem\"`},
+		{[]string{"NATS_CREDS=/nonexistent.creds"}, true, `NATS_CREDS: open /nonexistent.creds`},
+	} {
+		cmd := exec.Command(bin)
+		// No NATS_URL: the embedded server would start (in this build,
+		// fail to) were the settings not checked first.
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LISTEN_ADDRESS=127.0.0.1:0", "NATS_EMBEDDED_LISTEN=127.0.0.1:0"}, c.env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		line := strings.TrimSpace(stderr.String())
+		if exitCode(err) != 1 || err == nil || strings.Count(line, "\n") != 0 || strings.Contains(line, "embedded") {
+			t.Errorf("%v: exit %v, want 1 and one line before anything starts:\n%s", c.env, err, line)
+			continue
+		}
+		if c.json {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil || rec["level"] != "ERROR" {
+				t.Errorf("%v: not a JSON error line: %s", c.env, line)
+			}
+			if !strings.Contains(line, `"error":"`) || !strings.Contains(line, c.want) {
+				t.Errorf("%v: %s, want %s", c.env, line, c.want)
+			}
+		} else if !strings.HasPrefix(line, "time=") || !strings.Contains(line, "level=ERROR") || !strings.Contains(line, strings.ReplaceAll(c.want, `\"`, `\"`)) {
+			t.Errorf("%v: not a text error line with %s: %s", c.env, c.want, line)
+		}
+	}
+}
+
+// TestSIGTERMWithoutNATS: SIGTERM stops a binary that never reached NATS
+// with exit 0: nothing was accepted, so nothing is lost (issue 18: exit 1,
+// "close without drain").
+func TestSIGTERMWithoutNATS(t *testing.T) {
+	bin := cliBinary(t)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LISTEN_ADDRESS=127.0.0.1:0", "NATS_URL=nats://127.0.0.1:1", "LOG_FORMAT=text"}
+	var stderr testutil.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, func() bool { return strings.Contains(stderr.String(), "rgw-nats listening") })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "rgw-nats stopped") || strings.Contains(stderr.String(), "level=ERROR") {
+		t.Errorf("log:\n%s", stderr.String())
 	}
 }
