@@ -131,6 +131,26 @@ func TestReplayAfterFix(t *testing.T) {
 	if n := deadLetters(t, js); n != 1 {
 		t.Errorf("the stream holds %d dead letters, want 1", n)
 	}
+
+	// tail and replay leave no consumer behind (issue 18: 8 unnamed ones
+	// were seen in `nats stream info`). The test's own look-ups go first.
+	st, err := js.Stream(ctx, "RGW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range st.ConsumerNames(ctx).Name() {
+		st.DeleteConsumer(ctx, name)
+	}
+	if err := run(ctx, []string{"tail", "--stream", "RGW", "-n", "1", "-timeout", "5s"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"replay", "--stream", "RGW", "--url", url}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Consumers != 0 {
+		t.Errorf("%v consumers left on the stream by tail and replay (%v)", info.State.Consumers, err)
+	}
 }
 
 // wantLines fails unless out is exactly these lines.

@@ -74,10 +74,11 @@ Examples:
 	msgs := make(chan received, 16)
 	done := make(chan struct{})
 	defer close(done)
-	cons, err := openStream(ctx, pub.Conn(), *stream, cc)
+	cons, closeConsumer, err := openStream(ctx, pub.Conn(), *stream, "replay", cc)
 	if err != nil {
 		return err
 	}
+	defer closeConsumer()
 	// Replay what is there now: the consumer's pending count before it
 	// delivers anything says whether there is anything, and the stream's
 	// last sequence bounds the run, so that dead letters the replay itself

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -218,23 +220,42 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
-// openStream creates an ordered consumer on a stream: no state on the
-// server beyond an ephemeral consumer, nothing acknowledged, resumed where
-// it was after a reconnect.
-func openStream(ctx context.Context, conn *nats.Conn, stream string, cc jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+// openStream creates an ordered consumer on a stream for a command (tail,
+// replay): nothing acknowledged, resumed where it was after a reconnect,
+// named after the command (rgw-nats-tail-<random>_1, as `nats consumer ls`
+// shows it). The returned close deletes it: a command leaves nothing on the
+// server, and one that is killed leaves it for only consumerIdle.
+func openStream(ctx context.Context, conn *nats.Conn, stream, command string, cc jetstream.OrderedConsumerConfig) (jetstream.Consumer, func(), error) {
 	js, err := jetstream.New(conn)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var b [4]byte
+	rand.Read(b[:])
+	cc.NamePrefix = "rgw-nats-" + command + "-" + hex.EncodeToString(b[:])
+	cc.InactiveThreshold = consumerIdle
 	cons, err := js.OrderedConsumer(ctx, stream, cc)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("stream %q not found", stream)
+		return nil, nil, fmt.Errorf("stream %q not found", stream)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("stream %q: %w", stream, err)
+		return nil, nil, fmt.Errorf("stream %q: %w", stream, err)
 	}
-	return cons, nil
+	closeConsumer := func() {
+		info := cons.CachedInfo()
+		if info == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, stream, info.Name)
+	}
+	return cons, closeConsumer, nil
 }
+
+// consumerIdle is how long the server keeps the consumer of a command that
+// could not delete it (killed, or NATS away at exit).
+const consumerIdle = 30 * time.Second
 
 // consume hands each message of the consumer to out until done is closed
 // or the returned ConsumeContext is stopped.
@@ -319,10 +340,11 @@ Examples:
 	done := make(chan struct{})
 	defer close(done)
 	if *stream != "" {
-		cons, err := openStream(ctx, conn, *stream, cc)
+		cons, closeConsumer, err := openStream(ctx, conn, *stream, "tail", cc)
 		if err != nil {
 			return err
 		}
+		defer closeConsumer()
 		reading, err := consume(cons, msgs, done)
 		if err != nil {
 			return fmt.Errorf("stream %q: %w", *stream, err)
