@@ -64,9 +64,9 @@ type Config struct {
 	NATSUser            string           `env:"NATS_USER" desc:"NATS user name"`
 	NATSPassword        string           `secret:"true" env:"NATS_PASSWORD" desc:"NATS password"`
 	NATSToken           string           `secret:"true" env:"NATS_TOKEN" desc:"NATS authentication token"`
-	NATSTLSCA           string           `env:"NATS_TLS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
-	NATSTLSCert         string           `env:"NATS_TLS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
-	NATSTLSKey          string           `env:"NATS_TLS_KEY" desc:"PEM key of NATS_TLS_CERT"`
+	NATSTLSCA           string           `env:"NATS_TLS_CA" alias:"NATS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
+	NATSTLSCert         string           `env:"NATS_TLS_CERT" alias:"NATS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
+	NATSTLSKey          string           `env:"NATS_TLS_KEY" alias:"NATS_KEY" desc:"PEM key of NATS_TLS_CERT"`
 	NATSClientName      string           `env:"NATS_CLIENT_NAME" default:"rgw-nats" desc:"connection name shown by the NATS server"`
 	NATSEmbeddedListen  string           `env:"NATS_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"host:port of the embedded nats-server (port 0 picks a free one)"`
 	NATSStoreDir        string           `env:"NATS_STORE_DIR" desc:"JetStream store of the embedded server; empty uses a temporary directory"`
@@ -134,6 +134,13 @@ func ConfigFrom(lookup func(string) (string, bool)) (Config, error) {
 		f := t.Field(i)
 		name := f.Tag.Get("env")
 		text, ok := lookup(name)
+		if alias := f.Tag.Get("alias"); !ok && alias != "" {
+			// The name another tool reads for the same thing (natscli's
+			// NATS_CA, NATS_CERT, NATS_KEY); ours wins when both are set.
+			if text, ok = lookup(alias); ok {
+				name = alias
+			}
+		}
 		if !ok {
 			text = f.Tag.Get("default")
 		}
@@ -341,8 +348,11 @@ func PrintUsage(w io.Writer) error {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		def := ""
+		if a := f.Tag.Get("alias"); a != "" {
+			def = " (or " + a + ")"
+		}
 		if d := f.Tag.Get("default"); d != "" {
-			def = " (default " + d + ")"
+			def += " (default " + d + ")"
 		}
 		if _, err := fmt.Fprintf(w, "  %s%s\n      %s\n", f.Tag.Get("env"), def, f.Tag.Get("desc")); err != nil {
 			return err

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
-	"github.com/rgw-nats/rgw-nats/internal/testutil"
+	"github.com/rgw-nats/rgw-nats/function"
 )
 
 // TestConcurrentResendsPublishOnce: 16 requests carrying one event id at
@@ -50,8 +50,6 @@ func TestConcurrentResendsPublishOnce(t *testing.T) {
 		})
 	}
 }
-
-var _ = testutil.WaitFor
 
 // TestOutcomeHeader: every answer says what became of the request's events
 // (issue 18: the same samples sent twice answered 202 both times with
@@ -130,4 +128,29 @@ func recordOf(t *testing.T, body []byte) string {
 		t.Fatal("not an RGW POST of one record")
 	}
 	return s
+}
+
+// TestNATSCLIAliases: natscli's NATS_CA, NATS_CERT and NATS_KEY configure
+// the TLS files when ours are unset (issue 18: they were not read); ours
+// win when both are set.
+func TestNATSCLIAliases(t *testing.T) {
+	t.Setenv("NATS_CA", "/etc/nats/ca.pem")
+	t.Setenv("NATS_CERT", "/etc/nats/cert.pem")
+	t.Setenv("NATS_KEY", "/etc/nats/key.pem")
+	c, err := function.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATSTLSCA != "/etc/nats/ca.pem" || c.NATSTLSCert != "/etc/nats/cert.pem" || c.NATSTLSKey != "/etc/nats/key.pem" {
+		t.Errorf("aliases not read: %q %q %q", c.NATSTLSCA, c.NATSTLSCert, c.NATSTLSKey)
+	}
+	t.Setenv("NATS_TLS_CA", "/ours.pem")
+	if c, _ = function.LoadConfig(); c.NATSTLSCA != "/ours.pem" {
+		t.Errorf("NATS_TLS_CA did not win over NATS_CA: %q", c.NATSTLSCA)
+	}
+	var usage strings.Builder
+	function.PrintUsage(&usage)
+	if !strings.Contains(usage.String(), "NATS_TLS_CA (or NATS_CA)") {
+		t.Errorf("--help does not name the alias:\n%s", usage.String())
+	}
 }
