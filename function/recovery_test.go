@@ -2,6 +2,7 @@ package function_test
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // TestConcurrentResendsPublishOnce: 16 requests carrying one event id at
@@ -153,4 +155,65 @@ func TestNATSCLIAliases(t *testing.T) {
 	if !strings.Contains(usage.String(), "NATS_TLS_CA (or NATS_CA)") {
 		t.Errorf("--help does not name the alias:\n%s", usage.String())
 	}
+}
+
+// TestReplayOfDeadLetter: a dead-lettered event resent by its sender is a
+// duplicate (no second dead letter, nothing published); replayed
+// (Rgwnats-Replay) while its cause is still there, it is dead-lettered
+// again with the replay named; replayed once fixed, published once.
+func TestReplayOfDeadLetter(t *testing.T) {
+	s := runNATS(t)
+	cfg := testConfig(t, s.ClientURL())
+	cfg.DedupWindow = time.Minute
+	cfg.LuaScript = writeScript(t, `function transform(ev) error("broken") end`)
+	a := startAdapter(t, cfg, s.ClientURL())
+	letters := a.subscribe(t, "rgwnats.deadletter.>")
+	events := a.subscribe(t, "rgw.>")
+	raw := map[string]string{"Content-Type": "application/json"}
+	replay := map[string]string{"Content-Type": "application/json", "Rgwnats-Replay": "RGW#7"}
+	body := fixture(t, putFixture)
+	outcome := func(h map[string]string) string {
+		t.Helper()
+		resp := post(t, a.url, h, body)
+		if resp.code != 202 {
+			t.Fatalf("%d %q", resp.code, resp.body)
+		}
+		return resp.header.Get("Rgwnats-Outcome")
+	}
+	if got := outcome(raw); got != "published=0, duplicate=0, dropped=0, deadlettered=1, failed=0" {
+		t.Fatalf("first: %s", got)
+	}
+	if m := receive(t, letters, 1)[0]; m.Header.Get("Rgwnats-Replay") != "" {
+		t.Errorf("a first dead letter names a replay: %v", m.Header)
+	}
+	if got := outcome(raw); got != "published=0, duplicate=1, dropped=0, deadlettered=0, failed=0" {
+		t.Errorf("resent: %s", got)
+	}
+	none(t, letters)
+	if got := outcome(replay); got != "published=0, duplicate=0, dropped=0, deadlettered=1, failed=0" {
+		t.Errorf("replayed, still broken: %s", got)
+	}
+	if m := receive(t, letters, 1)[0]; m.Header.Get("Rgwnats-Replay") != "RGW#7" {
+		t.Errorf("the replay's dead letter does not name it: %v", m.Header)
+	}
+	os.WriteFile(cfg.LuaScript, []byte(`function transform(ev) return ev end`), 0o644)
+	testutil.WaitFor(t, func() bool { return strings.Contains(a.log.String(), "lua: scripts reloaded") })
+	deadline := time.Now().Add(10 * time.Second)
+	for got := outcome(replay); got != "published=1, duplicate=0, dropped=0, deadlettered=0, failed=0"; got = outcome(replay) {
+		// Until the reload is in service the replay fails as before.
+		if got != "published=0, duplicate=0, dropped=0, deadlettered=1, failed=0" || time.Now().After(deadline) {
+			t.Fatalf("replayed once fixed: %s", got)
+		}
+		receive(t, letters, 1)
+		time.Sleep(50 * time.Millisecond)
+	}
+	receive(t, events, 1)
+	if got := outcome(replay); got != "published=0, duplicate=1, dropped=0, deadlettered=0, failed=0" {
+		t.Errorf("replayed twice: %s", got)
+	}
+	if got := outcome(raw); got != "published=0, duplicate=1, dropped=0, deadlettered=0, failed=0" {
+		t.Errorf("resent after the replay: %s", got)
+	}
+	none(t, events)
+	none(t, letters)
 }
