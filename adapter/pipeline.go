@@ -174,6 +174,11 @@ type Outcome struct {
 	// Published are the events that went out for it (not raw payloads), in
 	// the order the transform produced them.
 	Published []*event.Event
+
+	// flight is this event id's flight while the request processes it: its
+	// own (waits false), or another request's it waits for.
+	flight *flight
+	waits  bool
 }
 
 // Result is what became of one request.
@@ -230,12 +235,11 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 	if err != nil {
 		return p.refuse(ctx, req, res, in.FromRGW, err)
 	}
-	var fl flights
-	res.Outcomes, fl = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true, IsReplay(req.Header))
+	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true, IsReplay(req.Header))
 	if p.cfg.DeadLetter != nil {
 		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
 	}
-	p.finish(ctx, res.Outcomes, fl)
+	p.finish(ctx, res.Outcomes)
 	for i := range res.Outcomes {
 		o := &res.Outcomes[i]
 		if o.Status != Failed {
@@ -283,43 +287,42 @@ func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, fromRGW 
 // acks. It returns one Outcome per event. It does not dead-letter: Handle
 // does, since a dead letter carries the request's bytes.
 func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
-	outcomes, fl := p.process(ctx, events, tracecontext.Context{}, false, false)
-	p.finish(ctx, outcomes, fl)
+	outcomes := p.process(ctx, events, tracecontext.Context{}, false, false)
+	p.finish(ctx, outcomes)
 	return outcomes
-}
-
-// flights are the event ids a request has in flight (own) and those it
-// waits for because another request has them (wait), by outcome index.
-type flights struct {
-	own, wait []int
-	f         []*flight // by outcome index
 }
 
 // finish lands the request's own flights with their outcomes (remembering
 // the ids done or dead-lettered) and only then waits for the others': a
 // request never waits while it holds a flight, so two requests carrying
 // the same ids in another order cannot wait for each other.
-func (p *Pipeline) finish(ctx context.Context, outcomes []Outcome, fl flights) {
+func (p *Pipeline) finish(ctx context.Context, outcomes []Outcome) {
 	now := p.now()
-	for _, i := range fl.own {
+	for i := range outcomes {
 		o := &outcomes[i]
+		if o.flight == nil || o.waits {
+			continue
+		}
 		if o.Status == Published || o.Status == Dropped || o.Status == DeadLettered {
 			p.poison.forget(o.EventID)
 		}
-		p.seen.land(fl.f[i], o, now)
+		p.seen.land(o.flight, o, now)
+		o.flight = nil
 	}
-	for _, i := range fl.wait {
-		fl.f[i].wait(ctx, &outcomes[i])
+	for i := range outcomes {
+		if o := &outcomes[i]; o.waits {
+			o.flight.wait(ctx, o)
+			o.flight, o.waits = nil, false
+		}
 	}
 }
 
 // process is Process for a request whose header carried the trace context
 // tc (zero when none). checked: the events come from ingress.Decode, which
 // returns only events that pass binding.Check. replay: the request replays
-// a dead letter. The caller lands the flights it returns (finish).
-func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked, replay bool) ([]Outcome, flights) {
+// a dead letter. The caller lands the flights the outcomes hold (finish).
+func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked, replay bool) []Outcome {
 	outcomes := make([]Outcome, len(events))
-	fl := flights{f: make([]*flight, len(events))}
 	var spans []trace.Span // the publish span of each event, with a tracer
 	if p.cfg.Tracer != nil {
 		spans = make([]trace.Span, len(events))
@@ -340,10 +343,10 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 			continue
 		case !own:
 			o.Status = Duplicate // until the flight it waits for lands
-			fl.f[i], fl.wait = f, append(fl.wait, i)
+			o.flight, o.waits = f, true
 			continue
 		}
-		fl.f[i], fl.own = f, append(fl.own, i)
+		o.flight = f
 		first := len(msgs)
 		et := eventTrace{ctx: ctx, out: tc}
 		if et.out.IsZero() {
@@ -387,7 +390,7 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 			endSpan(spans[i], o.Err)
 		}
 	}
-	return outcomes, fl
+	return outcomes
 }
 
 // eventTrace is the trace of one event on its way through produce.

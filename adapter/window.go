@@ -56,7 +56,8 @@ type ringSlot struct {
 }
 
 // flight is one id being processed; done is closed once out holds its
-// outcome.
+// outcome. done is made (under idWindow.mu) only when a second request
+// waits for it: most ids are never resent while in flight.
 type flight struct {
 	done chan struct{}
 	out  Outcome
@@ -192,9 +193,12 @@ func (w *idWindow) claim(id string, now time.Time, replay bool) (done bool, f *f
 		return true, nil, false
 	}
 	if f := w.flights[k]; f != nil {
+		if f.done == nil {
+			f.done = make(chan struct{})
+		}
 		return false, f, false
 	}
-	f = &flight{done: make(chan struct{})}
+	f = flightPool.Get().(*flight)
 	w.flights[k] = f
 	return false, f, true
 }
@@ -213,11 +217,24 @@ func (w *idWindow) land(f *flight, o *Outcome, now time.Time) {
 	if w.flights[k] == f {
 		delete(w.flights, k)
 	}
-	w.mu.Unlock()
+	done := f.done
+	if done == nil {
+		// No one waited, and no one can start once the flight is out of
+		// the map: it can serve another id.
+		w.mu.Unlock()
+		flightPool.Put(f)
+		return
+	}
+	// Waiters read out only after done is closed.
 	f.out = *o
-	f.out.Published = nil
-	close(f.done)
+	f.out.Published, f.out.flight = nil, nil
+	w.mu.Unlock()
+	close(done)
 }
+
+// flightPool keeps the flights no one waited for: most ids are never
+// resent while in flight, and a request then allocates no flight.
+var flightPool = sync.Pool{New: func() any { return new(flight) }}
 
 // wait is the outcome of the flight another request had for o.EventID: a
 // duplicate when it made it, its failure when not.

@@ -118,7 +118,7 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body, Oversize: oversize})
 	a := answerOf(&res)
 	counts := res.Count()
-	w.Header()[adapter.HeaderOutcome] = []string{counts.String()}
+	w.Header()[adapter.HeaderOutcome] = outcomeHeader(counts)
 	if run.log.Enabled(r.Context(), slog.LevelDebug) {
 		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.code,
 			"reason", res.Reason, "outcome", counts.String(), "duration", time.Since(start))
@@ -188,6 +188,23 @@ func answerOf(res *adapter.Result) answer {
 
 // noOutcome is the outcome header of an answer given before the pipeline.
 var noOutcome = []string{adapter.Counts{}.String()}
+
+// oneOutcome holds the outcome headers of a request of one event (RGW sends
+// one record per POST), made once: the common answer allocates nothing.
+var oneOutcome = map[adapter.Counts][]string{}
+
+func init() {
+	for _, c := range []adapter.Counts{{Published: 1}, {Duplicate: 1}, {Dropped: 1}, {DeadLettered: 1}, {Failed: 1}} {
+		oneOutcome[c] = []string{c.String()}
+	}
+}
+
+func outcomeHeader(c adapter.Counts) []string {
+	if h, ok := oneOutcome[c]; ok {
+		return h
+	}
+	return []string{c.String()}
+}
 
 // logDeadLetters logs one line per dead letter, with its reason, its error
 // and the event id (none when the request did not decode).
