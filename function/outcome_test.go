@@ -307,8 +307,9 @@ func TestRequestsDuringStart(t *testing.T) {
 // captures the dead letters it becomes ready by itself, and the bad POST is
 // answered 202 with its dead letter stored.
 func TestDeadLetterNotCaptured(t *testing.T) {
-	s := runNATS(t)
-	nc, err := nats.Connect(s.ClientURL())
+	port, store := freePort(t), t.TempDir()
+	s := runNATSOn(t, port, store)
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,6 +339,15 @@ func TestDeadLetterNotCaptured(t *testing.T) {
 		}
 	}
 	none(t, tail)
+
+	// Said again after a reconnect.
+	s.Shutdown()
+	s.WaitForShutdown()
+	s = runNATSOn(t, port, store)
+	testutil.WaitFor(t, func() bool { return strings.Count(a.log.String(), `msg="not ready: `+why) == 2 })
+	if ok, err := a.f.Ready(t.Context()); ok || err == nil || err.Error() != why {
+		t.Errorf("Ready after the reconnect: %v %v, want false: %s", ok, err, why)
+	}
 
 	// The operator adds the dead letters to the stream: ready without a
 	// restart or a reconnect.
