@@ -102,10 +102,14 @@ func TestReplayAfterFix(t *testing.T) {
 	})
 
 	out.Reset()
-	if err := run(ctx, []string{"replay", "--stream", "RGW", "--url", url}, &out, io.Discard); err != nil {
+	var errOut testutil.Buffer
+	if err := run(ctx, []string{"replay", "--stream", "RGW", "--url", url}, &out, &errOut); err != nil {
 		t.Fatalf("replay: %v\n%s", err, out.String())
 	}
 	t.Logf("replay:\n%s", out.String())
+	if !strings.Contains(errOut.String(), "replayed 1 dead letter(s): published=1, duplicate=0, dropped=0, deadlettered=0, failed=0\n") {
+		t.Errorf("replay's summary:\n%s", errOut.String())
+	}
 	wantLines(t, out.String(), "#1 event "+badID+" (script): 202 Accepted [published=1, duplicate=0, dropped=0, deadlettered=0, failed=0]")
 	want := map[string]int{goodID: 1, badID: 1}
 	testutil.WaitFor(t, func() bool { return len(storedEvents(t, js)) == 2 })

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -103,6 +104,7 @@ Examples:
 
 	client := &http.Client{Timeout: 30 * time.Second}
 	var sent, failed, skipped, truncated int
+	var total outcomeSum
 	for *count == 0 || sent < *count {
 		var m received
 		select {
@@ -143,11 +145,17 @@ Examples:
 				if !ans.ok() {
 					failed++
 				}
+				total.add(ans.outcome)
 			}
 		}
 		if m.Pending == 0 || m.Seq >= lastSeq {
 			break
 		}
+	}
+	if sent > 0 && !*dryRun {
+		// What became of the replayed events: those dead-lettered again
+		// still wait for their fix (the adapter's log has the new error).
+		fmt.Fprintf(stderr, "replayed %d dead letter(s): %s\n", sent, total)
 	}
 	if skipped > 0 {
 		fmt.Fprintf(stderr, "skipped %d message(s) that are not dead letters\n", skipped)
@@ -198,4 +206,39 @@ func replayHeader(m received) http.Header {
 	}
 	h.Set("Content-Type", ct)
 	return h
+}
+
+// outcomeSum adds up the Rgwnats-Outcome headers of several answers.
+type outcomeSum struct {
+	names  []string
+	counts map[string]int
+}
+
+// add reads one header: "published=1, duplicate=0, ...".
+func (s *outcomeSum) add(header string) {
+	for kv := range strings.SplitSeq(header, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			continue
+		}
+		if s.counts == nil {
+			s.counts = map[string]int{}
+		}
+		if _, seen := s.counts[k]; !seen {
+			s.names = append(s.names, k)
+		}
+		s.counts[k] += n
+	}
+}
+
+func (s outcomeSum) String() string {
+	if len(s.names) == 0 {
+		return "no outcome reported"
+	}
+	parts := make([]string, len(s.names))
+	for i, k := range s.names {
+		parts[i] = k + "=" + strconv.Itoa(s.counts[k])
+	}
+	return strings.Join(parts, ", ")
 }
