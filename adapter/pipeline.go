@@ -235,7 +235,9 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 	if err != nil {
 		return p.refuse(ctx, req, res, in.FromRGW, err)
 	}
-	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true, IsReplay(req.Header))
+	res.Outcomes = make([]Outcome, len(in.Events))
+	defer p.abandon(res.Outcomes)
+	p.process(ctx, in.Events, res.Outcomes, tracecontext.FromHeader(req.Header), true, IsReplay(req.Header))
 	if p.cfg.DeadLetter != nil {
 		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
 	}
@@ -287,9 +289,23 @@ func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, fromRGW 
 // acks. It returns one Outcome per event. It does not dead-letter: Handle
 // does, since a dead letter carries the request's bytes.
 func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
-	outcomes := p.process(ctx, events, tracecontext.Context{}, false, false)
+	outcomes := make([]Outcome, len(events))
+	defer p.abandon(outcomes)
+	p.process(ctx, events, outcomes, tracecontext.Context{}, false, false)
 	p.finish(ctx, outcomes)
 	return outcomes
+}
+
+// abandon lands the flights a request still holds when it panicked, as
+// transient failures: requests waiting for them must not wait forever.
+func (p *Pipeline) abandon(outcomes []Outcome) {
+	for i := range outcomes {
+		if o := &outcomes[i]; o.flight != nil && !o.waits {
+			p.seen.land(o.flight, &Outcome{EventID: o.EventID, Status: Failed, Class: Transient, Reason: ReasonShutdown,
+				Err: fmt.Errorf("event %s: the request processing it failed", o.EventID)}, p.now())
+			o.flight = nil
+		}
+	}
 }
 
 // finish lands the request's own flights with their outcomes (remembering
@@ -320,9 +336,9 @@ func (p *Pipeline) finish(ctx context.Context, outcomes []Outcome) {
 // process is Process for a request whose header carried the trace context
 // tc (zero when none). checked: the events come from ingress.Decode, which
 // returns only events that pass binding.Check. replay: the request replays
-// a dead letter. The caller lands the flights the outcomes hold (finish).
-func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked, replay bool) []Outcome {
-	outcomes := make([]Outcome, len(events))
+// a dead letter. It fills outcomes, one per event; the caller lands the
+// flights they hold (finish).
+func (p *Pipeline) process(ctx context.Context, events []event.Event, outcomes []Outcome, tc tracecontext.Context, checked, replay bool) {
 	var spans []trace.Span // the publish span of each event, with a tracer
 	if p.cfg.Tracer != nil {
 		spans = make([]trace.Span, len(events))
@@ -390,7 +406,6 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 			endSpan(spans[i], o.Err)
 		}
 	}
-	return outcomes
 }
 
 // eventTrace is the trace of one event on its way through produce.
