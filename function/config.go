@@ -1,14 +1,18 @@
 package function
 
 import (
+	"crypto/tls"
 	"encoding"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,9 +72,9 @@ type Config struct {
 	NATSUser            string           `env:"NATS_USER" desc:"NATS user name"`
 	NATSPassword        string           `secret:"true" env:"NATS_PASSWORD" desc:"NATS password"`
 	NATSToken           string           `secret:"true" env:"NATS_TOKEN" desc:"NATS authentication token"`
-	NATSTLSCA           string           `env:"NATS_TLS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
-	NATSTLSCert         string           `env:"NATS_TLS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
-	NATSTLSKey          string           `env:"NATS_TLS_KEY" desc:"PEM key of NATS_TLS_CERT"`
+	NATSTLSCA           string           `env:"NATS_TLS_CA" alias:"NATS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
+	NATSTLSCert         string           `env:"NATS_TLS_CERT" alias:"NATS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
+	NATSTLSKey          string           `env:"NATS_TLS_KEY" alias:"NATS_KEY" desc:"PEM key of NATS_TLS_CERT"`
 	NATSClientName      string           `env:"NATS_CLIENT_NAME" default:"rgw-nats" desc:"connection name shown by the NATS server"`
 	NATSEmbeddedListen  string           `env:"NATS_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"host:port of the embedded nats-server (port 0 picks a free one)"`
 	NATSStoreDir        string           `env:"NATS_STORE_DIR" desc:"JetStream store of the embedded server; empty uses a temporary directory"`
@@ -138,6 +142,13 @@ func ConfigFrom(lookup func(string) (string, bool)) (Config, error) {
 		f := t.Field(i)
 		name := f.Tag.Get("env")
 		text, ok := lookup(name)
+		if alias := f.Tag.Get("alias"); !ok && alias != "" {
+			// The name another tool reads for the same thing (natscli's
+			// NATS_CA, NATS_CERT, NATS_KEY); ours wins when both are set.
+			if text, ok = lookup(alias); ok {
+				name = alias
+			}
+		}
 		if !ok {
 			text = f.Tag.Get("default")
 		}
@@ -208,6 +219,9 @@ func (c *Config) Validate() error {
 	case c.DedupMaxIDs < 0 || c.PoisonAttempts < 0 || c.MaxRequestBytes < 0 || c.NATSStreamReplicas < 1:
 		return errors.New("configuration: DEDUP_MAX_IDS, POISON_ATTEMPTS and MAX_REQUEST_OUTPUT_BYTES must not be negative, NATS_STREAM_REPLICAS at least 1")
 	}
+	if err := c.validateLogging(); err != nil {
+		return err
+	}
 	if err := c.validateTelemetry(); err != nil {
 		return err
 	}
@@ -222,6 +236,88 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("configuration: DEAD_LETTER_SUBJECT %q falls inside the event subjects %q: consumers would take dead letters for events", c.DeadLetterSubject.String(), s)
 			}
 		}
+	}
+	return nil
+}
+
+// Log levels and formats LOG_LEVEL and LOG_FORMAT accept.
+var (
+	logLevels  = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+	logFormats = []string{"json", "text"}
+)
+
+func (c *Config) validateLogging() error {
+	if _, ok := logLevels[strings.ToLower(c.LogLevel)]; !ok {
+		return fmt.Errorf("configuration: LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if !slices.Contains(logFormats, strings.ToLower(c.LogFormat)) {
+		return fmt.Errorf("configuration: LOG_FORMAT=%q: want json or text", c.LogFormat)
+	}
+	return nil
+}
+
+// CheckFiles reports the first file the configuration names that cannot be
+// used: a script (LUA_SCRIPT) or module directory (LUA_MODULES) that is not
+// there, a TLS pair (TLS_CERT_FILE, TLS_KEY_FILE) that does not load, a
+// NATS credentials, nkey or TLS file that cannot be read. rgw-nats serve
+// runs it before it listens or starts the embedded NATS server, so that a
+// typo stops the start at once with the variable's name.
+func (c *Config) CheckFiles() error {
+	if c.LuaScript != "" {
+		if err := checkScript(c.LuaScript); err != nil {
+			return fmt.Errorf("configuration: LUA_SCRIPT=%q: %w", c.LuaScript, err)
+		}
+	}
+	if c.LuaModules != "" {
+		for _, dir := range filepath.SplitList(c.LuaModules) {
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return fmt.Errorf("configuration: LUA_MODULES: %q is not a directory", dir)
+			}
+		}
+	}
+	switch {
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("configuration: TLS_CERT_FILE and TLS_KEY_FILE go together")
+	case c.TLSCertFile != "":
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return fmt.Errorf("configuration: TLS_CERT_FILE=%q, TLS_KEY_FILE=%q: %w", c.TLSCertFile, c.TLSKeyFile, err)
+		}
+	}
+	for _, f := range []struct{ name, path string }{
+		{"NATS_CREDS", c.NATSCreds}, {"NATS_NKEY", c.NATSNkey},
+		{"NATS_TLS_CA", c.NATSTLSCA}, {"NATS_TLS_CERT", c.NATSTLSCert}, {"NATS_TLS_KEY", c.NATSTLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(f.path); err != nil {
+			return fmt.Errorf("configuration: %s: %w", f.name, err)
+		} else {
+			fh.Close()
+		}
+	}
+	return nil
+}
+
+// checkScript: a readable file, or a directory holding at least one *.lua.
+func checkScript(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	scripts, err := filepath.Glob(filepath.Join(path, "*.lua"))
+	if err != nil {
+		return err
+	}
+	if len(scripts) == 0 {
+		return errors.New("a directory without *.lua scripts")
 	}
 	return nil
 }
@@ -267,8 +363,11 @@ func PrintUsage(w io.Writer) error {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		def := ""
+		if a := f.Tag.Get("alias"); a != "" {
+			def = " (or " + a + ")"
+		}
 		if d := f.Tag.Get("default"); d != "" {
-			def = " (default " + d + ")"
+			def += " (default " + d + ")"
 		}
 		if _, err := fmt.Fprintf(w, "  %s%s\n      %s\n", f.Tag.Get("env"), def, f.Tag.Get("desc")); err != nil {
 			return err

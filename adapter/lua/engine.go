@@ -373,10 +373,10 @@ func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
 		switch e.cfg.onError {
 		case Drop:
 			e.stats.drops.Add(1)
-			e.cfg.logger.Warn("lua: event dropped after a script error", "script", s.name, "event", in.Event.ID(), "err", err)
+			e.cfg.logger.Warn("lua: event dropped after a script error", "script", s.name, "event_id", in.Event.ID(), "error", err)
 		case Passthrough:
 			e.stats.passthroughs.Add(1)
-			e.cfg.logger.Warn("lua: event passed through untransformed after a script error", "script", s.name, "event", in.Event.ID(), "err", err)
+			e.cfg.logger.Warn("lua: event passed through untransformed after a script error", "script", s.name, "event_id", in.Event.ID(), "error", err)
 			outs = append(outs, in)
 		default:
 			return nil, err
