@@ -171,6 +171,10 @@ type config struct {
 	table Table
 
 	observe func(time.Duration)
+
+	// eagerData decodes ev.data whole and encodes it whole, sorted, as
+	// before views (lazy.go): the tests compare both paths.
+	eagerData bool
 }
 
 // An Option configures an Engine.
