@@ -497,6 +497,7 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 	if le.gen != st.gen {
 		return fail("%s returned an event of an earlier call", st.s.eng.cfg.function)
 	}
+	dataJSON := false
 	if le.dataDirty {
 		ev := le.current()
 		var raw []byte
@@ -541,9 +542,10 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			if raw != nil && ev.DataContentType() == "" {
 				_ = ev.Context.SetDataContentType(event.ApplicationJSON)
 			}
+			dataJSON = binding.IsJSON(ev.DataMediaType())
 		}
 	}
-	o := Output{Event: le.current(), Subject: le.subject}
+	o := Output{Event: le.current(), Subject: le.subject, DataJSON: dataJSON}
 	n := len(o.Event.Data())
 	switch {
 	case le.header != nil:
