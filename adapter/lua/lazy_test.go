@@ -114,9 +114,8 @@ func viewEvent(t *testing.T, data string) *event.Event {
 	ev.SetSource("test")
 	ev.SetType("com.amazonaws.ObjectCreated:Put")
 	ev.SetSubject("dir/a.jpg")
-	if err := ev.SetData(event.ApplicationJSON, []byte(data)); err != nil {
-		t.Fatal(err)
-	}
+	ev.SetDataContentType(event.ApplicationJSON)
+	ev.DataEncoded = []byte(data) // SetData of bytes would mark them base64
 	return &ev
 }
 
@@ -162,12 +161,17 @@ func TestViewsMatchEagerOnTableUse(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := rn + "function transform(ev)\ndo\n" + tc.body + "\nend\nreturn ev\nend\n"
 			eager, lazy := bothPaths(t, func(o ...Option) *Engine { return newEngine(t, src, o...) })
-			for _, in := range []*event.Event{viewEvent(t, viewData), fixture(t, "reef-put-capture.json", cloudevent.Options{})} {
+			// Written for viewData; on the Reef record some fail (no
+			// Records, no nested arrays), the same way on both paths.
+			for i, in := range []*event.Event{viewEvent(t, viewData), fixture(t, "reef-put-capture.json", cloudevent.Options{})} {
 				before := string(in.Data())
 				eo, eerr := eager.Transform(context.Background(), in)
 				lo, lerr := lazy.Transform(context.Background(), in)
 				if fmt.Sprint(eerr) != fmt.Sprint(lerr) {
 					t.Fatalf("errors %v vs %v", eerr, lerr)
+				}
+				if wantErr := strings.HasSuffix(tc.name, "fails"); i == 0 && (eerr != nil) != wantErr {
+					t.Fatalf("error %v", eerr)
 				}
 				sameOutputs(t, tc.name, eo, lo)
 				if string(in.Data()) != before {
