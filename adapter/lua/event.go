@@ -365,8 +365,17 @@ func (cp *copier) flush() {
 
 func (st *state) extIndex(L *glua.LState) int {
 	le := st.checkEvent(L, 1)
-	L.Push(extValue(le.current().Extensions()[strings.ToLower(L.CheckString(2))]))
+	L.Push(extValue(extension(le.current(), strings.ToLower(L.CheckString(2)))))
 	return 1
+}
+
+// extension is ev's extension name (lower case). sdk-go's Extensions()
+// copies the whole map at each call: a read of the one value does not.
+func extension(ev *event.Event, name string) any {
+	if c, ok := ev.Context.(*event.EventContextV1); ok {
+		return c.Extensions[name]
+	}
+	return ev.Extensions()[name]
 }
 
 func extValue(v any) glua.LValue {

@@ -337,8 +337,10 @@ func (ln *lazyNode) duplicates() bool {
 		return len(ln.index) != len(ln.mem)
 	}
 	for i := range ln.mem {
+		a := &tape[ln.mem[i].at]
 		for j := i + 1; j < len(ln.mem); j++ {
-			if string(key(ln.mem[i])) == string(key(ln.mem[j])) {
+			// Keys of other lengths differ: most pairs end here.
+			if b := &tape[ln.mem[j].at]; a.key1-a.key0 == b.key1-b.key0 && string(key(ln.mem[i])) == string(key(ln.mem[j])) {
 				return true
 			}
 		}
