@@ -164,3 +164,28 @@ func largeFixture(t testing.TB, size int) *cloudevents.Event {
 		}
 	}
 }
+
+// The view of a record's JSON text (lazy.go): the one pass that checks and
+// indexes it, alone, for the 1 KiB and the 32 KiB record.
+func BenchmarkJSONView(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"1KiB", fixture(b, "downstream-xraylab-put-capture.json", cloudevent.Options{}).Data()},
+		{"32KiB", largeFixture(b, 32<<10).Data()},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := testCodec(b)
+			c.views.mt = c.L.NewTable()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.raw)))
+			for b.Loop() {
+				if _, err := c.view(tc.raw, c.null); err != nil {
+					b.Fatal(err)
+				}
+				c.views.reset()
+			}
+		})
+	}
+}

@@ -268,9 +268,11 @@ func runCmd(args []string) error {
 			rps, cpu, ncpu = append(rps, x.rps), append(cpu, x.cpuPerReq), append(ncpu, x.natsCPUPerReq)
 			non2xx += x.non2xx
 			if f, ok := res[rw.floor]; ok && f.rps > 0 {
-				ratios = append(ratios, x.rps/f.rps)
+				// Events per second, not requests: a POST of ten records
+				// is ten events.
+				fn := float64(r.bodies[rowByKey(rw.floor).body].records)
+				ratios = append(ratios, (x.rps*n)/(f.rps*fn))
 				if x.cpuPerReq > 0 {
-					fn := float64(r.bodies[rowByKey(rw.floor).body].records)
 					cpuRatios = append(cpuRatios, (f.cpuPerReq/fn)/(x.cpuPerReq/n))
 				}
 			}
