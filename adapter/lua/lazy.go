@@ -90,8 +90,13 @@ type lazyViews struct {
 	ndocs int
 }
 
-// maxKeptTape is the most tape nodes a state keeps for reuse.
-const maxKeptTape = 8192
+// What a state keeps of its views for the next call is bounded: the tape
+// nodes of a text, the views (and the map that finds them), whatever the
+// last document was.
+const (
+	maxKeptTape  = 8192
+	maxKeptViews = 1024
+)
 
 // indexMembers is the number of members from which a view finds keys
 // through a map instead of by a linear search.
@@ -106,6 +111,13 @@ func (v *lazyViews) reset() {
 		}
 	}
 	v.used = 0
+	if len(v.pool) > maxKeptViews {
+		clear(v.pool[maxKeptViews:])
+		v.pool = v.pool[:maxKeptViews:maxKeptViews]
+	}
+	if len(v.nodes) > maxKeptViews {
+		v.nodes = nil // clear would keep its size
+	}
 	clear(v.nodes)
 	for _, d := range v.docs[:v.ndocs] {
 		d.raw, d.null = nil, nil
@@ -115,6 +127,10 @@ func (v *lazyViews) reset() {
 		d.tape = d.tape[:0]
 	}
 	v.ndocs = 0
+	if len(v.docs) > maxKeptViews {
+		clear(v.docs[maxKeptViews:])
+		v.docs = v.docs[:maxKeptViews:maxKeptViews]
+	}
 }
 
 func (v *lazyViews) newNode(d *lazyDoc, at int32, t *glua.LTable, arr bool) *lazyNode {

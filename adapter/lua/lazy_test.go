@@ -337,3 +337,26 @@ func FuzzJSONView(f *testing.F) {
 		}
 	})
 }
+
+// What views keep between calls is bounded, however large the last text.
+func TestViewsKeepLittle(t *testing.T) {
+	c := viewCodec(t)
+	text := []byte(`{"list":[` + strings.Repeat(`{"a":{"b":[1,2]}},`, 4*maxKeptViews) + `{}]}`)
+	v, err := c.view(text, c.null)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillAll(c, v, 0)
+	if c.views.used <= maxKeptViews {
+		t.Fatalf("only %d views made: the test does not reach the bound", c.views.used)
+	}
+	c.views.reset()
+	if len(c.views.pool) > maxKeptViews || len(c.views.nodes) != 0 || cap(c.views.docs[0].tape) > maxKeptTape {
+		t.Errorf("kept %d views, %d in the map, a tape of %d nodes", len(c.views.pool), len(c.views.nodes), cap(c.views.docs[0].tape))
+	}
+	for _, n := range c.views.pool {
+		if n.t != nil || n.doc != nil || cap(n.mem) > maxKeptStack {
+			t.Fatalf("a kept view holds on to its table, text or members: %+v", n)
+		}
+	}
+}
