@@ -524,10 +524,19 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			}
 			var b []byte
 			var err error
+			// Large data is encoded into a buffer of its own, handed to
+			// the output as it is, instead of into the codec's and copied.
+			own := len(ev.DataEncoded) >= ownBuffer
+			if own {
+				st.json.buf = make([]byte, 0, len(ev.DataEncoded)+len(ev.DataEncoded)/8+64)
+			}
 			if st.s.eng.cfg.eagerData {
 				b, err = st.json.encodeMax(v, left, &st.deadline.expired)
 			} else {
 				b, err = st.json.encodeOutput(v, left, &st.deadline.expired)
+			}
+			if own {
+				st.json.buf = nil
 			}
 			switch {
 			case errors.Is(err, errLimitHit):
@@ -541,6 +550,10 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 				// A view written back as it came (read, not changed):
 				// the data stays, shared, and the event unchanged.
 				raw = ev.DataEncoded
+				break
+			}
+			if own {
+				raw = b
 				break
 			}
 			raw = slices.Clone(b)
@@ -574,6 +587,10 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 	}
 	return o, n + headerSize(o.Header), nil
 }
+
+// ownBuffer is the size of data from which an output's encoding gets a
+// buffer of its own (see output).
+const ownBuffer = 8 << 10
 
 // sameBytes reports whether a and b are the same slice (not just equal).
 func sameBytes(a, b []byte) bool {
