@@ -510,7 +510,7 @@ func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, 
 			return msgs, fmt.Errorf("output %d: %w: encoding the outputs: %w", k, lua.ErrTimeout, err)
 		}
 		et.out.SetExtension(out.Event)
-		m, err := p.output(ev, out)
+		m, err := p.output(ev, out, checked)
 		if err != nil {
 			return msgs, fmt.Errorf("output %d: %w", k, err)
 		}
@@ -556,7 +556,7 @@ func (p *Pipeline) fail(o *Outcome, err error, now time.Time) {
 	}
 }
 
-func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error) {
+func (p *Pipeline) output(in *event.Event, o lua.Output, checked bool) (binding.Message, error) {
 	if o.Event == nil {
 		if !subject.Valid(o.Subject) {
 			return binding.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, o.Subject)
@@ -567,7 +567,37 @@ func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error
 		}
 		return binding.Message{Subject: o.Subject, Header: h, Data: o.Raw, MsgID: in.ID()}, nil
 	}
-	return p.encode(o.Event, o.Subject, nats.Header(o.Header), false)
+	h := nats.Header(o.Header)
+	switch {
+	case checked && o.Event == in:
+		// The event as it came, untouched by the script (a filter, a
+		// router): checked once is enough.
+		return p.encode(o.Event, o.Subject, h, true)
+	case o.DataJSON || checked && sameData(o.Event, in):
+		// Attributes changed, data the engine wrote as JSON or kept as
+		// it came: check the attributes, not the data again.
+		return p.encodeDataChecked(o.Event, o.Subject, h)
+	}
+	return p.encode(o.Event, o.Subject, h, false)
+}
+
+// sameData reports whether a holds b's data itself (not a copy), with the
+// same content type: data that was checked with b.
+func sameData(a, b *event.Event) bool {
+	x, y := a.DataEncoded, b.DataEncoded
+	return len(x) == len(y) && cap(x) == cap(y) && (len(x) == 0 || &x[0] == &y[0]) &&
+		a.DataBase64 == b.DataBase64 && a.DataContentType() == b.DataContentType()
+}
+
+func (p *Pipeline) encodeDataChecked(ev *event.Event, subj string, h nats.Header) (binding.Message, error) {
+	if subj == "" {
+		subj = p.cfg.Subject.Execute(ev)
+	}
+	m, err := binding.EncodeDataChecked(ev, subj, p.cfg.Encoding, h)
+	if err != nil {
+		return m, fmt.Errorf("%w: %w", ErrOutput, err)
+	}
+	return m, nil
 }
 
 // encode turns ev into a message; checked: ev passed binding.Check and has
