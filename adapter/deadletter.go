@@ -37,6 +37,11 @@ const (
 	// (Rgwnats-Http-Ce-Id, ...), so that the dead letter is not itself taken
 	// for a binary-mode CloudEvent and a replay can restore them.
 	HeaderHTTPPrefix = "Rgwnats-Http-"
+	// HeaderReplay is set by `rgw-nats replay` on what it sends again (the
+	// dead letter's stream and sequence, STREAM#SEQ): a replay may publish
+	// an event id that was dead-lettered, a sender's resend may not (it is a
+	// duplicate). A dead letter made while replaying carries it too.
+	HeaderReplay = "Rgwnats-Replay"
 )
 
 // DefaultDeadLetterSubject is outside rgw.>, so consumers of the events
@@ -58,7 +63,6 @@ func (p *Pipeline) deadLetterFailures(ctx context.Context, req Request, events [
 	if len(msgs) == 0 {
 		return
 	}
-	now := p.now()
 	for j, err := range p.pub.Publish(ctx, msgs) {
 		o := &outcomes[owners[j]]
 		if err != nil {
@@ -72,7 +76,6 @@ func (p *Pipeline) deadLetterFailures(ctx context.Context, req Request, events [
 			continue
 		}
 		o.Status = DeadLettered
-		p.confirm(o.EventID, now)
 	}
 }
 
@@ -109,6 +112,9 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason Reason, err e
 		} else if strings.HasPrefix(ck, "Ce-") {
 			h[HeaderHTTPPrefix+ck] = vs
 		}
+	}
+	if r := req.Header.Get(HeaderReplay); r != "" {
+		h.Set(HeaderReplay, headerValue(r))
 	}
 	// A resent dead letter is the same message: JetStream keeps one.
 	var id string

@@ -1,6 +1,6 @@
-// Package adapter is the whole path from a request to NATS: decode the request (package ingress:
-// raw RGW, CloudEvents binary, structured or batch, KafkaSource/CephSource/RGW
-// cloudevents=true wrapping), map records to CloudEvents (cloudevent), run
+// Package adapter is the whole path from a request to NATS: decode the
+// request (package ingress: raw RGW, CloudEvents binary, structured or batch,
+// KafkaSource/CephSource/RGW cloudevents=true wrapping), map records to CloudEvents (cloudevent), run
 // the Lua transform (lua), name the subject (subject), encode the CloudEvents
 // NATS binding (binding) and publish everything the request produced in one
 // batch over the shared connection (natsout). It then says, per event and
@@ -178,6 +178,11 @@ type Outcome struct {
 	// Published are the events that went out for it (not raw payloads), in
 	// the order the transform produced them.
 	Published []*event.Event
+
+	// flight is this event id's flight while the request processes it: its
+	// own (waits false), or another request's it waits for.
+	flight *flight
+	waits  bool
 }
 
 // Result is what became of one request.
@@ -236,10 +241,13 @@ func (p *Pipeline) Handle(ctx context.Context, req Request) Result {
 	if err != nil {
 		return p.refuse(ctx, req, res, err)
 	}
-	res.Outcomes = p.process(ctx, in.Events, tracecontext.FromHeader(req.Header), true)
+	res.Outcomes = make([]Outcome, len(in.Events))
+	defer p.abandon(res.Outcomes)
+	p.process(ctx, in.Events, res.Outcomes, tracecontext.FromHeader(req.Header), true, IsReplay(req.Header))
 	if p.cfg.DeadLetter != nil {
 		p.deadLetterFailures(ctx, req, in.Events, res.Outcomes)
 	}
+	p.finish(ctx, res.Outcomes)
 	res.summarize()
 	return res
 }
@@ -260,6 +268,12 @@ func (res *Result) summarize() {
 	}
 }
 
+// IsReplay tells a request that replays a dead letter (`rgw-nats replay`
+// sets HeaderReplay) from one a sender sends: only a replay publishes an
+// event id that was dead-lettered; a sender's resend of it is a duplicate,
+// which keeps RGW's retries from making a second dead letter.
+func IsReplay(h ingress.Header) bool { return h.Get(HeaderReplay) != "" }
+
 // refuse fails a request that cannot be processed at all (err), unless RGW
 // sent it and there is a dead letter: RGW retries a refused request forever
 // and resends everything queued behind it, while a CloudEvents sender
@@ -272,13 +286,13 @@ func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, err erro
 	}
 	dl := p.deadLetter(req, nil, res.Reason, err, 0)
 	now := p.now()
-	if !p.seen.contains(dl.MsgID, now) {
+	if p.seen.markOf(dl.MsgID, now) == markNone {
 		if errs := p.pub.Publish(ctx, []binding.Message{dl}); errs[0] != nil {
 			res.Class, res.Reason = classify(errs[0])
 			res.Err = fmt.Errorf("dead letter for a request that could not be processed (%w): %w", err, errs[0])
 			return res
 		}
-		p.seen.add(dl.MsgID, now)
+		p.seen.remember(dl.MsgID, markDeadLettered, now)
 	}
 	res.Class, res.DeadLettered = 0, true
 	return res
@@ -289,14 +303,56 @@ func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, err erro
 // acks. It returns one Outcome per event. It does not dead-letter: Handle
 // does, since a dead letter carries the request's bytes.
 func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
-	return p.process(ctx, events, tracecontext.Context{}, false)
+	outcomes := make([]Outcome, len(events))
+	defer p.abandon(outcomes)
+	p.process(ctx, events, outcomes, tracecontext.Context{}, false, false)
+	p.finish(ctx, outcomes)
+	return outcomes
+}
+
+// abandon lands the flights a request still holds when it panicked, as
+// transient failures: requests waiting for them must not wait forever.
+func (p *Pipeline) abandon(outcomes []Outcome) {
+	for i := range outcomes {
+		if o := &outcomes[i]; o.flight != nil && !o.waits {
+			p.seen.land(o.flight, &Outcome{EventID: o.EventID, Status: Failed, Class: Transient, Reason: ReasonShutdown,
+				Err: fmt.Errorf("event %s: the request processing it failed", o.EventID)}, p.now())
+			o.flight = nil
+		}
+	}
+}
+
+// finish lands the request's own flights with their outcomes (remembering
+// the ids done or dead-lettered) and only then waits for the others': a
+// request never waits while it holds a flight, so two requests carrying
+// the same ids in another order cannot wait for each other.
+func (p *Pipeline) finish(ctx context.Context, outcomes []Outcome) {
+	now := p.now()
+	for i := range outcomes {
+		o := &outcomes[i]
+		if o.flight == nil || o.waits {
+			continue
+		}
+		if o.Status == Published || o.Status == Dropped || o.Status == DeadLettered {
+			p.poison.forget(o.EventID)
+		}
+		p.seen.land(o.flight, o, now)
+		o.flight = nil
+	}
+	for i := range outcomes {
+		if o := &outcomes[i]; o.waits {
+			o.flight.wait(ctx, o)
+			o.flight, o.waits = nil, false
+		}
+	}
 }
 
 // process is Process for a request whose header carried the trace context
 // tc (zero when none). checked: the events come from ingress.Decode, which
-// returns only events that pass binding.Check.
-func (p *Pipeline) process(ctx context.Context, events []event.Event, tc tracecontext.Context, checked bool) []Outcome {
-	outcomes := make([]Outcome, len(events))
+// returns only events that pass binding.Check. replay: the request replays
+// a dead letter. It fills outcomes, one per event; the caller lands the
+// flights they hold (finish).
+func (p *Pipeline) process(ctx context.Context, events []event.Event, outcomes []Outcome, tc tracecontext.Context, checked, replay bool) {
 	var spans []eventSpans // with a tracer
 	if p.cfg.Tracer != nil {
 		spans = make([]eventSpans, len(events))
@@ -310,10 +366,17 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 		ev := &events[i]
 		o := &outcomes[i]
 		o.EventID = ev.ID()
-		if p.seen.contains(o.EventID, now) {
+		done, f, own := p.seen.claim(o.EventID, now, replay)
+		switch {
+		case done:
 			o.Status = Duplicate
 			continue
+		case !own:
+			o.Status = Duplicate // until the flight it waits for lands
+			o.flight, o.waits = f, true
+			continue
 		}
+		o.flight = f
 		first := len(msgs)
 		et := eventTrace{ctx: ctx, out: tc}
 		if et.out.IsZero() {
@@ -350,18 +413,13 @@ func (p *Pipeline) process(ctx context.Context, events []event.Event, tc traceco
 	}
 	for i := range outcomes {
 		o := &outcomes[i]
-		switch {
-		case o.Status == Failed && o.Err == nil:
+		if o.Status == Failed && o.Err == nil {
 			o.Status = Published
-			fallthrough
-		case o.Status == Dropped:
-			p.confirm(o.EventID, now)
 		}
 		if spans != nil {
 			spans[i].end(o)
 		}
 	}
-	return outcomes
 }
 
 // eventTrace is the trace of one event on its way through produce.
@@ -492,7 +550,7 @@ func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, 
 			return msgs, fmt.Errorf("output %d: %w: encoding the outputs: %w", k, lua.ErrTimeout, err)
 		}
 		et.out.SetExtension(out.Event)
-		m, err := p.output(ev, out)
+		m, err := p.output(ev, out, checked)
 		if err != nil {
 			return msgs, fmt.Errorf("output %d: %w", k, err)
 		}
@@ -538,12 +596,7 @@ func (p *Pipeline) fail(o *Outcome, err error, now time.Time) {
 	}
 }
 
-func (p *Pipeline) confirm(id string, now time.Time) {
-	p.seen.add(id, now)
-	p.poison.forget(id)
-}
-
-func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error) {
+func (p *Pipeline) output(in *event.Event, o lua.Output, checked bool) (binding.Message, error) {
 	if o.Event == nil {
 		if !subject.Valid(o.Subject) {
 			return binding.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, o.Subject)
@@ -554,7 +607,37 @@ func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error
 		}
 		return binding.Message{Subject: o.Subject, Header: h, Data: o.Raw, MsgID: in.ID()}, nil
 	}
-	return p.encode(o.Event, o.Subject, nats.Header(o.Header), false)
+	h := nats.Header(o.Header)
+	switch {
+	case checked && o.Event == in:
+		// The event as it came, untouched by the script (a filter, a
+		// router): checked once is enough.
+		return p.encode(o.Event, o.Subject, h, true)
+	case o.DataJSON || checked && sameData(o.Event, in):
+		// Attributes changed, data the engine wrote as JSON or kept as
+		// it came: check the attributes, not the data again.
+		return p.encodeDataChecked(o.Event, o.Subject, h)
+	}
+	return p.encode(o.Event, o.Subject, h, false)
+}
+
+// sameData reports whether a holds b's data itself (not a copy), with the
+// same content type: data that was checked with b.
+func sameData(a, b *event.Event) bool {
+	x, y := a.DataEncoded, b.DataEncoded
+	return len(x) == len(y) && cap(x) == cap(y) && (len(x) == 0 || &x[0] == &y[0]) &&
+		a.DataBase64 == b.DataBase64 && a.DataContentType() == b.DataContentType()
+}
+
+func (p *Pipeline) encodeDataChecked(ev *event.Event, subj string, h nats.Header) (binding.Message, error) {
+	if subj == "" {
+		subj = p.cfg.Subject.Execute(ev)
+	}
+	m, err := binding.EncodeDataChecked(ev, subj, p.cfg.Encoding, h)
+	if err != nil {
+		return m, fmt.Errorf("%w: %w", ErrOutput, err)
+	}
+	return m, nil
 }
 
 // encode turns ev into a message; checked: ev passed binding.Check and has
@@ -585,4 +668,61 @@ func uniqueMsgID(earlier []binding.Message, id string, k int) string {
 		}
 	}
 	return id
+}
+
+// HeaderOutcome is the HTTP answer's header that counts what became of the
+// request's events (Result.Count): every answer carries it, so that a
+// sender, `rgw-nats send` and `rgw-nats replay` can tell a duplicate or a
+// dead letter from a publish behind the same 202.
+const HeaderOutcome = "Rgwnats-Outcome"
+
+// Counts are a request's events by what became of them.
+type Counts struct {
+	Published, Duplicate, Dropped, DeadLettered, Failed int
+}
+
+// String is the value of HeaderOutcome: a structured-field dictionary
+// (RFC 8941) of integers, always all five, in this order:
+// "published=1, duplicate=0, dropped=0, deadlettered=0, failed=0".
+func (c Counts) String() string {
+	b := make([]byte, 0, 72)
+	for i, kv := range [...]struct {
+		k string
+		v int
+	}{{"published", c.Published}, {"duplicate", c.Duplicate}, {"dropped", c.Dropped}, {"deadlettered", c.DeadLettered}, {"failed", c.Failed}} {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, kv.k...)
+		b = append(b, '=')
+		b = strconv.AppendInt(b, int64(kv.v), 10)
+	}
+	return string(b)
+}
+
+// Count counts the request's events by outcome. A request that failed as a
+// whole (it did not decode) counts as one event: dead-lettered, or failed.
+func (r *Result) Count() Counts {
+	var c Counts
+	switch {
+	case r.DeadLettered:
+		c.DeadLettered++
+	case r.Err != nil:
+		c.Failed++
+	}
+	for i := range r.Outcomes {
+		switch r.Outcomes[i].Status {
+		case Published:
+			c.Published++
+		case Duplicate:
+			c.Duplicate++
+		case Dropped:
+			c.Dropped++
+		case DeadLettered:
+			c.DeadLettered++
+		default:
+			c.Failed++
+		}
+	}
+	return c
 }

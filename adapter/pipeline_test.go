@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,6 +190,26 @@ end`))
 	}
 	if got := e.stored(t); len(got) != 1 || got[0] != "rgw.nb-main.ObjectCreated.Copy" {
 		t.Fatalf("stored %v: only the good event, and nothing of a half-failed fan-out", got)
+	}
+}
+
+// Data the Lua engine wrote itself is not validated again, but the
+// attributes of its event still are: a changed record with an extension
+// that is not UTF-8 is not published.
+func TestProcessLuaDataAttributesStillChecked(t *testing.T) {
+	e := newEnv(t)
+	p := pipeline(t, e, script(t, `
+function transform(ev)
+  ev.record.awsRegion = "changed"
+  if ev.ext.bucket == "xraylab-0001" then ev.ext.note = "\255 not UTF-8" end
+  return ev
+end`))
+	out := p.Process(context.Background(), mapped(t, "reef-put-capture.json", "downstream-xraylab-put-capture.json"))
+	if out[0].Err != nil || len(out[0].Published) != 1 || !strings.Contains(string(out[0].Published[0].Data()), `"awsRegion":"changed"`) {
+		t.Errorf("changed record: %+v", out[0])
+	}
+	if !errors.Is(out[1].Err, adapter.ErrOutput) || out[1].Published != nil {
+		t.Errorf("extension not UTF-8: %+v", out[1])
 	}
 }
 

@@ -67,3 +67,55 @@ func TestIDWindowMemory(t *testing.T) {
 		t.Fatalf("holds %d", w.len())
 	}
 }
+
+// TestIDWindowFlights: one request owns an id in flight; the others wait
+// and answer as it did; what it landed decides what a later request does
+// (a dead-lettered id is published again only by a replay).
+func TestIDWindowFlights(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	w := newIDWindow(time.Minute, 10)
+	done, f, own := w.claim("a", t0, false)
+	if done || !own {
+		t.Fatalf("first claim: done %v own %v", done, own)
+	}
+	_, f2, own2 := w.claim("a", t0, false)
+	if own2 || f2 != f {
+		t.Fatal("second claim of an id in flight does not wait for the first")
+	}
+	w.land(f, &Outcome{EventID: "a", Status: DeadLettered}, t0)
+	var o Outcome
+	f2.wait(t.Context(), &o)
+	if o.Status != Duplicate {
+		t.Errorf("waiter got %v, want duplicate", o.Status)
+	}
+	if done, _, _ := w.claim("a", t0, false); !done {
+		t.Error("a resend of a dead-lettered id is not a duplicate")
+	}
+	done, f, own = w.claim("a", t0.Add(30*time.Second), true)
+	if done || !own {
+		t.Fatal("a replay of a dead-lettered id is not processed")
+	}
+	w.land(f, &Outcome{EventID: "a", Status: Published}, t0.Add(30*time.Second))
+	// Remembered a whole window from the publish, not from the dead letter.
+	if done, _, _ := w.claim("a", t0.Add(80*time.Second), true); !done {
+		t.Error("a published id is replayed again")
+	}
+	// A failure is handed to the waiters and not remembered.
+	_, f, _ = w.claim("b", t0, false)
+	_, f2, _ = w.claim("b", t0, false)
+	w.land(f, &Outcome{EventID: "b", Status: Failed, Class: Transient, Reason: ReasonNATS}, t0)
+	o = Outcome{}
+	f2.wait(t.Context(), &o)
+	if o.Status != Failed || o.Class != Transient {
+		t.Errorf("waiter of a failed flight got %v %v", o.Status, o.Class)
+	}
+	if _, _, own := w.claim("b", t0, false); !own {
+		t.Error("a failed id is remembered")
+	}
+	// Without a window, flights still hold.
+	off := newIDWindow(0, 0)
+	_, f, _ = off.claim("c", t0, false)
+	if _, f2, own := off.claim("c", t0, false); own || f2 != f {
+		t.Error("no single flight with the window off")
+	}
+}

@@ -1,15 +1,20 @@
 package function
 
 import (
+	"crypto/tls"
 	"encoding"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rgw-nats/rgw-nats/adapter/service"
@@ -79,6 +84,13 @@ func ConfigFrom(lookup func(string) (string, bool)) (Config, error) {
 	for _, f := range fields() {
 		name := f.Tag.Get("env")
 		text, ok := lookup(name)
+		if alias := f.Tag.Get("alias"); !ok && alias != "" {
+			// The name another tool reads for the same thing (natscli's
+			// NATS_CA, NATS_CERT, NATS_KEY); ours wins when both are set.
+			if text, ok = lookup(alias); ok {
+				name = alias
+			}
+		}
 		if !ok {
 			text = f.Tag.Get("default")
 		}
@@ -154,6 +166,9 @@ func (c *Config) Validate() error {
 	if err := c.Settings.Validate(); err != nil {
 		return err
 	}
+	if err := c.validateLogging(); err != nil {
+		return err
+	}
 	if err := c.validateTelemetry(); err != nil {
 		return err
 	}
@@ -161,6 +176,88 @@ func (c *Config) Validate() error {
 		if err := oc.Validate(); err != nil {
 			return fmt.Errorf("configuration: AUTH_OIDC_*: %w", err)
 		}
+	}
+	return nil
+}
+
+// Log levels and formats LOG_LEVEL and LOG_FORMAT accept.
+var (
+	logLevels  = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+	logFormats = []string{"json", "text"}
+)
+
+func (c *Config) validateLogging() error {
+	if _, ok := logLevels[strings.ToLower(c.LogLevel)]; !ok {
+		return fmt.Errorf("configuration: LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if !slices.Contains(logFormats, strings.ToLower(c.LogFormat)) {
+		return fmt.Errorf("configuration: LOG_FORMAT=%q: want json or text", c.LogFormat)
+	}
+	return nil
+}
+
+// CheckFiles reports the first file the configuration names that cannot be
+// used: a script (LUA_SCRIPT) or module directory (LUA_MODULES) that is not
+// there, a TLS pair (TLS_CERT_FILE, TLS_KEY_FILE) that does not load, a
+// NATS credentials, nkey or TLS file that cannot be read. rgw-nats serve
+// runs it before it listens or starts the embedded NATS server, so that a
+// typo stops the start at once with the variable's name.
+func (c *Config) CheckFiles() error {
+	if c.LuaScript != "" {
+		if err := checkScript(c.LuaScript); err != nil {
+			return fmt.Errorf("configuration: LUA_SCRIPT=%q: %w", c.LuaScript, err)
+		}
+	}
+	if c.LuaModules != "" {
+		for _, dir := range filepath.SplitList(c.LuaModules) {
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return fmt.Errorf("configuration: LUA_MODULES: %q is not a directory", dir)
+			}
+		}
+	}
+	switch {
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("configuration: TLS_CERT_FILE and TLS_KEY_FILE go together")
+	case c.TLSCertFile != "":
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return fmt.Errorf("configuration: TLS_CERT_FILE=%q, TLS_KEY_FILE=%q: %w", c.TLSCertFile, c.TLSKeyFile, err)
+		}
+	}
+	for _, f := range []struct{ name, path string }{
+		{"NATS_CREDS", c.NATSCreds}, {"NATS_NKEY", c.NATSNkey},
+		{"NATS_TLS_CA", c.NATSTLSCA}, {"NATS_TLS_CERT", c.NATSTLSCert}, {"NATS_TLS_KEY", c.NATSTLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(f.path); err != nil {
+			return fmt.Errorf("configuration: %s: %w", f.name, err)
+		} else {
+			fh.Close()
+		}
+	}
+	return nil
+}
+
+// checkScript: a readable file, or a directory holding at least one *.lua.
+func checkScript(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	scripts, err := filepath.Glob(filepath.Join(path, "*.lua"))
+	if err != nil {
+		return err
+	}
+	if len(scripts) == 0 {
+		return errors.New("a directory without *.lua scripts")
 	}
 	return nil
 }
@@ -204,8 +301,11 @@ func (c *Config) Addr() string {
 func PrintUsage(w io.Writer) error {
 	for _, f := range fields() {
 		def := ""
+		if a := f.Tag.Get("alias"); a != "" {
+			def = " (or " + a + ")"
+		}
 		if d := f.Tag.Get("default"); d != "" {
-			def = " (default " + d + ")"
+			def += " (default " + d + ")"
 		}
 		if _, err := fmt.Fprintf(w, "  %s%s\n      %s\n", f.Tag.Get("env"), def, f.Tag.Get("desc")); err != nil {
 			return err

@@ -118,6 +118,9 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 	} else if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := cfg.CheckFiles(); err != nil {
+		return err
+	}
 	if cfg.NATSURL == "" {
 		return errors.New("configuration: NATS_URL is not set (the rgw-nats binary starts an embedded NATS server without it; a function needs a server)")
 	}
@@ -199,9 +202,23 @@ func (r *running) close(ctx context.Context) error {
 // Ready reports whether the function can publish now: started, not stopping,
 // connected to NATS (with its stream in place when it creates one), and with
 // the RGW table loaded when it is kept in NATS KV.
+// When it is not, the error says why in one line (the readiness probe's
+// answer).
 func (f *Function) Ready(context.Context) (bool, error) {
 	r := f.started.Load()
-	return r != nil && !f.stopping.Load() && r.pub.Ready() && (r.svc.Table == nil || r.svc.Table.Ready()), nil
+	switch {
+	case r == nil:
+		return false, errors.New("not started")
+	case f.stopping.Load():
+		return false, errors.New("stopping")
+	}
+	if why := r.pub.NotReady(); why != "" {
+		return false, errors.New(why)
+	}
+	if r.svc.Table != nil && !r.svc.Table.Ready() {
+		return false, errors.New("the RGW table (LUA_RGW_TABLE_KV) is not loaded yet")
+	}
+	return true, nil
 }
 
 // Alive reports whether the process works. It stays true while NATS is away:

@@ -19,6 +19,7 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 	"github.com/rgw-nats/rgw-nats/adapter/rgw"
 	"github.com/rgw-nats/rgw-nats/function"
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
 
 // The fixture most cases use: Pacific 16.2.15, PUT with metadata and tags.
@@ -459,15 +460,17 @@ func TestReplyMode(t *testing.T) {
 }
 
 // TestJetStreamWithoutStream: the stream is the operator's; when it does not
-// exist nothing can acknowledge the event, so the answer is 503, never 2xx.
+// exist nothing can acknowledge the event (nor store its dead letter), so
+// the service is not ready and the answer is 503, never 2xx.
 func TestJetStreamWithoutStream(t *testing.T) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
 	cfg.NATSMode, cfg.NATSStreamCreate = natsout.JetStream, false
 	cfg.NATSAckTimeout = 300 * time.Millisecond
-	a := startAdapter(t, cfg, s.ClientURL())
+	a := startAdapterUnready(t, cfg, s.ClientURL())
+	testutil.WaitFor(t, func() bool { return strings.Contains(a.log.String(), "not ready: no JetStream stream captures") })
 	resp := post(t, a.url, nil, fixture(t, putFixture))
-	if resp.code != http.StatusServiceUnavailable || !strings.Contains(resp.body, "1 of 1 events not delivered") {
+	if resp.code != http.StatusServiceUnavailable || !strings.Contains(resp.body, "not ready: no JetStream stream captures rgwnats.deadletter.>") {
 		t.Fatalf("answer %d %q, want 503", resp.code, resp.body)
 	}
 }

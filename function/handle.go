@@ -62,6 +62,9 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 // handle answers one request and says how, and what the pipeline made of it
 // when it got that far.
 func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, mode ingress.Mode) (adapter.Answer, *adapter.Result) {
+	// Every answer counts what became of the request's events; one that
+	// never reached the pipeline counts none.
+	w.Header()[adapter.HeaderOutcome] = noOutcome
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodOptions:
@@ -82,10 +85,10 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	if d := run.auth.check(r); d.reason != adapter.ReasonNone {
 		return f.refuseAuth(w, r, run, d), nil
 	}
-	if !run.pub.Ready() {
+	if why := run.pub.NotReady(); why != "" {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
-		return f.refuse(w, r, run, adapter.ReasonUnready, "NATS unavailable: not connected"), nil
+		return f.refuse(w, r, run, adapter.ReasonUnready, "not ready: "+why), nil
 	}
 	if mode == ingress.Raw && run.cfg.CloseRGW {
 		// RGW that keeps a connection to a process that then dies can stall a
@@ -112,9 +115,16 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	start := time.Now()
 	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body, Oversize: oversize})
 	a := res.Answer()
+	counts := res.Count()
+	w.Header()[adapter.HeaderOutcome] = outcomeHeader(counts)
 	if run.log.Enabled(r.Context(), slog.LevelDebug) {
 		run.log.Debug("request", "mode", res.Mode.String(), "events", len(res.Outcomes), "status", a.Status,
-			"reason", res.Reason.String(), "deadlettered", deadLettered(&res), "duration", time.Since(start))
+			"reason", res.Reason.String(), "outcome", counts.String(), "duration", time.Since(start))
+		for i := range res.Outcomes {
+			if o := &res.Outcomes[i]; o.Status == adapter.Duplicate {
+				run.log.Debug("duplicate: not published again", "event_id", o.EventID)
+			}
+		}
 	}
 	if !a.Delivered() {
 		msg := summary(&res)
@@ -123,9 +133,7 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 		}
 		return f.answer(w, r, run, a, msg), &res
 	}
-	if res.DeadLettered || deadLettered(&res) > 0 {
-		run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", res.Reason.String(), "error", deadLetterCause(&res), "path", r.URL.Path)
-	}
+	f.logDeadLetters(r, run, &res)
 	if run.cfg.Reply && mode != ingress.Raw && len(res.Outcomes) == 1 && len(res.Outcomes[0].Published) == 1 {
 		if err := reply(r.Context(), w, res.Outcomes[0].Published[0], run.cfg.ReplyType); err == nil {
 			return answerOK, &res
@@ -143,29 +151,39 @@ var answerOK = func() adapter.Answer {
 	return a
 }()
 
-func deadLettered(res *adapter.Result) int {
-	n := 0
-	for i := range res.Outcomes {
-		if res.Outcomes[i].Status == adapter.DeadLettered {
-			n++
-		}
+// noOutcome is the outcome header of an answer given before the pipeline.
+var noOutcome = []string{adapter.Counts{}.String()}
+
+// oneOutcome holds the outcome headers of a request of one event (RGW sends
+// one record per POST), made once: the common answer allocates nothing.
+var oneOutcome = map[adapter.Counts][]string{}
+
+func init() {
+	for _, c := range []adapter.Counts{{Published: 1}, {Duplicate: 1}, {Dropped: 1}, {DeadLettered: 1}, {Failed: 1}} {
+		oneOutcome[c] = []string{c.String()}
 	}
-	if res.DeadLettered {
-		n++
-	}
-	return n
 }
 
-func deadLetterCause(res *adapter.Result) string {
-	if res.Err != nil {
-		return ingress.OneLine(res.Err)
+func outcomeHeader(c adapter.Counts) []string {
+	if h, ok := oneOutcome[c]; ok {
+		return h
+	}
+	return []string{c.String()}
+}
+
+// logDeadLetters logs one line per dead letter, with its reason, its error
+// and the event id (none when the request did not decode).
+func (f *Function) logDeadLetters(r *http.Request, run *running, res *adapter.Result) {
+	if res.DeadLettered {
+		run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", res.Reason.String(),
+			"error", ingress.OneLine(res.Err), "path", r.URL.Path)
 	}
 	for i := range res.Outcomes {
 		if o := &res.Outcomes[i]; o.Status == adapter.DeadLettered {
-			return ingress.OneLine(o.Err)
+			run.failures.log(r.Context(), slog.LevelWarn, "dead-lettered", "reason", o.Reason.String(),
+				"error", ingress.OneLine(o.Err), "event_id", o.EventID, "path", r.URL.Path)
 		}
 	}
-	return ""
 }
 
 // summary is the one-line reason of a failed request.
@@ -258,12 +276,12 @@ func (t *throttle) flush(ctx context.Context, level slog.Level) {
 
 // NewLogger builds the service's logger: JSON (default) or text, at a level.
 func NewLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		lv = slog.LevelInfo
+	lv, ok := logLevels[strings.ToLower(level)]
+	if !ok {
+		lv = slog.LevelInfo // Validate refuses it; a logger is still needed to say so
 	}
 	opts := &slog.HandlerOptions{Level: lv}
-	if format == "text" {
+	if strings.EqualFold(format, "text") {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))

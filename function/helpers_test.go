@@ -52,6 +52,14 @@ type adapter struct {
 
 func startAdapter(t testing.TB, cfg function.Config, nurl string) *adapter {
 	t.Helper()
+	a := startAdapterUnready(t, cfg, nurl)
+	waitReady(t, a.f)
+	return a
+}
+
+// startAdapterUnready is startAdapter without waiting for readiness.
+func startAdapterUnready(t testing.TB, cfg function.Config, nurl string) *adapter {
+	t.Helper()
 	var logs testutil.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f := function.New(function.WithConfig(cfg), function.WithLogger(log),
@@ -62,7 +70,6 @@ func startAdapter(t testing.TB, cfg function.Config, nurl string) *adapter {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Stop(context.Background()) })
-	waitReady(t, f)
 	srv := httptest.NewServer(http.HandlerFunc(f.Handle))
 	t.Cleanup(srv.Close)
 	nc, err := nats.Connect(nurl)

@@ -299,31 +299,69 @@ func TestRequestsDuringStart(t *testing.T) {
 }
 
 // TestDeadLetterNotCaptured: in JetStream mode with an operator's stream
-// that does not capture the dead-letter subject, readiness logs say so, and
-// an event that fails permanently is answered 503 (retried), never 2xx,
-// because its dead letter is not in NATS.
+// that does not capture the dead-letter subject, the service is not ready,
+// says why in one line (log, readiness, answer) and answers at once, never
+// after an ack timeout, even with a core subscriber on the dead letters
+// (`rgw-nats tail`, which kept the no-responders answer from coming: issue
+// 18 saw a 5 s wait and a 503 for every bad RGW POST). Once a stream
+// captures the dead letters it becomes ready by itself, and the bad POST is
+// answered 202 with its dead letter stored.
 func TestDeadLetterNotCaptured(t *testing.T) {
-	s := runNATS(t)
-	nc, err := nats.Connect(s.ClientURL())
+	port, store := freePort(t), t.TempDir()
+	s := runNATSOn(t, port, store)
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "RGW", Subjects: []string{"rgw.>"}}); err != nil {
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "ACC", Subjects: []string{"rgw.>"}}); err != nil {
 		t.Fatal(err)
 	}
+	tail := testutil.SubscribeOn(t, nc, "rgwnats.deadletter.>")
 	cfg := testConfig(t, s.ClientURL())
-	cfg.NATSMode, cfg.NATSStreamCreate = natsout.JetStream, false
-	cfg.LuaScript = writeScript(t, `function transform(ev) error("boom") end`)
-	a := startAdapter(t, cfg, s.ClientURL())
-	testutil.WaitFor(t, func() bool {
-		return strings.Contains(a.log.String(), "no JetStream stream captures this subject") &&
-			strings.Contains(a.log.String(), "rgwnats.deadletter.>")
-	})
-	resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, fixture(t, putFixture))
-	if resp.code != 503 || !strings.Contains(resp.body, "dead letter was not confirmed") {
-		t.Fatalf("answer %d %q, want 503: the dead letter is not in NATS", resp.code, resp.body)
+	cfg.NATSMode, cfg.NATSStream, cfg.NATSStreamCreate = natsout.JetStream, "ACC", false
+	cfg.NATSAckTimeout = 5 * time.Second
+	a := startAdapterUnready(t, cfg, s.ClientURL())
+	const why = "no JetStream stream captures rgwnats.deadletter.>: its messages could not be stored"
+	testutil.WaitFor(t, func() bool { return strings.Contains(a.log.String(), "not ready: "+why) })
+	if ok, err := a.f.Ready(t.Context()); ok || err == nil || err.Error() != why {
+		t.Errorf("Ready: %v %v, want false: %s", ok, err, why)
+	}
+	for _, body := range []string{"hello", `{"Records":[]}`, `{"Records":[{"eventVers`} {
+		start := time.Now()
+		resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, []byte(body))
+		if resp.code != 503 || resp.body != "not ready: "+why+"\n" || resp.header.Get("Retry-After") == "" {
+			t.Errorf("%q: answer %d %q, want 503 not ready", body, resp.code, resp.body)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%q: answered after %v", body, d)
+		}
+	}
+	none(t, tail)
+
+	// Said again after a reconnect.
+	s.Shutdown()
+	s.WaitForShutdown()
+	s = runNATSOn(t, port, store)
+	testutil.WaitFor(t, func() bool { return strings.Count(a.log.String(), `msg="not ready: `+why) == 2 })
+	if ok, err := a.f.Ready(t.Context()); ok || err == nil || err.Error() != why {
+		t.Errorf("Ready after the reconnect: %v %v, want false: %s", ok, err, why)
+	}
+
+	// The operator adds the dead letters to the stream: ready without a
+	// restart or a reconnect.
+	if _, err := js.UpdateStream(t.Context(), jetstream.StreamConfig{Name: "ACC", Subjects: []string{"rgw.>", "rgwnats.deadletter.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, a.f)
+	resp := post(t, a.url, map[string]string{"Content-Type": "application/json"}, []byte("hello"))
+	if resp.code != 202 {
+		t.Fatalf("answer %d %q once the stream captures the dead letters, want 202", resp.code, resp.body)
+	}
+	receive(t, tail, 1)
+	if n := streamMsgs(t, nc, "ACC"); n != 1 {
+		t.Errorf("stream holds %d messages, want the dead letter", n)
 	}
 }
 

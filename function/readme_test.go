@@ -38,6 +38,12 @@ func TestREADMEConfigTable(t *testing.T) {
 			continue // the embedded service.Settings: its fields follow
 		}
 		read[env] = true
+		if alias := f.Tag.Get("alias"); alias != "" {
+			read[alias] = true
+			if _, ok := documented[alias]; !ok {
+				t.Errorf("README does not document %s, the alias of %s", alias, env)
+			}
+		}
 		col, ok := documented[env]
 		if !ok {
 			t.Errorf("README does not document %s", env)

@@ -83,6 +83,7 @@ func TestKustomizeBuildsValidateStrict(t *testing.T) {
 func TestKubeconformRejectsMistakes(t *testing.T) {
 	service := string(mustRead(t, "base/service.yaml"))
 	kafka := string(mustRead(t, "overlays/xray-kafka/kafkasource.yaml"))
+	alerts := string(mustRead(t, "grafana/rgw-nats-alerts.yaml"))
 	cases := []struct {
 		name, manifest, old, new string
 	}{
@@ -92,6 +93,9 @@ func TestKubeconformRejectsMistakes(t *testing.T) {
 		{"duplicate key", service, "  timeoutSeconds: 60", "  timeoutSeconds: 60\n      timeoutSeconds: 61"},
 		{"KafkaSource topic instead of topics", kafka, "  topics:\n  - xray-images", "  topic: xray-images"},
 		{"unknown kind", service, "kind: Service", "kind: Servic"},
+		{"PrometheusRule expression instead of expr", alerts, "          expr: max by", "          expression: max by"},
+		{"PrometheusRule duration that is not one", alerts, "for: 2m", "for: two minutes"},
+		{"PrometheusRule rules outside a group", alerts, "    - name: rgw-nats\n      rules:", "    - rules:"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

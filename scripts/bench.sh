@@ -12,7 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 usage() {
 	cat <<USAGE
-Usage: $prog [--duration SECONDS] [--rounds N] [--rules] [--only KEYS]
+Usage: $prog [--duration SECONDS] [--rounds N] [--lua] [--rules] [--only KEYS] [--profile DIR]
 
 Build rgw-nats, nats-server (from the version in go.mod) and the driver
 (scripts/speed), start nats-server with JetStream on a loopback port, then
@@ -24,6 +24,12 @@ Options:
   --rounds N          measure every row N times (default 1); each ratio is
                       taken within a round, the table shows medians and the
                       range: use 3 or more on a shared machine
+  --lua               also price the Lua path: the samples (anonymize, route,
+                      filter, fanout), 10 and 100 records per POST, records
+                      of 32 KiB, each against rgw-nats without Lua on the
+                      same body; CPU per event
+  --profile DIR       run the rgw-nats rows hosted by the driver, each with
+                      a CPU profile written to DIR/ROW.pprof
   --rules             also price connection rules for raw RGW POSTs
                       (Connection: close every Nth response, IdleTimeout)
   --only KEYS         comma-separated row keys, e.g. floor-core,core-keepalive
@@ -39,16 +45,18 @@ while [ "$#" -gt 0 ]; do
 		usage
 		exit 0
 		;;
-	--duration | --only | --rounds)
+	--duration | --only | --rounds | --profile)
 		[ "$#" -ge 2 ] || { echo "$prog: $1 needs a value" >&2; exit 2; }
 		case "$1" in
 		--duration) duration=$2 ;;
 		--only) extra+=(-only "$2") ;;
 		--rounds) extra+=(-rounds "$2") ;;
+		--profile) mkdir -p "$2" && extra+=(-profile "$2") ;;
 		esac
 		shift
 		;;
 	--rules) extra+=(-rules) ;;
+	--lua) extra+=(-lua) ;;
 	*)
 		echo "$prog: unknown argument $1 (see --help)" >&2
 		exit 2

@@ -5,8 +5,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-
-	"github.com/rgw-nats/rgw-nats/adapter/subject"
 )
 
 // A value is stored as a type tag, a colon and its text, so that a script
@@ -65,20 +63,37 @@ func decodeValue(b []byte) any {
 	return string(b)
 }
 
-// Keys of the RGW table are any strings; KV keys are subjects made of
-// letters, digits and -/_=. . A key is stored escaped as a subject token
-// (adapter/subject), with '=' for its '%', so that it stays one readable
-// token: "uploads.photos" is "uploads=2Ephotos". The empty key is "=" alone,
-// which no escaping produces.
+// Keys of the RGW table are any strings; a KV key is letters, digits and
+// -/_=. (the dots between non-empty tokens). A key that is a valid KV key
+// without '=' is stored as it is written, so that `nats kv get <bucket>
+// count/nb-main` finds what a script wrote as "count/nb-main". Any other
+// byte, '=', and a dot that would start, end or double a token, is written
+// as '=' and two hex digits: "a b" is "a=20b". The empty key is "=" alone,
+// which no escaping produces. Keys written escaped by earlier versions
+// ("uploads=2Ephotos") read back the same.
 func encodeKey(k string) string {
 	if k == "" {
 		return "="
 	}
-	return strings.ReplaceAll(subject.Token(k), "%", "=")
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '.' && (i == 0 || i == len(k)-1 || k[i-1] == '.'):
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '/', c == '.':
+			b.WriteByte(c)
+			continue
+		}
+		const hex = "0123456789ABCDEF"
+		b.WriteByte('=')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // decodeKey reverses encodeKey. A key that encodeKey cannot have written
-// (put by hand) is taken as it is.
+// (put by hand: '=' not followed by two hex digits) is taken as it is.
 func decodeKey(s string) string {
 	if s == "=" {
 		return ""
@@ -86,9 +101,31 @@ func decodeKey(s string) string {
 	if !strings.Contains(s, "=") {
 		return s
 	}
-	k, err := subject.Unescape(strings.ReplaceAll(s, "=", "%"))
-	if err != nil {
-		return s
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			b = append(b, s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return s
+		}
+		hi, lo := unhex(s[i+1]), unhex(s[i+2])
+		if hi < 0 || lo < 0 {
+			return s
+		}
+		b = append(b, byte(hi<<4|lo))
+		i += 2
 	}
-	return k
+	return string(b)
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }

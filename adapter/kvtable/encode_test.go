@@ -48,19 +48,30 @@ func TestValueEncoding(t *testing.T) {
 	}
 }
 
-var kvKey = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+$`)
+// kvKey is what NATS takes as a KV key: letters, digits and -/_=. with no
+// empty token.
+var kvKey = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$`)
 
+// TestKeyEncoding: a key NATS allows as it is is stored as written (issue
+// 18: "count/nb-main" was "count=2Fnb-main", and `nats kv get rgwtable
+// count/nb-main` said "key not found"); the rest is escaped as =XX.
 func TestKeyEncoding(t *testing.T) {
 	for k, want := range map[string]string{
 		"uploads":            "uploads",
 		"a-b_c":              "a-b_c",
-		"a/b":                "a=2Fb",
-		"uploads.photos":     "uploads=2Ephotos",
+		"a/b":                "a/b",
+		"count/nb-main":      "count/nb-main",
+		"uploads.photos":     "uploads.photos",
 		"":                   "=",
 		"=":                  "=3D",
+		"a=b":                "a=3Db",
+		".a":                 "=2Ea",
+		"a.":                 "a=2E",
+		"a..b":               "a.=2Eb",
+		".":                  "=2E",
 		"a b*>":              "a=20b=2A=3E",
 		"ü":                  "=C3=BC",
-		"first:photos/k.jpg": "first=3Aphotos=2Fk=2Ejpg",
+		"first:photos/k.jpg": "first=3Aphotos/k.jpg",
 	} {
 		if got := encodeKey(k); got != want {
 			t.Errorf("encodeKey(%q) = %q, want %q", k, got, want)
@@ -69,10 +80,16 @@ func TestKeyEncoding(t *testing.T) {
 			t.Errorf("decodeKey(%q) = %q, want %q", want, back, k)
 		}
 	}
-	// Keys put by hand (with dots, or '=' not followed by hex) stay as they are.
+	// Keys put by hand ('=' not followed by hex) stay as they are; keys
+	// escaped by earlier versions read back the same.
 	for _, raw := range []string{"a.b", "a/b", "x=", "x=4", "x=zz"} {
 		if got := decodeKey(raw); got != raw {
 			t.Errorf("decodeKey(%q) = %q", raw, got)
+		}
+	}
+	for old, k := range map[string]string{"uploads=2Ephotos": "uploads.photos", "count=2Fnb-main": "count/nb-main"} {
+		if got := decodeKey(old); got != k {
+			t.Errorf("decodeKey(%q) = %q, want %q", old, got, k)
 		}
 	}
 }

@@ -211,7 +211,9 @@ func TestTwoProcessesCountExactly(t *testing.T) {
 			return v == want
 		})
 	}
-	e, err := bucket(t, s.ClientURL(), "rgw").Get(context.Background(), "uploads=2Ephotos")
+	// Stored under the key as the script wrote it: `nats kv get rgw
+	// uploads.photos` finds it.
+	e, err := bucket(t, s.ClientURL(), "rgw").Get(context.Background(), "uploads.photos")
 	if err != nil || string(e.Value()) != fmt.Sprintf("i:%d", int(want)) {
 		t.Fatalf("bucket holds %v (%v), want %v", e, err, want)
 	}

@@ -2,8 +2,13 @@ package lua
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 )
@@ -108,5 +113,79 @@ func BenchmarkJSONEncode(b *testing.B) {
 		if _, err := c.encode(v); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func BenchmarkRoutePooled(b *testing.B)  { benchSample(b, "route.lua", false, false) }
+func BenchmarkFanoutPooled(b *testing.B) { benchSample(b, "fanout.lua", false, false) }
+
+// A record of 32 KiB (user metadata and tags, as applications that tag
+// heavily send them), through anonymize.lua and route.lua.
+func BenchmarkAnonymize32KiB(b *testing.B) { benchLarge(b, "anonymize.lua") }
+func BenchmarkRoute32KiB(b *testing.B)     { benchLarge(b, "route.lua") }
+
+func benchLarge(b *testing.B, name string) {
+	e := sample(b, name)
+	in := largeFixture(b, 32<<10)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in.Data())))
+	for b.Loop() {
+		if _, err := e.Transform(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// largeFixture is the Reef record with metadata and tags added until its
+// data has at least size bytes.
+func largeFixture(t testing.TB, size int) *cloudevents.Event {
+	in := fixture(t, "reef-put-capture.json", cloudevent.Options{})
+	var rec map[string]any
+	if err := json.Unmarshal(in.Data(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	obj := rec["s3"].(map[string]any)["object"].(map[string]any)
+	var meta, tags []any
+	for i := 0; ; i++ {
+		meta = append(meta, map[string]any{"key": fmt.Sprintf("x-amz-meta-field-%03d", i), "val": strings.Repeat(fmt.Sprintf("value %d; ", i), 8)})
+		if i%4 == 0 {
+			tags = append(tags, map[string]any{"key": fmt.Sprintf("tag-%03d", i), "val": fmt.Sprintf("t%d", i)})
+		}
+		obj["metadata"], obj["tags"] = meta, tags
+		data, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) >= size {
+			out := in.Clone()
+			out.DataEncoded, out.DataBase64 = data, false // SetData of bytes would mark them base64
+			return &out
+		}
+	}
+}
+
+// The view of a record's JSON text (lazy.go): the one pass that checks and
+// indexes it, alone, for the 1 KiB and the 32 KiB record.
+func BenchmarkJSONView(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"1KiB", fixture(b, "downstream-xraylab-put-capture.json", cloudevent.Options{}).Data()},
+		{"32KiB", largeFixture(b, 32<<10).Data()},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := testCodec(b)
+			c.views.mt = c.L.NewTable()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.raw)))
+			for b.Loop() {
+				if _, err := c.view(tc.raw, c.null); err != nil {
+					b.Fatal(err)
+				}
+				c.views.reset()
+			}
+		})
 	}
 }

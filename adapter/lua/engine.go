@@ -28,6 +28,11 @@ type Output struct {
 	Subject string
 	// Header holds extra NATS headers set by the script (nil when none).
 	Header map[string][]string
+	// DataJSON: the engine wrote Event's data itself, as JSON (a table or
+	// a string encoded, the record's text spliced where it was changed):
+	// it is valid JSON whenever the text it came from was, so the caller
+	// need not check it again.
+	DataJSON bool
 }
 
 var (
@@ -171,6 +176,10 @@ type config struct {
 	table Table
 
 	observe func(time.Duration)
+
+	// eagerData decodes ev.data whole and encodes it whole, sorted, as
+	// before views (lazy.go): the tests compare both paths.
+	eagerData bool
 }
 
 // An Option configures an Engine.
@@ -369,10 +378,10 @@ func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
 		switch e.cfg.onError {
 		case Drop:
 			e.stats.drops.Add(1)
-			e.cfg.logger.Warn("lua: event dropped after a script error", "script", s.name, "event", in.Event.ID(), "err", err)
+			e.cfg.logger.Warn("lua: event dropped after a script error", "script", s.name, "event_id", in.Event.ID(), "error", err)
 		case Passthrough:
 			e.stats.passthroughs.Add(1)
-			e.cfg.logger.Warn("lua: event passed through untransformed after a script error", "script", s.name, "event", in.Event.ID(), "err", err)
+			e.cfg.logger.Warn("lua: event passed through untransformed after a script error", "script", s.name, "event_id", in.Event.ID(), "error", err)
 			outs = append(outs, in)
 		default:
 			return nil, err

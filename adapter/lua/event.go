@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -245,7 +246,12 @@ func (st *state) loadData(L *glua.LState, le *luaEvent) glua.LValue {
 	case len(raw) == 0:
 	case binding.IsJSON(ev.DataMediaType()) && !ev.DataBase64:
 		var err error
-		if v, err = st.json.decode(raw, st.null); err != nil {
+		if st.s.eng.cfg.eagerData {
+			v, err = st.json.decode(raw, st.null)
+		} else {
+			v, err = st.json.view(raw, st.null)
+		}
+		if err != nil {
 			L.RaiseError("ev.data: %s", err.Error())
 		}
 	default:
@@ -265,13 +271,13 @@ func (st *state) record(L *glua.LState, le *luaEvent) glua.LValue {
 	if !ok {
 		return glua.LNil
 	}
-	if recs, ok := t.RawGetString("Records").(*glua.LTable); ok {
+	if recs, ok := st.field(t, "Records").(*glua.LTable); ok {
 		if rec, ok := recs.RawGetInt(1).(*glua.LTable); ok && recs.Len() == 1 {
 			return rec
 		}
 		return glua.LNil
 	}
-	if t.RawGetString("eventName") != glua.LNil || t.RawGetString("s3") != glua.LNil {
+	if st.present(t, "eventName") || st.present(t, "s3") {
 		return t
 	}
 	return glua.LNil
@@ -328,8 +334,14 @@ func (cp *copier) copy(v glua.LValue, depth int) glua.LValue {
 		if depth > maxJSONDepth {
 			cp.L.RaiseError("clone: %s", errJSONDepth.Error())
 		}
+		if ln := cp.st.json.views.node(v); ln != nil {
+			cp.st.json.fill(ln)
+		}
 		c := cp.L.CreateTable(v.Len(), 0)
 		c.Metatable = v.Metatable
+		if c.Metatable == cp.st.json.views.mt {
+			c.Metatable = glua.LNil // a copy is a plain table
+		}
 		cp.bytes += 2
 		for k, e := v.Next(glua.LNil); k != glua.LNil; k, e = v.Next(k) {
 			if cp.entries++; cp.entries%1024 == 0 {
@@ -353,8 +365,17 @@ func (cp *copier) flush() {
 
 func (st *state) extIndex(L *glua.LState) int {
 	le := st.checkEvent(L, 1)
-	L.Push(extValue(le.current().Extensions()[strings.ToLower(L.CheckString(2))]))
+	L.Push(extValue(extension(le.current(), strings.ToLower(L.CheckString(2)))))
 	return 1
+}
+
+// extension is ev's extension name (lower case). sdk-go's Extensions()
+// copies the whole map at each call: a read of the one value does not.
+func extension(ev *event.Event, name string) any {
+	if c, ok := ev.Context.(*event.EventContextV1); ok {
+		return c.Extensions[name]
+	}
+	return ev.Extensions()[name]
 }
 
 func extValue(v any) glua.LValue {
@@ -485,8 +506,9 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 	if le.gen != st.gen {
 		return fail("%s returned an event of an earlier call", st.s.eng.cfg.function)
 	}
+	dataJSON := false
 	if le.dataDirty {
-		ev := le.writable()
+		ev := le.current()
 		var raw []byte
 		switch v := le.data.(type) {
 		case *glua.LNilType:
@@ -500,7 +522,22 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			if !binding.IsJSON(ev.DataMediaType()) {
 				return fail("ev.data: data of content type %q must be a string, not a %s", ev.DataContentType(), v.Type())
 			}
-			b, err := st.json.encodeMax(v, left, &st.deadline.expired)
+			var b []byte
+			var err error
+			// Large data is encoded into a buffer of its own, handed to
+			// the output as it is, instead of into the codec's and copied.
+			own := len(ev.DataEncoded) >= ownBuffer
+			if own {
+				st.json.buf = make([]byte, 0, len(ev.DataEncoded)+len(ev.DataEncoded)/8+64)
+			}
+			if st.s.eng.cfg.eagerData {
+				b, err = st.json.encodeMax(v, left, &st.deadline.expired)
+			} else {
+				b, err = st.json.encodeOutput(v, left, &st.deadline.expired)
+			}
+			if own {
+				st.json.buf = nil
+			}
 			switch {
 			case errors.Is(err, errLimitHit):
 				return Output{}, len(b), nil
@@ -509,14 +546,28 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			case err != nil:
 				return fail("ev.data: %s", err.Error())
 			}
+			if !ev.DataBase64 && bytes.Equal(b, ev.DataEncoded) {
+				// A view written back as it came (read, not changed):
+				// the data stays, shared, and the event unchanged.
+				raw = ev.DataEncoded
+				break
+			}
+			if own {
+				raw = b
+				break
+			}
 			raw = slices.Clone(b)
 		}
-		ev.DataEncoded, ev.DataBase64 = raw, false
-		if raw != nil && ev.DataContentType() == "" {
-			_ = ev.Context.SetDataContentType(event.ApplicationJSON)
+		if raw == nil || !sameBytes(raw, ev.DataEncoded) || ev.DataBase64 {
+			ev = le.writable()
+			ev.DataEncoded, ev.DataBase64 = raw, false
+			if raw != nil && ev.DataContentType() == "" {
+				_ = ev.Context.SetDataContentType(event.ApplicationJSON)
+			}
+			dataJSON = binding.IsJSON(ev.DataMediaType())
 		}
 	}
-	o := Output{Event: le.current(), Subject: le.subject}
+	o := Output{Event: le.current(), Subject: le.subject, DataJSON: dataJSON}
 	n := len(o.Event.Data())
 	switch {
 	case le.header != nil:
@@ -535,6 +586,15 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 		}
 	}
 	return o, n + headerSize(o.Header), nil
+}
+
+// ownBuffer is the size of data from which an output's encoding gets a
+// buffer of its own (see output).
+const ownBuffer = 8 << 10
+
+// sameBytes reports whether a and b are the same slice (not just equal).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0]) && cap(a) == cap(b)
 }
 
 // headerMap converts a Lua table of NATS headers: values are strings (or

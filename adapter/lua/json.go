@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
+	"github.com/rgw-nats/rgw-nats/internal/jsonstr"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -54,6 +55,11 @@ type jsonCodec struct {
 	max     int          // encoding stops with errLimitHit past this many bytes
 	expired *atomic.Bool // encoding stops with errExpired once it is set
 	values  int
+
+	// Views of event data (lazy.go); splice: encoding an output, where a
+	// view is written from its text wherever it is unchanged.
+	views  lazyViews
+	splice bool
 }
 
 // decode parses one JSON text. null is what JSON null becomes (the sentinel,
@@ -312,6 +318,34 @@ func newArray(vs []glua.LValue) *glua.LTable {
 }
 
 func (d *jsonDecoder) number() (glua.LValue, error) {
+	text, exact, err := d.numberText()
+	if err != nil {
+		return glua.LNil, err
+	}
+	if exact {
+		// Exact in a float64 and the common case (sizes, counts): no
+		// string conversion needed.
+		var v int64
+		digits := text
+		if digits[0] == '-' {
+			digits = digits[1:]
+		}
+		for _, c := range digits {
+			v = v*10 + int64(c-'0')
+		}
+		if text[0] == '-' {
+			v = -v
+		}
+		return glua.LNumber(v), nil
+	}
+	f, _ := strconv.ParseFloat(string(text), 64)
+	return glua.LNumber(f), nil
+}
+
+// numberText reads a number and checks it: exact when it is an integer of
+// at most 15 digits (then it needs no strconv), otherwise ParseFloat must
+// take it.
+func (d *jsonDecoder) numberText() (text []byte, exact bool, err error) {
 	start := d.pos
 	if d.data[d.pos] == '-' {
 		d.pos++
@@ -327,17 +361,17 @@ func (d *jsonDecoder) number() (glua.LValue, error) {
 	intStart := d.pos
 	n := digits()
 	if n == 0 {
-		return glua.LNil, d.errorf("invalid number")
+		return nil, false, d.errorf("invalid number")
 	}
 	if n > 1 && d.data[intStart] == '0' {
-		return glua.LNil, d.errorf("invalid number: leading zero")
+		return nil, false, d.errorf("invalid number: leading zero")
 	}
 	integral := true
 	if d.pos < len(d.data) && d.data[d.pos] == '.' {
 		integral = false
 		d.pos++
 		if digits() == 0 {
-			return glua.LNil, d.errorf("invalid number: no digits after '.'")
+			return nil, false, d.errorf("invalid number: no digits after '.'")
 		}
 	}
 	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
@@ -347,27 +381,17 @@ func (d *jsonDecoder) number() (glua.LValue, error) {
 			d.pos++
 		}
 		if digits() == 0 {
-			return glua.LNil, d.errorf("invalid number: no digits in exponent")
+			return nil, false, d.errorf("invalid number: no digits in exponent")
 		}
 	}
-	text := d.data[start:d.pos]
+	text = d.data[start:d.pos]
 	if integral && n <= 15 {
-		// Exact in a float64 and the common case (sizes, counts): no
-		// string conversion needed.
-		var v int64
-		for _, c := range text[intStart-start:] {
-			v = v*10 + int64(c-'0')
-		}
-		if text[0] == '-' {
-			v = -v
-		}
-		return glua.LNumber(v), nil
+		return text, true, nil
 	}
-	f, err := strconv.ParseFloat(string(text), 64)
-	if err != nil {
-		return glua.LNil, d.errorf("invalid number %q", text)
+	if _, err := strconv.ParseFloat(string(text), 64); err != nil {
+		return nil, false, d.errorf("invalid number %q", text)
 	}
-	return glua.LNumber(f), nil
+	return text, false, nil
 }
 
 // string reads a JSON string starting at its opening quote.
@@ -381,7 +405,11 @@ func (d *jsonDecoder) string() (string, error) {
 func (d *jsonDecoder) stringBytes() ([]byte, error) {
 	d.pos++ // "
 	start := d.pos
-	for d.pos < len(d.data) {
+	for {
+		d.pos = jsonstr.Stop(d.data, d.pos)
+		if d.pos >= len(d.data) {
+			break
+		}
 		c := d.data[d.pos]
 		if c == '"' {
 			d.pos++
@@ -393,7 +421,7 @@ func (d *jsonDecoder) stringBytes() ([]byte, error) {
 		if c < 0x20 {
 			return nil, d.errorf("control character in string")
 		}
-		d.pos++
+		d.pos++ // a byte outside ASCII
 	}
 	// Slow path: escapes.
 	b := append(d.c.str[:0], d.data[start:d.pos]...)
@@ -511,6 +539,14 @@ func (c *jsonCodec) encodeMax(v glua.LValue, max int, expired *atomic.Bool) ([]b
 	return c.buf, err
 }
 
+// encodeOutput is encodeMax for the data of an output event: views are
+// spliced (see lazy.go).
+func (c *jsonCodec) encodeOutput(v glua.LValue, max int, expired *atomic.Bool) ([]byte, error) {
+	c.splice = true
+	defer func() { c.splice = false }()
+	return c.encodeMax(v, max, expired)
+}
+
 // maxKeptBuffer is the largest encoding buffer a state keeps for reuse.
 const maxKeptBuffer = 256 << 10
 
@@ -534,7 +570,13 @@ func (c *jsonCodec) value(v glua.LValue, depth int) error {
 		if depth >= maxJSONDepth {
 			return errJSONDepth
 		}
-		return c.table(v, depth)
+		if ln := c.views.node(v); ln != nil {
+			if c.splice {
+				return c.spliceView(ln, depth)
+			}
+			c.fill(ln)
+		}
+		return c.tableOf(v, depth)
 	default:
 		if v == c.null {
 			c.buf = append(c.buf, "null"...)
@@ -563,9 +605,9 @@ func (c *jsonCodec) number(f float64) error {
 	return nil
 }
 
-// table encodes t as an array when it carries arrayMT or holds exactly the
+// tableOf encodes t as an array when it carries arrayMT or holds exactly the
 // keys 1..n (n > 0), and as an object when all its keys are strings.
-func (c *jsonCodec) table(t *glua.LTable, depth int) error {
+func (c *jsonCodec) tableOf(t *glua.LTable, depth int) error {
 	if t.Metatable == c.arrayMT {
 		return c.array(t, t.Len(), depth)
 	}
@@ -622,6 +664,10 @@ func (c *jsonCodec) table(t *glua.LTable, depth int) error {
 }
 
 func isNotNil(v glua.LValue) bool { return v != glua.LNil }
+
+func appendJSONKey(b []byte, key string) []byte {
+	return append(binding.AppendJSONString(b, key), ':')
+}
 
 // object encodes the members of a table with only string keys, sorted.
 func (c *jsonCodec) object(m map[string]glua.LValue, depth int) error {

@@ -192,5 +192,5 @@ func (e *Engine) rejectVersion(key string, err error) {
 	}
 	e.lastFailed = key
 	e.stats.reloadErrors.Add(1)
-	e.cfg.logger.Error("lua: changed scripts rejected, the previous version keeps serving", "path", e.path, "err", err)
+	e.cfg.logger.Error("lua: changed scripts rejected, the previous version keeps serving", "path", e.path, "error", err)
 }

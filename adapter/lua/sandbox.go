@@ -72,7 +72,32 @@ func (st *state) sandbox() error {
 	rawset := G.RawGetString("rawset").(*glua.LFunction).GFunction
 	G.RawSetString("rawset", L.NewFunction(func(L *glua.LState) int {
 		checkWritable(L, L.CheckTable(1), "rawset")
+		st.fillView(L, 1)
 		return rawset(L)
+	}))
+	// What reads or writes a table's fields raw sees a view of event data
+	// (lazy.go) whole, and a view's metatable is nobody's business.
+	for _, name := range []string{"next", "rawget"} {
+		orig := G.RawGetString(name).(*glua.LFunction).GFunction
+		G.RawSetString(name, L.NewFunction(func(L *glua.LState) int {
+			st.fillView(L, 1)
+			return orig(L)
+		}))
+	}
+	getmetatable := G.RawGetString("getmetatable").(*glua.LFunction).GFunction
+	G.RawSetString("getmetatable", L.NewFunction(func(L *glua.LState) int {
+		if t, ok := L.Get(1).(*glua.LTable); ok && t.Metatable == st.json.views.mt {
+			L.Push(glua.LNil)
+			return 1
+		}
+		return getmetatable(L)
+	}))
+	setmetatable := G.RawGetString("setmetatable").(*glua.LFunction).GFunction
+	G.RawSetString("setmetatable", L.NewFunction(func(L *glua.LState) int {
+		if t, ok := L.Get(1).(*glua.LTable); ok && t.Metatable == st.json.views.mt {
+			st.unview(L, t)
+		}
+		return setmetatable(L)
 	}))
 	G.RawSetString("collectgarbage", L.NewFunction(func(L *glua.LState) int {
 		// A script must not be able to stop the whole process for a GC.
@@ -152,6 +177,7 @@ func (st *state) sandbox() error {
 	})
 	st.arrayMT = st.protectedMeta(nil)
 	st.json = jsonCodec{L: L, arrayMT: st.arrayMT, null: st.null}
+	st.initViews()
 
 	st.initOps53()
 	st.initEvents()

@@ -249,6 +249,7 @@ func (st *state) stopped(err error, d time.Duration, format string) error {
 
 func (st *state) endCall() {
 	st.L.SetTop(0)
+	st.json.views.reset()
 	st.limitHit = false
 	c := st.cur
 	clear(c.outputs)

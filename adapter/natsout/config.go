@@ -116,8 +116,9 @@ type Config struct {
 	DuplicateWindow time.Duration
 	Replicas        int
 	// MustCapture are subjects some stream must capture (the dead letter's):
-	// in JetStream mode each stream setup warns, naming the subject, when
-	// none does.
+	// in JetStream mode the Publisher is not ready while none does (Ready,
+	// NotReady), and says so at start and after each reconnect; in core mode
+	// each stream setup warns.
 	MustCapture []string
 
 	AckTimeout time.Duration // bound of a flush or ack; zero means DefaultAckTimeout

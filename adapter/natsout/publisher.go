@@ -37,6 +37,10 @@ type Publisher struct {
 	streamKick   chan struct{}
 	streamOK     atomic.Bool
 	streamWarned atomic.Bool
+	// uncaptured says why not ready when no stream captures a subject of
+	// Config.MustCapture (JetStream mode): nil until checked on this
+	// connection, "" when every one is captured.
+	uncaptured atomic.Pointer[string]
 
 	closing   atomic.Bool
 	stop      chan struct{} // closed by Close
@@ -289,6 +293,7 @@ func (p *Publisher) onDisconnect(_ *nats.Conn, err error) {
 	// The stream is checked again once connected: the server we reach next
 	// may have lost it.
 	p.streamOK.Store(false)
+	p.uncaptured.Store(nil)
 	if p.closing.Load() {
 		return
 	}
@@ -322,14 +327,29 @@ func (p *Publisher) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error
 	p.log.Warn("nats async error", "error", err)
 }
 
-// Ready reports whether a publish can succeed now: the connection is up and,
-// in JetStream mode with Config.StreamCreate, the stream has been created or
-// checked on this connection.
-func (p *Publisher) Ready() bool {
-	if p.closing.Load() || !p.nc.IsConnected() {
-		return false
+// Ready reports whether a publish can succeed now: the connection is up
+// and, in JetStream mode, the stream has been created or checked on this
+// connection (with Config.StreamCreate) and some stream captures every
+// subject of Config.MustCapture.
+func (p *Publisher) Ready() bool { return p.NotReady() == "" }
+
+// NotReady says in one line why the Publisher is not ready; "" when it is.
+func (p *Publisher) NotReady() string {
+	switch {
+	case p.closing.Load():
+		return "stopping"
+	case !p.nc.IsConnected():
+		return "NATS unavailable: not connected"
+	case p.needStream() && !p.streamOK.Load():
+		return fmt.Sprintf("stream %q not set up yet", p.cfg.Stream)
+	case p.needCapture():
+		why := p.uncaptured.Load()
+		if why == nil {
+			return "JetStream streams not checked yet"
+		}
+		return *why
 	}
-	return !p.needStream() || p.streamOK.Load()
+	return ""
 }
 
 // WaitReady blocks until Ready or until ctx is done.
@@ -382,8 +402,16 @@ func (p *Publisher) Close(ctx context.Context) error {
 		return nil
 	}
 	close(p.stop)
+	connected := p.nc.IsConnected()
 	err := p.nc.Drain()
 	if errors.Is(err, nats.ErrConnectionClosed) {
+		return nil
+	}
+	if err != nil && !connected {
+		// Not connected (NATS never reachable, or away now): nothing is
+		// buffered, since a publish while disconnected fails at once and
+		// was answered 503, so closing loses nothing.
+		p.nc.Close()
 		return nil
 	}
 	if err != nil {

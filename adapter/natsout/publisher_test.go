@@ -333,12 +333,15 @@ func TestCloseDrains(t *testing.T) {
 	}
 }
 
+// TestCloseWhileReconnecting: a Publisher that never reached NATS closes
+// without an error: nothing can be buffered (a publish while disconnected
+// fails at once), so nothing is lost, and SIGTERM exits 0.
 func TestCloseWhileReconnecting(t *testing.T) {
 	p := connect(t, Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", testutil.FreePort(t))})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.Close(ctx); err == nil {
-		t.Error("Close while reconnecting reported a drain")
+	if err := p.Close(ctx); err != nil {
+		t.Errorf("Close while reconnecting: %v", err)
 	}
 	if !p.Conn().IsClosed() {
 		t.Error("connection not closed")

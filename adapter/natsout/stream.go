@@ -50,7 +50,9 @@ func (p *Publisher) streamLoop() {
 			if p.cfg.StreamCreate && backoff >= 4*time.Second {
 				level = slog.LevelWarn
 			}
-			p.log.Log(context.Background(), level, "nats stream check failed; retrying", "stream", p.cfg.Stream, "retry_in", backoff, "error", err)
+			if !errors.Is(err, errUncaptured) { // said once by checkCaptured
+				p.log.Log(context.Background(), level, "nats stream check failed; retrying", "stream", p.cfg.Stream, "retry_in", backoff, "error", err)
+			}
 			select {
 			case <-p.stop:
 				return
@@ -64,7 +66,13 @@ func (p *Publisher) streamLoop() {
 func (p *Publisher) setupStream() error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.ackTimeout)
 	defer cancel()
-	defer p.checkCaptured(ctx)
+	if err := p.setupNamedStream(ctx); err != nil {
+		return err
+	}
+	return p.checkCaptured(ctx)
+}
+
+func (p *Publisher) setupNamedStream(ctx context.Context) error {
 	if p.cfg.Stream == "" {
 		return nil // nothing named: any stream capturing the subjects will do
 	}
@@ -129,16 +137,49 @@ func (p *Publisher) ensureStream(ctx context.Context) error {
 	return nil
 }
 
-// checkCaptured says, once per setup, which of Config.MustCapture no stream
-// captures: a dead letter published there would fail, and the events it
-// stands for would be retried instead.
-func (p *Publisher) checkCaptured(ctx context.Context) {
+// errUncaptured is a stream setup that found a subject of
+// Config.MustCapture that no stream captures; the setup is retried (with
+// backoff, up to 30 s apart) until one does.
+var errUncaptured = errors.New("a subject that must be stored is captured by no stream")
+
+// needCapture: in JetStream mode a dead letter that no stream captures
+// cannot be stored, and the event it stands for cannot be answered 2xx.
+// A publish to it does not even fail fast: with a core subscriber on the
+// subject (`rgw-nats tail`) nobody answers, and every attempt waits the
+// whole ack timeout. So the Publisher is not ready until some stream
+// captures every such subject.
+func (p *Publisher) needCapture() bool {
+	return p.cfg.Mode == JetStream && len(p.cfg.MustCapture) > 0
+}
+
+// checkCaptured checks that some stream captures each of
+// Config.MustCapture. In JetStream mode one that is not makes the Publisher
+// not ready, said in one warning line at start, after each reconnect and
+// whenever the reason changes; in core mode (where a dead letter is
+// confirmed by the flush) it is only a warning.
+func (p *Publisher) checkCaptured(ctx context.Context) error {
 	for _, subj := range p.cfg.MustCapture {
 		probe := strings.ReplaceAll(strings.ReplaceAll(subj, ">", "x"), "*", "x")
-		if _, err := p.js.StreamNameBySubject(ctx, probe); errors.Is(err, jetstream.ErrStreamNotFound) {
-			p.log.Warn("no JetStream stream captures this subject; publishes to it will fail", "subject", subj)
+		_, err := p.js.StreamNameBySubject(ctx, probe)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			if !p.needCapture() {
+				p.log.Warn("no JetStream stream captures this subject; publishes to it are not stored", "subject", subj)
+				continue
+			}
+			why := fmt.Sprintf("no JetStream stream captures %s: its messages could not be stored", subj)
+			if old := p.uncaptured.Swap(&why); old == nil || *old != why {
+				p.log.Warn("not ready: "+why, "subject", subj, "stream", p.cfg.Stream)
+			}
+			return errUncaptured
+		case err != nil:
+			return fmt.Errorf("look up the stream of %s: %w", subj, err)
 		}
 	}
+	if old := p.uncaptured.Swap(new(string)); old != nil && *old != "" {
+		p.log.Info("ready: every subject that must be stored is captured by a stream", "subjects", p.cfg.MustCapture)
+	}
+	return nil
 }
 
 // StreamFor names the JetStream stream that captures subj, or returns an

@@ -43,9 +43,9 @@ type Settings struct {
 	NATSUser            string           `env:"NATS_USER" desc:"NATS user name"`
 	NATSPassword        string           `secret:"true" env:"NATS_PASSWORD" desc:"NATS password"`
 	NATSToken           string           `secret:"true" env:"NATS_TOKEN" desc:"NATS authentication token"`
-	NATSTLSCA           string           `env:"NATS_TLS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
-	NATSTLSCert         string           `env:"NATS_TLS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
-	NATSTLSKey          string           `env:"NATS_TLS_KEY" desc:"PEM key of NATS_TLS_CERT"`
+	NATSTLSCA           string           `env:"NATS_TLS_CA" alias:"NATS_CA" desc:"PEM file of CAs that sign the NATS server certificate"`
+	NATSTLSCert         string           `env:"NATS_TLS_CERT" alias:"NATS_CERT" desc:"PEM client certificate for NATS mutual TLS"`
+	NATSTLSKey          string           `env:"NATS_TLS_KEY" alias:"NATS_KEY" desc:"PEM key of NATS_TLS_CERT"`
 	NATSClientName      string           `env:"NATS_CLIENT_NAME" default:"rgw-nats" desc:"connection name shown by the NATS server"`
 	NATSEmbeddedListen  string           `env:"NATS_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"host:port of the embedded nats-server (port 0 picks a free one)"`
 	NATSStoreDir        string           `env:"NATS_STORE_DIR" desc:"JetStream store of the embedded server; empty uses a temporary directory"`

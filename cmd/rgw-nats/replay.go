@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/function"
 )
 
@@ -33,8 +36,11 @@ Sends the dead letters stored in a stream back through the adapter, once the cau
 fixed (a script repaired, a limit raised): each one's original body is POSTed with its
 Content-Type and original headers, and the adapter's answer is printed. Replay reads what
 the stream held when it started and then stops; dead letters the replay itself causes
-are left for the next run. Running it twice is harmless: the adapter recognises the
-event ids it has already published.
+are left for the next run. Each POST carries Rgwnats-Replay: STREAM#SEQ, which lets the
+adapter publish an event id it dead-lettered (a sender's resend of it is only a
+duplicate). Running it twice is harmless: the adapter recognises the event ids it has
+already published (within DEDUP_WINDOW; in JetStream mode the stream's duplicate window
+too).
 
 Examples:
   rgw-nats replay --stream RGW --since 1h                  # everything dead-lettered in the last hour
@@ -69,10 +75,11 @@ Examples:
 	msgs := make(chan received, 16)
 	done := make(chan struct{})
 	defer close(done)
-	cons, err := openStream(ctx, pub.Conn(), *stream, cc)
+	cons, closeConsumer, err := openStream(ctx, pub.Conn(), *stream, "replay", cc)
 	if err != nil {
 		return err
 	}
+	defer closeConsumer()
 	// Replay what is there now: the consumer's pending count before it
 	// delivers anything says whether there is anything, and the stream's
 	// last sequence bounds the run, so that dead letters the replay itself
@@ -97,6 +104,7 @@ Examples:
 
 	client := &http.Client{Timeout: 30 * time.Second}
 	var sent, failed, skipped, truncated int
+	var total outcomeSum
 	for *count == 0 || sent < *count {
 		var m received
 		select {
@@ -125,6 +133,7 @@ Examples:
 			}
 			label += " (" + header(m.Header, headerReason) + ")"
 			h := replayHeader(m)
+			h.Set(adapter.HeaderReplay, *stream+"#"+strconv.FormatUint(m.Seq, 10))
 			if *dryRun {
 				fmt.Fprintf(stdout, "%s: would POST %d bytes, %s\n", label, len(m.Data), h.Get("Content-Type"))
 			} else {
@@ -136,11 +145,17 @@ Examples:
 				if !ans.ok() {
 					failed++
 				}
+				total.add(ans.outcome)
 			}
 		}
 		if m.Pending == 0 || m.Seq >= lastSeq {
 			break
 		}
+	}
+	if sent > 0 && !*dryRun {
+		// What became of the replayed events: those dead-lettered again
+		// still wait for their fix (the adapter's log has the new error).
+		fmt.Fprintf(stderr, "replayed %d dead letter(s): %s\n", sent, total)
 	}
 	if skipped > 0 {
 		fmt.Fprintf(stderr, "skipped %d message(s) that are not dead letters\n", skipped)
@@ -191,4 +206,39 @@ func replayHeader(m received) http.Header {
 	}
 	h.Set("Content-Type", ct)
 	return h
+}
+
+// outcomeSum adds up the Rgwnats-Outcome headers of several answers.
+type outcomeSum struct {
+	names  []string
+	counts map[string]int
+}
+
+// add reads one header: "published=1, duplicate=0, ...".
+func (s *outcomeSum) add(header string) {
+	for kv := range strings.SplitSeq(header, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			continue
+		}
+		if s.counts == nil {
+			s.counts = map[string]int{}
+		}
+		if _, seen := s.counts[k]; !seen {
+			s.names = append(s.names, k)
+		}
+		s.counts[k] += n
+	}
+}
+
+func (s outcomeSum) String() string {
+	if len(s.names) == 0 {
+		return "no outcome reported"
+	}
+	parts := make([]string, len(s.names))
+	for i, k := range s.names {
+		parts[i] = k + "=" + strconv.Itoa(s.counts[k])
+	}
+	return strings.Join(parts, ", ")
 }

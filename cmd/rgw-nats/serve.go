@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -36,10 +37,27 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, err := function.LoadConfig()
 	if err != nil {
-		return err
+		// The configuration may be what is wrong with the log settings:
+		// the line is JSON unless LOG_FORMAT asks for text.
+		return fatal(function.NewLogger(stderr, "error", os.Getenv("LOG_FORMAT")), err)
 	}
 	log := function.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	return serveConfig(ctx, cfg, log, nil)
+	if err := serveConfig(ctx, cfg, log, nil); err != nil {
+		return fatal(log, err)
+	}
+	return nil
+}
+
+// loggedError is an error serve has logged already, in the configured
+// format: main does not print it again.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
+// fatal logs the error that ends serve as one line of its log.
+func fatal(log *slog.Logger, err error) error {
+	log.Error("rgw-nats stopped", "error", err)
+	return loggedError{err}
 }
 
 // endpoints is where a started adapter can be reached.
@@ -51,6 +69,11 @@ type endpoints struct {
 // serveConfig runs the adapter until ctx ends. When ready is not nil it
 // receives the endpoints once the function can publish (tests use it).
 func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, ready chan<- endpoints) error {
+	// Every file the configuration names is checked before anything starts
+	// (the listener, the embedded NATS server).
+	if err := cfg.CheckFiles(); err != nil {
+		return err
+	}
 	tcp, err := activatedListener()
 	if err != nil {
 		return err
@@ -165,7 +188,11 @@ func probe(check func(context.Context) (bool, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ok, err := check(r.Context())
 		if err != nil || !ok {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			msg := "not ready"
+			if err != nil {
+				msg += ": " + err.Error()
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ok\n")

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -81,18 +83,23 @@ func targetFlags(fs *flag.FlagSet) (url, token *string) {
 
 // answer is what the adapter said to one POST.
 type answer struct {
-	code   int
-	status string
-	body   string // the first few KiB, trimmed
+	code    int
+	status  string
+	body    string // the first few KiB, trimmed
+	outcome string // the Rgwnats-Outcome header: what became of the events
 }
 
 func (a answer) ok() bool { return a.code/100 == 2 }
 
 func (a answer) String() string {
-	if a.body == "" {
-		return a.status
+	s := a.status
+	if a.outcome != "" {
+		s += " [" + a.outcome + "]"
 	}
-	return a.status + " " + a.body
+	if a.body != "" {
+		s += " " + a.body
+	}
+	return s
 }
 
 // post sends one body with the given headers, the way a sender would.
@@ -111,7 +118,8 @@ func post(ctx context.Context, client *http.Client, url, token string, h http.He
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return answer{code: resp.StatusCode, status: resp.Status, body: strings.TrimSpace(string(msg))}, nil
+	return answer{code: resp.StatusCode, status: resp.Status, body: strings.TrimSpace(string(msg)),
+		outcome: resp.Header.Get(adapter.HeaderOutcome)}, nil
 }
 
 // contentTypeOf picks the content type a file is meant to be sent with.
@@ -210,23 +218,42 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
-// openStream creates an ordered consumer on a stream: no state on the
-// server beyond an ephemeral consumer, nothing acknowledged, resumed where
-// it was after a reconnect.
-func openStream(ctx context.Context, conn *nats.Conn, stream string, cc jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+// openStream creates an ordered consumer on a stream for a command (tail,
+// replay): nothing acknowledged, resumed where it was after a reconnect,
+// named after the command (rgw-nats-tail-<random>_1, as `nats consumer ls`
+// shows it). The returned close deletes it: a command leaves nothing on the
+// server, and one that is killed leaves it for only consumerIdle.
+func openStream(ctx context.Context, conn *nats.Conn, stream, command string, cc jetstream.OrderedConsumerConfig) (jetstream.Consumer, func(), error) {
 	js, err := jetstream.New(conn)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var b [4]byte
+	rand.Read(b[:])
+	cc.NamePrefix = "rgw-nats-" + command + "-" + hex.EncodeToString(b[:])
+	cc.InactiveThreshold = consumerIdle
 	cons, err := js.OrderedConsumer(ctx, stream, cc)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("stream %q not found", stream)
+		return nil, nil, fmt.Errorf("stream %q not found", stream)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("stream %q: %w", stream, err)
+		return nil, nil, fmt.Errorf("stream %q: %w", stream, err)
 	}
-	return cons, nil
+	closeConsumer := func() {
+		info := cons.CachedInfo()
+		if info == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, stream, info.Name)
+	}
+	return cons, closeConsumer, nil
 }
+
+// consumerIdle is how long the server keeps the consumer of a command that
+// could not delete it (killed, or NATS away at exit).
+const consumerIdle = 30 * time.Second
 
 // consume hands each message of the consumer to out until done is closed
 // or the returned ConsumeContext is stopped.
@@ -311,10 +338,11 @@ Examples:
 	done := make(chan struct{})
 	defer close(done)
 	if *stream != "" {
-		cons, err := openStream(ctx, conn, *stream, cc)
+		cons, closeConsumer, err := openStream(ctx, conn, *stream, "tail", cc)
 		if err != nil {
 			return err
 		}
+		defer closeConsumer()
 		reading, err := consume(cons, msgs, done)
 		if err != nil {
 			return fmt.Errorf("stream %q: %w", *stream, err)

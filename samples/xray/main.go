@@ -188,7 +188,7 @@ func (c *Consumer) runJetStream(ctx context.Context, nc *nats.Conn, ready chan<-
 			err = m.Nak() // scoring failed: let JetStream redeliver it
 		}
 		if err != nil {
-			c.Log.Warn("acknowledging", "subject", m.Subject(), "err", err)
+			c.Log.Warn("acknowledging", "subject", m.Subject(), "error", err)
 		}
 	}
 }
@@ -200,7 +200,7 @@ func (c *Consumer) one(ctx context.Context, m *nats.Msg) error {
 		err = c.Handle(ctx, v)
 	}
 	if err != nil {
-		c.Log.Warn("message not handled", "subject", m.Subject, "id", v.ID, "err", err)
+		c.Log.Warn("message not handled", "subject", m.Subject, "id", v.ID, "error", err)
 	}
 	return err
 }

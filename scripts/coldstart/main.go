@@ -89,9 +89,6 @@ func (b *bench) launch() (*adapter, error) {
 		"NATS_STREAM_CREATE=true",
 		"LUA_SCRIPT=",
 		"LOG_LEVEL=warn",
-		// The load resends one payload: measure publishing it, not the
-		// duplicate window answering without publishing.
-		"DEDUP_WINDOW=0",
 	)
 	a.cmd.Stdout, a.cmd.Stderr = &a.logs, &a.logs
 	a.start = time.Now()
@@ -205,7 +202,7 @@ func (b *bench) run(runs, requests, concurrency int, maxLoad, idle time.Duration
 			return err
 		}
 		sent := time.Now()
-		if err := a.post(b.body); err != nil {
+		if err := a.post(b.withID("cold", int64(i))); err != nil {
 			a.cmd.Process.Kill()
 			return err
 		}
@@ -287,9 +284,14 @@ func (b *bench) load(a *adapter, msgs chan *nats.Msg, requests, concurrency int,
 	var wg sync.WaitGroup
 	for w := range concurrency {
 		wg.Go(func() {
-			for ctx.Err() == nil && next.Add(1) <= int64(requests) {
+			for ctx.Err() == nil {
+				n := next.Add(1)
+				if n > int64(requests) {
+					break
+				}
+				body := b.withID("load", n)
 				t0 := time.Now()
-				if err := a.post(b.body); err != nil {
+				if err := a.post(body); err != nil {
 					failed.Add(1)
 					continue
 				}
@@ -340,4 +342,11 @@ func report(w io.Writer, name string, d []time.Duration) {
 	q := func(p float64) time.Duration { return s[int(p*float64(len(s)-1))] }
 	fmt.Fprintf(w, "%-40s min %v  median %v  p90 %v  max %v  (n=%d)\n", name+":",
 		s[0].Round(10*time.Microsecond), q(0.5).Round(10*time.Microsecond), q(0.9).Round(10*time.Microsecond), s[len(s)-1].Round(10*time.Microsecond), len(s))
+}
+
+// withID is the payload with its eventIds prefixed by what and n, so that
+// every request is a new event: a repeated body is a duplicate, answered
+// without publishing, and would measure the duplicate window instead.
+func (b *bench) withID(what string, n int64) []byte {
+	return bytes.ReplaceAll(b.body, []byte(`"eventId":"`), []byte(`"eventId":"`+what+strconv.FormatInt(n, 10)+`-`))
 }

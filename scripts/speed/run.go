@@ -31,11 +31,23 @@ type row struct {
 	floor     string // key of the row it is compared with ("" for a floor)
 	stream    string // JetStream stream that must hold every answered request
 	launch    func(r *runner, addr string) *exec.Cmd
+	body      bodyKind // what is POSTed (default: the payload as it is)
+	// conns overrides -c: POSTs of many records get fewer connections,
+	// so that as many events are in flight as with one record each and
+	// the Lua states (LUA_MAX_STATES) are not waited for past the deadline.
+	conns int
 }
 
+// rgwNATS runs the binary; with -profile, rgw-nats hosted by speed (the
+// same function behind a plain http.Server) so that its CPU is profiled.
 func rgwNATS(mode string, keepAlive bool, lua string) func(*runner, string) *exec.Cmd {
 	return func(r *runner, addr string) *exec.Cmd {
-		cmd := exec.Command(r.bin, "serve")
+		var cmd *exec.Cmd
+		if r.profile != "" {
+			cmd = exec.Command(r.host, "host", "-addr", addr, "-cpuprofile", filepath.Join(r.profile, r.current+".pprof"))
+		} else {
+			cmd = exec.Command(r.bin, "serve")
+		}
 		cmd.Env = r.rgwEnv(addr, mode, keepAlive, lua)
 		return cmd
 	}
@@ -60,10 +72,26 @@ var rows = []row{
 	{key: "floor-core", name: "floor, core: read body, publish it as is on one shared connection, flush, 204", launch: comparison("floor-core")},
 	{key: "core-keepalive", name: "rgw-nats core, keep-alive (`RGW_CLOSE_CONNECTIONS=false`)", floor: "floor-core", launch: rgwNATS("core", true, "")},
 	{key: "core-close", name: "rgw-nats core, default (connection closed per raw POST)", floor: "floor-core", launch: rgwNATS("core", false, "")},
-	{key: "core-lua", name: "rgw-nats core + `samples/lua/anonymize.lua`, keep-alive (ratio: to rgw-nats core keep-alive)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/anonymize.lua")},
 	{key: "floor-jetstream", name: "floor, JetStream: read body, synchronous publish with a msg id, 204", stream: floorStream, launch: comparison("floor-jetstream")},
 	{key: "jetstream-keepalive", name: "rgw-nats JetStream, keep-alive", floor: "floor-jetstream", stream: "RGW", launch: rgwNATS("jetstream", true, "")},
 	{key: "sdk-go", name: "the sdk-go way: encoding/json, sdk-go event per record, sdk-go `nats_jetstream/v2` client", floor: "floor-jetstream", stream: sdkStream, launch: comparison("sdk-go")},
+}
+
+// luaRows price the Lua path (-lua): each sample, then records per POST and
+// record size, every row against rgw-nats core keep-alive without Lua on the
+// same body, measured next to it. CPU columns are per event (per record).
+var luaRows = []row{
+	{key: "lua-anonymize", name: "`anonymize.lua` (3 fields rewritten, 1 removed; subject, extension)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/anonymize.lua")},
+	{key: "lua-route", name: "`route.lua` (reads metadata, sets the subject)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/route.lua")},
+	{key: "lua-filter", name: "`filter.lua` (reads type and subject; drops non-images)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/filter.lua")},
+	{key: "lua-fanout", name: "`fanout.lua` (the event as is + a redacted clone: 2 messages)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/fanout.lua")},
+	{key: "core-keepalive-10", conns: 4, name: "no Lua, 10 records of 1 KiB per POST", floor: "core-keepalive", body: records10, launch: rgwNATS("core", true, "")},
+	{key: "lua-anonymize-10", conns: 4, name: "`anonymize.lua`, 10 records of 1 KiB per POST (ratio: to no Lua, 10 records)", floor: "core-keepalive-10", body: records10, launch: rgwNATS("core", true, "samples/lua/anonymize.lua")},
+	{key: "core-keepalive-100", conns: 1, name: "no Lua, 100 records of 1 KiB per POST", floor: "core-keepalive", body: records100, launch: rgwNATS("core", true, "")},
+	{key: "lua-anonymize-100", conns: 1, name: "`anonymize.lua`, 100 records of 1 KiB per POST (ratio: to no Lua, 100 records)", floor: "core-keepalive-100", body: records100, launch: rgwNATS("core", true, "samples/lua/anonymize.lua")},
+	{key: "core-keepalive-32k", name: "no Lua, 1 record of 32 KiB per POST (metadata and tags)", floor: "core-keepalive", body: record32k, launch: rgwNATS("core", true, "")},
+	{key: "lua-anonymize-32k", name: "`anonymize.lua`, 1 record of 32 KiB (ratio: to no Lua, 32 KiB)", floor: "core-keepalive-32k", body: record32k, launch: rgwNATS("core", true, "samples/lua/anonymize.lua")},
+	{key: "lua-route-32k", name: "`route.lua`, 1 record of 32 KiB (ratio: to no Lua, 32 KiB)", floor: "core-keepalive-32k", body: record32k, launch: rgwNATS("core", true, "samples/lua/route.lua")},
 }
 
 // ruleRows price connection rules for raw RGW POSTs (-rules).
@@ -79,7 +107,10 @@ var ruleRows = []row{
 
 type runner struct {
 	bin, self, natsURL, root string
-	body                     []byte
+	host, profile, current   string // -host, -profile; the row being measured
+	rowConns                 int
+	payload                  []byte
+	bodies                   map[bodyKind]*body
 	wrk                      string
 	threads, conns           int
 	duration, warmup         time.Duration
@@ -128,6 +159,9 @@ func runCmd(args []string) error {
 	only := fs.String("only", "", "comma-separated row keys (default: all)")
 	rules := fs.Bool("rules", false, "also price connection rules for raw RGW POSTs")
 	nrounds := fs.Int("rounds", 1, "measure every row this many times; ratios within a round, medians shown")
+	lua := fs.Bool("lua", false, "also price the Lua path: the samples, records per POST, record size")
+	fs.StringVar(&r.profile, "profile", "", "run rgw-nats rows hosted by speed with a CPU profile each, written to this directory")
+	fs.StringVar(&r.host, "host", "", "speed binary that hosts rgw-nats for -profile (default: this one)")
 	fs.Parse(args)
 	if r.warmup <= 0 {
 		r.warmup = min(max(r.duration/5, time.Second), 2*time.Second)
@@ -139,8 +173,16 @@ func runCmd(args []string) error {
 	if r.self, err = os.Executable(); err != nil {
 		return err
 	}
-	if r.body, err = os.ReadFile(filepath.Join(r.root, *payload)); err != nil {
+	if r.host == "" {
+		r.host = r.self
+	}
+	if r.payload, err = os.ReadFile(filepath.Join(r.root, *payload)); err != nil {
 		return err
+	}
+	if r.profile != "" {
+		if r.profile, err = filepath.Abs(r.profile); err != nil {
+			return err
+		}
 	}
 	if r.work, err = os.MkdirTemp("", "rgw-nats-speed"); err != nil {
 		return err
@@ -163,21 +205,26 @@ func runCmd(args []string) error {
 	}
 
 	todo := rows
+	if *lua {
+		todo = append(slices.Clone(todo), luaRows...)
+	}
 	if *rules {
-		todo = append(append([]row(nil), rows...), ruleRows...)
+		todo = append(slices.Clone(todo), ruleRows...)
 	}
 	if *only != "" {
-		want := map[string]bool{}
+		// Any row of any set, in the order given.
+		all := slices.Concat(rows, luaRows, ruleRows)
+		todo = nil
 		for k := range strings.SplitSeq(*only, ",") {
-			want[k] = true
-		}
-		var sel []row
-		for _, rw := range todo {
-			if want[rw.key] {
-				sel = append(sel, rw)
+			i := slices.IndexFunc(all, func(rw row) bool { return rw.key == k })
+			if i < 0 {
+				return fmt.Errorf("no row %q", k)
 			}
+			todo = append(todo, all[i])
 		}
-		todo = sel
+	}
+	if r.bodies, err = makeBodies(r.payload); err != nil {
+		return err
 	}
 	// Each round measures every row once; a ratio is taken within a round
 	// (a row and its floor minutes apart on a shared machine are not
@@ -201,19 +248,33 @@ func runCmd(args []string) error {
 	if *nrounds > 1 {
 		per = fmt.Sprintf("%d rounds of %v per row, medians", *nrounds, r.duration)
 	}
-	fmt.Fprintf(r.out, "wrk -t%d -c%d, %s, %v warm-up, POST %s (%d bytes, own eventId per request)\n\n",
-		r.threads, r.conns, per, r.warmup, *payload, len(r.body))
-	fmt.Fprintln(r.out, "| target | req/s | vs its floor | target CPU µs/req | nats-server CPU µs/req | non-2xx |")
-	fmt.Fprintln(r.out, "|---|---|---|---|---|---|")
+	fmt.Fprintf(r.out, "wrk -t%d -c%d (10 records per POST: -c4, 100: -c1), %s, %v warm-up, POST %s (%d bytes, own eventId per record)\n\n",
+		r.threads, r.conns, per, r.warmup, *payload, len(r.payload))
+	if r.profile != "" {
+		fmt.Fprintf(r.out, "rgw-nats rows hosted by %s with CPU profiles in %s\n\n", r.host, r.profile)
+	}
+	// "by CPU" is the floor's CPU per event over the row's, both of the
+	// target process, in the same round: what the throughput ratio would
+	// be if the target alone were the bottleneck. On a machine that others
+	// load it moves far less than req/s.
+	fmt.Fprintln(r.out, "| target | req/s | events/s | vs its floor | vs its floor, by CPU | target CPU µs/event | nats-server CPU µs/event | non-2xx |")
+	fmt.Fprintln(r.out, "|---|---|---|---|---|---|---|---|")
 	for _, rw := range todo {
-		var rps, cpu, ncpu, ratios []float64
+		var rps, cpu, ncpu, ratios, cpuRatios []float64
 		var non2xx int64
+		n := float64(r.bodies[rw.body].records)
 		for _, res := range rounds {
 			x := res[rw.key]
 			rps, cpu, ncpu = append(rps, x.rps), append(cpu, x.cpuPerReq), append(ncpu, x.natsCPUPerReq)
 			non2xx += x.non2xx
 			if f, ok := res[rw.floor]; ok && f.rps > 0 {
-				ratios = append(ratios, x.rps/f.rps)
+				// Events per second, not requests: a POST of ten records
+				// is ten events.
+				fn := float64(r.bodies[rowByKey(rw.floor).body].records)
+				ratios = append(ratios, (x.rps*n)/(f.rps*fn))
+				if x.cpuPerReq > 0 {
+					cpuRatios = append(cpuRatios, (f.cpuPerReq/fn)/(x.cpuPerReq/n))
+				}
 			}
 		}
 		ratio := "1.00"
@@ -226,7 +287,14 @@ func runCmd(args []string) error {
 		default:
 			ratio = fmt.Sprintf("%.2f (%.2f-%.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
 		}
-		fmt.Fprintf(r.out, "| %s | %.0f | %s | %.1f | %.1f | %d |\n", rw.name, median(rps), ratio, median(cpu), median(ncpu), non2xx)
+		byCPU := "1.00"
+		if rw.floor != "" {
+			byCPU = "-"
+			if len(cpuRatios) > 0 {
+				byCPU = fmt.Sprintf("%.2f", median(cpuRatios))
+			}
+		}
+		fmt.Fprintf(r.out, "| %s | %.0f | %.0f | %s | %s | %.1f | %.1f | %d |\n", rw.name, median(rps), median(rps)*n, ratio, byCPU, median(cpu)/n, median(ncpu)/n, non2xx)
 	}
 	fmt.Fprintln(r.out)
 	pair := func(what, a, b string) {
@@ -244,6 +312,26 @@ func runCmd(args []string) error {
 	}
 	pair("rgw-nats JetStream keep-alive / the sdk-go way", "jetstream-keepalive", "sdk-go")
 	pair("rgw-nats core keep-alive / rgw-nats JetStream keep-alive", "core-keepalive", "jetstream-keepalive")
+	// What Lua adds per event, by records per POST: the target's CPU per
+	// event with the script minus without it, in the same round.
+	added := func(lua, base string) {
+		var d []float64
+		for _, res := range rounds {
+			x, ok1 := res[lua]
+			y, ok2 := res[base]
+			if ok1 && ok2 {
+				n := float64(r.bodies[rowByKey(lua).body].records)
+				d = append(d, (x.cpuPerReq-y.cpuPerReq)/n)
+			}
+		}
+		if len(d) > 0 {
+			fmt.Fprintf(r.out, "anonymize.lua adds, CPU µs per event, %s: %.1f\n", lua, median(d))
+		}
+	}
+	added("lua-anonymize", "core-keepalive")
+	added("lua-anonymize-10", "core-keepalive-10")
+	added("lua-anonymize-100", "core-keepalive-100")
+	added("lua-anonymize-32k", "core-keepalive-32k")
 	return nil
 }
 
@@ -263,6 +351,7 @@ func (r *runner) measure(rw row) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	r.current = rw.key
 	cmd := rw.launch(r, addr)
 	cmd.Dir = r.root
 	var logs bytes.Buffer
@@ -285,13 +374,18 @@ func (r *runner) measure(rw row) (result, error) {
 		return result{}, fmt.Errorf("%w\n%s", err, logs.String())
 	}
 	url := "http://" + addr + "/"
-	warm, err := r.runWRK(url, r.warmup, false)
+	b := r.bodies[rw.body]
+	r.rowConns = r.conns
+	if rw.conns > 0 {
+		r.rowConns = rw.conns
+	}
+	warm, err := r.runWRK(url, b, r.warmup, false)
 	if err != nil {
 		return result{}, fmt.Errorf("warm-up: %w\n%s", err, logs.String())
 	}
 	cpu0, _ := procstat.CPUTicks(cmd.Process.Pid)
 	ncpu0, _ := procstat.CPUTicks(r.natsPID)
-	main, err := r.runWRK(url, r.duration, true)
+	main, err := r.runWRK(url, b, r.duration, true)
 	if err != nil {
 		return result{}, fmt.Errorf("%w\n%s", err, logs.String())
 	}
@@ -315,7 +409,7 @@ func (r *runner) measure(rw row) (result, error) {
 		if err != nil {
 			return result{}, err
 		}
-		if answered := warm.requests + main.requests - warm.non2xx - main.non2xx; info.State.Msgs < uint64(answered) {
+		if answered := (warm.requests + main.requests - warm.non2xx - main.non2xx) * int64(b.records); info.State.Msgs < uint64(answered) {
 			return result{}, fmt.Errorf("stream %s holds %d messages after %d answered requests", rw.stream, info.State.Msgs, answered)
 		}
 	}
@@ -341,30 +435,32 @@ func (r *runner) purge() error {
 	return nil
 }
 
-// wrkScript writes a wrk script that POSTs the payload with a fresh eventId
-// per request, unique across runs (a JetStream stream would otherwise drop
-// repeats as duplicates, which costs it less than storing them).
-func (r *runner) wrkScript(i int) (string, error) {
-	body := filepath.Join(r.work, "body.json")
-	if err := os.WriteFile(body, r.body, 0o600); err != nil {
+// wrkScript writes a wrk script that POSTs the body with a fresh eventId
+// per record, unique across runs (a JetStream stream would otherwise drop
+// repeats as duplicates, which costs it less than storing them): the body's
+// idMark placeholders become the run's and the request's number.
+func (r *runner) wrkScript(i int, b *body) (string, error) {
+	path := filepath.Join(r.work, fmt.Sprintf("body-%d.json", i))
+	if err := os.WriteFile(path, b.text, 0o600); err != nil {
 		return "", err
 	}
 	script := fmt.Sprintf(`local f = assert(io.open(%q, "rb"))
 local body = f:read("*a")
 f:close()
-local pre, post = body:match('^(.-"eventId":")[^"]*(".*)$')
-assert(pre, "payload has no eventId")
+local parts = {}
+for piece in (body .. %q):gmatch("(.-)" .. %q) do parts[#parts + 1] = piece end
+assert(#parts > 1, "body has no eventId")
 local run = "%d.%d."
 local n = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   n = n + 1
-  return wrk.format(nil, nil, nil, pre .. run .. n .. post)
+  return wrk.format(nil, nil, nil, table.concat(parts, run .. n))
 end
-`, body, time.Now().UnixNano(), i)
-	path := filepath.Join(r.work, fmt.Sprintf("post-%d.lua", i))
-	return path, os.WriteFile(path, []byte(script), 0o600)
+`, path, idMark, idMark, time.Now().UnixNano(), i)
+	spath := filepath.Join(r.work, fmt.Sprintf("post-%d.lua", i))
+	return spath, os.WriteFile(spath, []byte(script), 0o600)
 }
 
 type wrkResult struct {
@@ -379,17 +475,17 @@ var (
 	reSocket   = regexp.MustCompile(`Socket errors: (.*)`)
 )
 
-// runWRK loads url for d. strict: more than 0.1% non-2xx answers is an
-// error (the warm-up is not strict: Lua states are created then, and a
+// runWRK loads url for d. strict: more than 0.1% non-2xx answers is
+// reported (the warm-up is not strict: Lua states are created then, and a
 // deadline may pass on a loaded machine).
-func (r *runner) runWRK(url string, d time.Duration, strict bool) (wrkResult, error) {
+func (r *runner) runWRK(url string, b *body, d time.Duration, strict bool) (wrkResult, error) {
 	r.runs++
-	script, err := r.wrkScript(r.runs)
+	script, err := r.wrkScript(r.runs, b)
 	if err != nil {
 		return wrkResult{}, err
 	}
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := exec.Command(r.wrk, "-t"+strconv.Itoa(r.threads), "-c"+strconv.Itoa(r.conns),
+	cmd := exec.Command(r.wrk, "-t"+strconv.Itoa(r.threads), "-c"+strconv.Itoa(r.rowConns),
 		"-d"+strconv.Itoa(secs)+"s", "--timeout", "10s", "-s", script, url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -408,7 +504,10 @@ func (r *runner) runWRK(url string, d time.Duration, strict bool) (wrkResult, er
 		// is the service working as designed; more than 0.1% is a fault.
 		res.non2xx, _ = strconv.ParseInt(string(bad[1]), 10, 64)
 		if strict && res.non2xx*1000 > res.requests {
-			return wrkResult{}, fmt.Errorf("wrk: %s answers were not 2xx\n%s", bad[1], out)
+			// Reported in the table (non-2xx), not fatal: a loaded
+			// machine makes the slowest rows miss Lua's deadline, and
+			// the other rows are still worth having.
+			fmt.Fprintf(os.Stderr, "speed: %s: %s of %d answers were not 2xx (more than 0.1%%)\n", r.current, bad[1], res.requests)
 		}
 	}
 	if se := reSocket.FindSubmatch(out); se != nil {
@@ -417,6 +516,15 @@ func (r *runner) runWRK(url string, d time.Duration, strict bool) (wrkResult, er
 		return wrkResult{}, fmt.Errorf("wrk: socket errors: %s\n%s", se[1], out)
 	}
 	return res, nil
+}
+
+func rowByKey(key string) row {
+	for _, rw := range slices.Concat(rows, luaRows, ruleRows) {
+		if rw.key == key {
+			return rw
+		}
+	}
+	return row{}
 }
 
 func freeAddr() (string, error) {

@@ -1,0 +1,383 @@
+package lua
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	glua "github.com/yuin/gopher-lua"
+
+	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
+	"github.com/rgw-nats/rgw-nats/samples/events"
+)
+
+// Views of event data (lazy.go) against the path they replace: ev.data
+// decoded whole into tables and encoded whole (withEagerData). The outputs
+// must be the same: the same attributes, subject, headers and raw payloads
+// byte for byte, and data that is the same JSON value (the views keep the
+// order and spelling of the text, the old path sorted keys).
+
+func withEagerData() Option { return func(c *config) { c.eagerData = true } }
+
+// sameOutputs fails unless the outputs of both paths are the same.
+func sameOutputs(t *testing.T, what string, eager, lazy []Output) {
+	t.Helper()
+	if len(eager) != len(lazy) {
+		t.Fatalf("%s: %d outputs (eager) vs %d (views)", what, len(eager), len(lazy))
+	}
+	for i := range eager {
+		e, l := eager[i], lazy[i]
+		if e.Subject != l.Subject || !reflect.DeepEqual(e.Header, l.Header) || string(e.Raw) != string(l.Raw) {
+			t.Errorf("%s: output %d: subject/header/raw %q %v %q vs %q %v %q", what, i, e.Subject, e.Header, e.Raw, l.Subject, l.Header, l.Raw)
+		}
+		if (e.Event == nil) != (l.Event == nil) {
+			t.Fatalf("%s: output %d: event %v vs %v", what, i, e.Event, l.Event)
+		}
+		if e.Event == nil {
+			continue
+		}
+		ec, lc := e.Event.Context.Clone(), l.Event.Context.Clone()
+		if !reflect.DeepEqual(ec, lc) {
+			t.Errorf("%s: output %d: context\n%v\nvs\n%v", what, i, ec, lc)
+		}
+		if !sameJSON(e.Event.Data(), l.Event.Data()) {
+			t.Errorf("%s: output %d: data\n%s\nvs\n%s", what, i, e.Event.Data(), l.Event.Data())
+		}
+	}
+}
+
+// sameJSON: the same bytes, or the same JSON value.
+func sameJSON(a, b []byte) bool {
+	if string(a) == string(b) {
+		return true
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func bothPaths(t *testing.T, newEng func(...Option) *Engine) (eager, lazy *Engine) {
+	return newEng(withEagerData()), newEng()
+}
+
+// Every sample script on every captured payload, plain and in an envelope.
+func TestViewsMatchEagerOnSamples(t *testing.T) {
+	scripts, err := filepath.Glob(filepath.Join("..", "..", "samples", "lua", "*.lua"))
+	if err != nil || len(scripts) < 8 {
+		t.Fatalf("samples: %v %v", scripts, err)
+	}
+	mods := WithModuleDirs(filepath.Join("..", "..", "samples", "lua", "modules"))
+	for _, script := range scripts {
+		name := filepath.Base(script)
+		t.Run(name, func(t *testing.T) {
+			eager, lazy := bothPaths(t, func(o ...Option) *Engine { return sample(t, name, append(o, mods)...) })
+			for _, fx := range events.Names() {
+				for _, envelope := range []bool{false, true} {
+					what := fmt.Sprintf("%s envelope=%v", fx, envelope)
+					in := fixture(t, fx, cloudevent.Options{Envelope: envelope})
+					before := string(in.Data())
+					eo, eerr := eager.Transform(context.Background(), in)
+					lo, lerr := lazy.Transform(context.Background(), in)
+					if fmt.Sprint(eerr) != fmt.Sprint(lerr) {
+						t.Fatalf("%s: errors %v vs %v", what, eerr, lerr)
+					}
+					sameOutputs(t, what, eo, lo)
+					if string(in.Data()) != before {
+						t.Fatalf("%s: the input's data changed", what)
+					}
+				}
+			}
+		})
+	}
+}
+
+// viewData is event data that exercises what views must get right: keys
+// that repeat or hold escapes, nulls, numbers written in several ways,
+// nested arrays, empty containers.
+const viewData = `{"Records":[{"eventVersion":"2.2","eventName":"ObjectCreated:Put","awsRegion":"default",
+ "userIdentity":{"principalId":"user"},"requestParameters":{"sourceIPAddress":"10.0.0.1"},
+ "s3":{"bucket":{"name":"b","ownerIdentity":{"principalId":"user"}},
+  "object":{"key":"dir/a.jpg","size":1.50e3,"eTag":"e","metadata":[{"key":"x-amz-meta-route","val":"images"},{"key":"k\u00e9","val":null}],
+   "tags":[],"nested":[[1,2],[],[{"a":"b"}]],"dup":{"a":1,"a":2},"esc\"key":{"x":1},"empty":{},"t":true,"f":false,"n":null}}}]}`
+
+func viewEvent(t *testing.T, data string) *event.Event {
+	t.Helper()
+	ev := event.New()
+	ev.SetID("view-1")
+	ev.SetSource("test")
+	ev.SetType("com.amazonaws.ObjectCreated:Put")
+	ev.SetSubject("dir/a.jpg")
+	ev.SetDataContentType(event.ApplicationJSON)
+	ev.DataEncoded = []byte(data) // SetData of bytes would mark them base64
+	return &ev
+}
+
+// Scripts that use the data every way a table is used, on both paths.
+func TestViewsMatchEagerOnTableUse(t *testing.T) {
+	rn := `local rn = require("rgwnats")
+`
+	for _, tc := range []struct{ name, body string }{
+		{"read only", `local r = ev.record; ev.ext.k = r.s3.object.key; ev.ext.n = r.s3.object.size`},
+		{"pairs order", `local ks = {} for k in pairs(ev.record) do ks[#ks+1] = k end ev.ext.keys = table.concat(ks, ",")`},
+		{"pairs order after reads and writes", `local r = ev.record; local _ = r.s3; r.awsRegion = "x"; r.zz = 1
+		 local ks = {} for k, v in pairs(r) do ks[#ks+1] = k .. "=" .. type(v) end ev.ext.keys = table.concat(ks, ",")`},
+		{"pairs of nested", `local ks = {} for k, v in pairs(ev.record.s3.object) do ks[#ks+1] = k .. "=" .. tostring(type(v)) end ev.ext.keys = table.concat(ks, ",")`},
+		{"next", `ev.ext.first = next(ev.record); ev.ext.second = next(ev.record, ev.ext.first)`},
+		{"rawget", `ev.ext.r = rawget(ev.record, "eventName"); ev.ext.s = type(rawget(ev.record, "s3"))`},
+		{"rawset", `rawset(ev.record, "awsRegion", "r"); rawset(ev.record, "new", "n")`},
+		{"type and metatable", `assert(type(ev.record) == "table" and getmetatable(ev.record) == nil and getmetatable(ev.record.s3) == nil)`},
+		{"setmetatable", `local r = setmetatable(ev.record.s3.object, {__index = function() return "d" end}); ev.ext.x = r.missing; r.key = "k2"`},
+		{"delete then read", `ev.record.awsRegion = nil; assert(ev.record.awsRegion == nil); ev.record.s3.bucket = nil; assert(ev.record.s3.bucket == nil)`},
+		{"delete then write back", `local b = ev.record.s3.bucket; ev.record.s3.bucket = nil; ev.record.s3.bucket = b`},
+		{"write then read", `ev.record.awsRegion = "eu"; assert(ev.record.awsRegion == "eu"); ev.record.s3.object.key = 5; assert(ev.record.s3.object.key == 5)`},
+		{"new keys", `ev.record.added = {a = 1, b = {}}; ev.record.zzz = "z"; ev.record.s3.object.aaa = rn.json.array()`},
+		{"arrays", `local m = ev.record.s3.object.metadata; table.insert(m, {key = "k", val = "v"}); ev.ext.n = #m
+		 for _, kv in ipairs(m) do kv.val = "-" end; ev.record.s3.object.tags = nil; table.remove(ev.record.s3.object.nested)`},
+		{"array element replaced", `ev.record.s3.object.metadata[1] = "x"; ev.record.s3.object.nested[1][2] = 3`},
+		{"array elements read", `local s = "" for _, kv in ipairs(ev.record.s3.object.metadata) do s = s .. kv.key .. tostring(kv.val) end ev.ext.s = s`},
+		{"containers moved", `local r = ev.record; r.copy = r.s3.bucket; r.s3 = {x = 1}; r.userIdentity.principalId = r.copy.name`},
+		{"json.encode", `ev.ext.j = rn.json.encode(ev.record); ev.ext.o = rn.json.encode(ev.record.s3.object)`},
+		{"json.encode after changes", `ev.record.s3.object.key = "k2"; ev.record.x = 1; ev.ext.j = rn.json.encode(ev.record)`},
+		{"clone", `ev.record.awsRegion = "c"; local c = ev:clone(); c.record.eventName = "n"; c.record.s3.object.key = nil; return ev, c`},
+		{"clone first", `local c = ev:clone(); c.record.eventName = "n"; return ev, c`},
+		{"data reassigned", `local d = ev.data; d.Records[1].awsRegion = "x"; ev.data = d`},
+		{"data replaced by a string", `local k = ev.record.s3.object.key; ev.data = k`},
+		{"data replaced by a part", `ev.data = ev.record.s3`},
+		{"numbers", `local o = ev.record.s3.object; o.size = o.size + 1; ev.ext.n = o.nested[1][1]`},
+		{"nulls", `local o = ev.record.s3.object; ev.ext.a = tostring(o.n); ev.ext.b = tostring(o.metadata[2].val); ev.ext.c = tostring(o.n == rn.json.null)`},
+		{"repeated and escaped keys", `local o = ev.record.s3.object; ev.ext.d = o.dup.a; ev.ext.e = o['esc"key'].x; o.dup.b = 1`},
+		{"publish a table", `rn.publish("raw.subject", ev.record.s3)`},
+		{"record of Records", `ev.ext.x = tostring(ev.record == ev.data.Records[1])`},
+		{"table.insert into an object fails", `table.insert(ev.record, 1)`},
+		{"read missing", `ev.ext.m = tostring(ev.record.missing); ev.ext.n = tostring(ev.record[1])`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := rn + "function transform(ev)\ndo\n" + tc.body + "\nend\nreturn ev\nend\n"
+			eager, lazy := bothPaths(t, func(o ...Option) *Engine { return newEngine(t, src, o...) })
+			// Written for viewData; on the Reef record some fail (no
+			// Records, no nested arrays), the same way on both paths.
+			for i, in := range []*event.Event{viewEvent(t, viewData), fixture(t, "reef-put-capture.json", cloudevent.Options{})} {
+				before := string(in.Data())
+				eo, eerr := eager.Transform(context.Background(), in)
+				lo, lerr := lazy.Transform(context.Background(), in)
+				if fmt.Sprint(eerr) != fmt.Sprint(lerr) {
+					t.Fatalf("errors %v vs %v", eerr, lerr)
+				}
+				if wantErr := strings.HasSuffix(tc.name, "fails"); i == 0 && (eerr != nil) != wantErr {
+					t.Fatalf("error %v", eerr)
+				}
+				sameOutputs(t, tc.name, eo, lo)
+				if string(in.Data()) != before {
+					t.Fatal("the input's data changed")
+				}
+			}
+		})
+	}
+}
+
+// A script that only reads the data publishes the data as it came: the
+// same bytes, not a copy, and the event is not copied either.
+func TestViewUnchangedDataIsShared(t *testing.T) {
+	e := newEngine(t, `function transform(ev) ev.nats.subject = "k." .. #ev.record.s3.object.key return ev end`)
+	in := fixture(t, "reef-put-capture.json", cloudevent.Options{})
+	out := one(t, transformOne(t, e, in))
+	if out != in || !sameBytes(out.Data(), in.Data()) {
+		t.Errorf("an unchanged event was copied")
+	}
+}
+
+// A view is read during its call only: its text's index is reused by the
+// next one. Keeping it fails with a reason instead of reading nothing.
+func TestViewKeptBetweenCallsFails(t *testing.T) {
+	e := newEngine(t, `local kept
+function transform(ev)
+  if kept then ev.ext.k = kept.s3.object.key end
+  kept = ev.record
+  return ev
+end`, WithPoolSize(1))
+	in := fixture(t, "reef-put-capture.json", cloudevent.Options{})
+	transformOne(t, e, in)
+	_, err := e.Transform(context.Background(), in)
+	if err == nil || !strings.Contains(err.Error(), "event data of an earlier call") {
+		t.Errorf("error %v", err)
+	}
+}
+
+// viewCodec is a codec with views, as a state has one.
+func viewCodec(t testing.TB) *jsonCodec {
+	c := testCodec(t)
+	c.views.mt = c.L.NewTable()
+	return c
+}
+
+// fillAll fills every view reachable from v, as pairs over all of it would.
+func fillAll(c *jsonCodec, v glua.LValue, depth int) {
+	t, ok := v.(*glua.LTable)
+	if !ok || depth > maxJSONDepth {
+		return
+	}
+	if ln := c.views.node(t); ln != nil {
+		c.fill(ln)
+	}
+	for k, e := t.Next(glua.LNil); k != glua.LNil; k, e = t.Next(k) {
+		fillAll(c, e, depth+1)
+	}
+}
+
+// canonical is the old path's encoding of text: decoded whole, keys sorted,
+// twice (the first pass turns bytes that are not UTF-8 into \ufffd escapes,
+// the second writes U+FFFD as it is): equal for the same JSON value.
+func canonical(t *testing.T, c *jsonCodec, text []byte) string {
+	t.Helper()
+	for range 2 {
+		v, err := c.decode(text, c.null)
+		if err != nil {
+			t.Fatalf("%q does not decode: %v", text, err)
+		}
+		b, err := c.encode(v)
+		if err != nil {
+			t.Fatalf("%q does not encode: %v", text, err)
+		}
+		text = slices.Clone(b)
+	}
+	return string(text)
+}
+
+// FuzzJSONView: the view's index accepts exactly what the decoder accepts,
+// with the same error; an untouched view is written back as the same JSON
+// value; a view filled whole is what the decoder makes of the text (the
+// same encoding, byte for byte); and changes made through the view land as
+// the same changes made to the decoded tables.
+func FuzzJSONView(f *testing.F) {
+	for _, s := range []string{
+		viewData, `{"a":1}`, `[1,{"b":[]},"x"]`, `"s"`, `{"a":{"a":{"a":null}},"b":[true,false]}`,
+		`{"k":"\u00e9\ud83d\ude00","k2":"x\\y"}`, `{"a":1,"a":2}`, `{"e\"":{"x":[]}}`, ` { "s" : [ 1 , 2 ] } `, `{"a":`, `[1,]`,
+	} {
+		f.Add([]byte(s), uint8(0))
+	}
+	c := viewCodec(f)
+	f.Fuzz(func(t *testing.T, data []byte, op uint8) {
+		defer c.views.reset()
+		dv, derr := c.decode(data, c.null)
+		v, err := c.view(data, c.null)
+		if fmt.Sprint(derr) != fmt.Sprint(err) {
+			t.Fatalf("%q: decoder says %v, view %v", data, derr, err)
+		}
+		if err != nil {
+			return
+		}
+		spliced := func() []byte {
+			out, err := c.encodeOutput(v, 1<<30, nil)
+			if err != nil {
+				t.Fatalf("%q: splice: %v", data, err)
+			}
+			return slices.Clone(out)
+		}
+		want := canonical(t, c, data)
+		if out := spliced(); canonical(t, c, out) != want {
+			t.Fatalf("%q spliced to %q: %s, want %s", data, out, canonical(t, c, out), want)
+		}
+		// Change the top object (op picks what) through the view and the
+		// same in the decoded tables.
+		if top, ok := v.(*glua.LTable); ok {
+			if ln := c.views.node(top); ln != nil && !ln.arr && len(ln.mem) > 0 {
+				i := int(op) % len(ln.mem)
+				key, _ := c.keyOf(ln.doc, &ln.doc.tape[ln.mem[i].at])
+				var nv glua.LValue = glua.LNil
+				if op&0x80 != 0 {
+					nv = glua.LString("changed")
+				}
+				switch op & 0x60 {
+				case 0x20:
+					_ = c.get(ln, glua.LString(key)) // read first
+				case 0x40:
+					c.fill(ln)
+				}
+				if ln.full {
+					top.RawSetString(key, nv)
+				} else {
+					c.set(ln, glua.LString(key), nv)
+				}
+				if op&0x10 != 0 {
+					c.set(ln, glua.LString("zz-added"), glua.LNumber(1))
+					dv.(*glua.LTable).RawSetString("zz-added", glua.LNumber(1))
+				}
+				dv.(*glua.LTable).RawSetString(key, nv)
+				eb, err := c.encode(dv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = canonical(t, c, slices.Clone(eb))
+				if out := spliced(); canonical(t, c, out) != want {
+					t.Fatalf("%q op %#x spliced to %q: %s, want %s", data, op, out, canonical(t, c, out), want)
+				}
+			}
+		}
+		// Filled whole, the view is the decoded tables: the same bytes.
+		eb, err := c.encode(dv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantBytes := string(eb)
+		fillAll(c, v, 0)
+		b, err := c.encode(v)
+		if err != nil {
+			t.Fatalf("%q: encode of the filled view: %v", data, err)
+		}
+		if string(b) != wantBytes {
+			t.Fatalf("%q: filled view encodes to %s, want %s", data, b, wantBytes)
+		}
+	})
+}
+
+// What views keep between calls is bounded, however large the last text.
+func TestViewsKeepLittle(t *testing.T) {
+	c := viewCodec(t)
+	text := []byte(`{"list":[` + strings.Repeat(`{"a":{"b":[1,2]}},`, 4*maxKeptViews) + `{}]}`)
+	v, err := c.view(text, c.null)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillAll(c, v, 0)
+	if c.views.used <= maxKeptViews {
+		t.Fatalf("only %d views made: the test does not reach the bound", c.views.used)
+	}
+	c.views.reset()
+	if len(c.views.pool) > maxKeptViews || len(c.views.nodes) != 0 || cap(c.views.docs[0].tape) > maxKeptTape {
+		t.Errorf("kept %d views, %d in the map, a tape of %d nodes", len(c.views.pool), len(c.views.nodes), cap(c.views.docs[0].tape))
+	}
+	for _, n := range c.views.pool {
+		if n.t != nil || n.doc != nil || cap(n.mem) > maxKeptStack {
+			t.Fatalf("a kept view holds on to its table, text or members: %+v", n)
+		}
+	}
+}
+
+// A record of 32 KiB (whose output gets a buffer of its own) through the
+// samples that read and change it, on both paths.
+func TestViewsMatchEagerOnLargeRecord(t *testing.T) {
+	for _, name := range []string{"anonymize.lua", "route.lua", "fanout.lua", "xray.lua"} {
+		t.Run(name, func(t *testing.T) {
+			eager, lazy := bothPaths(t, func(o ...Option) *Engine { return sample(t, name, o...) })
+			in := largeFixture(t, 32<<10)
+			before := string(in.Data())
+			eo, eerr := eager.Transform(context.Background(), in)
+			lo, lerr := lazy.Transform(context.Background(), in)
+			if eerr != nil || lerr != nil {
+				t.Fatalf("errors %v, %v", eerr, lerr)
+			}
+			sameOutputs(t, name, eo, lo)
+			if string(in.Data()) != before {
+				t.Fatal("the input's data changed")
+			}
+		})
+	}
+}
