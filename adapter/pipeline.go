@@ -298,18 +298,6 @@ func (p *Pipeline) refuse(ctx context.Context, req Request, res Result, err erro
 	return res
 }
 
-// Process runs every event through the transform and publishes all results
-// in one batch, so a multi-record request costs one flush or one round of
-// acks. It returns one Outcome per event. It does not dead-letter: Handle
-// does, since a dead letter carries the request's bytes.
-func (p *Pipeline) Process(ctx context.Context, events []event.Event) []Outcome {
-	outcomes := make([]Outcome, len(events))
-	defer p.abandon(outcomes)
-	p.process(ctx, events, outcomes, tracecontext.Context{}, false, false)
-	p.finish(ctx, outcomes)
-	return outcomes
-}
-
 // abandon lands the flights a request still holds when it panicked, as
 // transient failures: requests waiting for them must not wait forever.
 func (p *Pipeline) abandon(outcomes []Outcome) {
@@ -347,8 +335,11 @@ func (p *Pipeline) finish(ctx context.Context, outcomes []Outcome) {
 	}
 }
 
-// process is Process for a request whose header carried the trace context
-// tc (zero when none). checked: the events come from ingress.Decode, which
+// process runs every event through the transform and publishes all results
+// in one batch, so a multi-record request costs one flush or one round of
+// acks; it does not dead-letter (Handle does: a dead letter carries the
+// request's bytes). tc is the trace context the request's header carried
+// (zero when none). checked: the events come from ingress.Decode, which
 // returns only events that pass binding.Check. replay: the request replays
 // a dead letter. It fills outcomes, one per event; the caller lands the
 // flights they hold (finish).

@@ -118,18 +118,6 @@ func (w *idWindow) lookup(k idKey, now time.Time) (idEntry, bool) {
 	return e, ok && w.young(e, now)
 }
 
-// contains reports whether id was added within the window.
-func (w *idWindow) contains(id string, now time.Time) bool {
-	if w.max == 0 {
-		return false
-	}
-	k := w.key(id)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, ok := w.lookup(k, now)
-	return ok
-}
-
 // add counts one more sighting of id and returns how many there were within
 // the window, this one included.
 func (w *idWindow) add(id string, now time.Time) int {
@@ -262,11 +250,4 @@ func (w *idWindow) forget(id string) {
 	w.mu.Lock()
 	delete(w.entries, k)
 	w.mu.Unlock()
-}
-
-// len is the number of ids held.
-func (w *idWindow) len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.entries)
 }

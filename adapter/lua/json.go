@@ -509,13 +509,6 @@ func (d *jsonDecoder) hex4() (rune, bool) {
 	return r, true
 }
 
-// encode returns the JSON text of v. Object keys come out sorted, so the
-// output is deterministic. The result aliases the codec's buffer: copy it
-// before the next call.
-func (c *jsonCodec) encode(v glua.LValue) ([]byte, error) {
-	return c.encodeMax(v, math.MaxInt, nil)
-}
-
 // encodeMax is encode bounded: it fails with errLimitHit once the text is
 // longer than max bytes (returning what it has, longer than max), and with
 // errExpired once expired (checked every 1024 values) is set: the deadline

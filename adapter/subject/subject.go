@@ -15,8 +15,6 @@ import (
 
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
 
-	"github.com/rgw-nats/rgw-nats/adapter/internal/percent"
-
 	"github.com/cloudevents/sdk-go/v2/event"
 )
 
@@ -67,15 +65,6 @@ func appendToken(b *strings.Builder, s string) {
 
 func plain(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
-}
-
-// Unescape reverses Token.
-func Unescape(tok string) (string, error) {
-	s, err := percent.Decode(tok)
-	if err != nil {
-		return "", fmt.Errorf("subject: %w in %q", err, tok)
-	}
-	return s, nil
 }
 
 // Valid reports whether s can be published to: non-empty tokens separated by
