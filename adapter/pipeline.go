@@ -506,7 +506,7 @@ func (p *Pipeline) confirm(id string, now time.Time) {
 func (p *Pipeline) output(in *event.Event, o lua.Output) (binding.Message, error) {
 	if o.Event == nil {
 		if !subject.Valid(o.Subject) {
-			return binding.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, o.Subject)
+			return binding.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, subject.Short(o.Subject))
 		}
 		h := nats.Header(o.Header)
 		if h == nil {

@@ -423,10 +423,10 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 		return errs
 	}
 	for i := range msgs {
-		// A subject with a space or a wildcard is a protocol error that would
-		// make the server drop the connection everyone shares.
-		if !subject.Valid(msgs[i].Subject) {
-			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: invalid subject", ErrRejected))
+		// What the server would refuse is refused here: a subject it cannot
+		// read makes it drop the connection every request shares.
+		if err := p.refusal(&msgs[i]); err != nil {
+			errs[i] = publishError(&msgs[i], err)
 		}
 	}
 	if p.cfg.Mode == JetStream {
@@ -530,6 +530,9 @@ func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) erro
 		// One wording for a missing ack, however it was noticed.
 		return fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout)
 	}
+	if cerr, ok := classifyAPI(err); ok {
+		return cerr
+	}
 	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
 		return classify(err)
 	}
@@ -583,7 +586,7 @@ func classify(err error) error {
 }
 
 func publishError(m *Message, cause error) error {
-	return fmt.Errorf("natsout: publish %q (msg id %q): %w", m.Subject, m.MsgID, cause)
+	return fmt.Errorf("natsout: publish %q (msg id %q): %w", subject.Short(m.Subject), subject.Short(m.MsgID), cause)
 }
 
 func cloneHeader(h nats.Header, extra int) nats.Header {

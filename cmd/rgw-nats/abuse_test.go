@@ -1,0 +1,192 @@
+package main
+
+// Tests of issue 17: no single input takes the process down or loses an
+// event silently. Each runs the built binary against a real nats-server.
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
+)
+
+// binProc is the built binary, serving.
+type binProc struct {
+	base string
+	logs *syncBuffer
+	cmd  *exec.Cmd
+}
+
+// startBinary runs the binary with env (over the test's environment) on a
+// free loopback port and waits for its readiness.
+func startBinary(t *testing.T, env map[string]string) *binProc {
+	t.Helper()
+	bin := cliBinary(t)
+	port := freeTCPPort(t)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "LISTEN_ADDRESS=127.0.0.1:"+port, "LOG_LEVEL=info", "METRICS_ADDRESS=off")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &binProc{base: "http://127.0.0.1:" + port, logs: &syncBuffer{}, cmd: cmd}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("process output:\n%s", lastBytes(p.logs.String(), 6000))
+		}
+	})
+	p.waitHealth(t, "/health/readiness", 200, 15*time.Second)
+	return p
+}
+
+// waitHealth waits until path answers code.
+func (p *binProc) waitHealth(t *testing.T, path string, code int, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
+		if p.health(path) == code {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not %d within %v (now %d)", path, code, within, p.health(path))
+		}
+	}
+}
+
+func (p *binProc) health(path string) int {
+	resp, err := http.Get(p.base + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// post sends body with content type ct (and extra headers) and returns the
+// status and the answer's first line.
+func (p *binProc) post(t *testing.T, ct string, body []byte, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.base+"/", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// rgwBody is a raw RGW POST of the sample record with eventId id, changed by
+// edit (nil: unchanged).
+func rgwBody(t testing.TB, id string, edit func(rec map[string]any)) []byte {
+	t.Helper()
+	var rec map[string]any
+	if err := json.Unmarshal(testutil.SampleRecord(t), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["eventId"] = id
+	if edit != nil {
+		edit(rec)
+	}
+	b, err := json.Marshal(map[string]any{"Records": []any{rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func setBucket(name string) func(map[string]any) {
+	return func(rec map[string]any) {
+		rec["s3"].(map[string]any)["bucket"].(map[string]any)["name"] = name
+	}
+}
+
+// TestPoisonSubjectKeepsConnection: requests whose subject NATS cannot read
+// (longer than its 4 KiB protocol line: a long bucket name, a structured
+// event's bucket extension, a subject a script sets) are dead-lettered,
+// answered 2xx, and leave the shared connection up: the next good event is
+// published. Before, the server dropped the connection, nats.go closed it
+// for good, and every later request got 503 while liveness said 200.
+func TestPoisonSubjectKeepsConnection(t *testing.T) {
+	s := testutil.NATS(t)
+	script := t.TempDir() + "/subject.lua"
+	if err := os.WriteFile(script, []byte(`function transform(ev)
+  if ev.ext.bucket == "lua-long" then ev.nats.subject = string.rep("a", 5000) end
+  return ev
+end`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, map[string]string{"NATS_URL": s.ClientURL(), "LUA_SCRIPT": script})
+	events := testutil.Subscribe(t, s.ClientURL(), "rgw.>")
+	dead := testutil.Subscribe(t, s.ClientURL(), "rgwnats.deadletter.>")
+	all := testutil.Subscribe(t, s.ClientURL(), ">")
+	defer func() {
+		for len(all) > 0 {
+			m := <-all
+			t.Logf("seen %s", lastBytes(m.Subject, 80))
+		}
+	}()
+
+	long := strings.Repeat("b", 5000)
+	structured, err := json.Marshal(map[string]any{
+		"specversion": "1.0", "id": "structured-long-bucket", "source": "ceph:s3..x", "type": "com.amazonaws.ObjectCreated:Put",
+		"bucket": long, "datacontenttype": "application/json", "data": map[string]any{"not": "a record"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		name, ct string
+		body     []byte
+	}{
+		{"raw RGW, 5000-byte bucket", "application/json", rgwBody(t, "long-bucket", setBucket(long))},
+		{"structured CloudEvent, 5000-byte bucket extension", "application/cloudevents+json", structured},
+		{"raw RGW, eventName of 5000 bytes", "application/json", rgwBody(t, "long-event", func(r map[string]any) { r["eventName"] = "s3:" + long })},
+		{"script sets a 5000-byte subject", "application/json", rgwBody(t, "lua-long", setBucket("lua-long"))},
+	} {
+		code, answer := p.post(t, c.ct, c.body, nil)
+		if code != http.StatusAccepted {
+			t.Errorf("%s: %d %s, want 202 (dead letter)", c.name, code, answer)
+			continue
+		}
+		m := testutil.Receive(t, dead, 1)[0]
+		if len(m.Subject) > 4096 || m.Header.Get("Rgwnats-Reason") == "" {
+			t.Errorf("%s: dead letter on %q, reason %q", c.name, lastBytes(m.Subject, 100), m.Header.Get("Rgwnats-Reason"))
+		}
+		// The connection is still the one everyone shares: a good event
+		// goes through right after.
+		good := rgwBody(t, "good-"+strings.Repeat("x", i+1), nil)
+		if code, answer := p.post(t, "application/json", good, nil); code != http.StatusAccepted {
+			t.Fatalf("after %s: good event answered %d %s", c.name, code, answer)
+		}
+		testutil.Receive(t, events, 1)
+	}
+	testutil.None(t, events)
+	if code := p.health("/health/readiness"); code != 200 {
+		t.Errorf("readiness %d after the poison requests", code)
+	}
+	if strings.Contains(p.logs.String(), "nats connection closed") {
+		t.Error("the NATS connection was closed")
+	}
+}
