@@ -29,9 +29,17 @@ type Publisher struct {
 	cfg        Config
 	log        *slog.Logger
 	ackTimeout time.Duration
-	nc         *nats.Conn
-	js         jetstream.JetStream // nil in core mode without stream creation
-	flush      *flusher            // core mode only
+	// cur is the connection in use. A connection that nats.go closes for
+	// good while the process runs (the server sent an error nats.go does
+	// not recover from) is replaced by a new one when Connect made it
+	// (redial); one the caller made (New) cannot be, and the Publisher is
+	// then lost: Alive reports it.
+	cur    atomic.Pointer[link]
+	redial func() (*nats.Conn, error)
+	lost   atomic.Bool
+	// reconnects of the connections replaced, so that Stats only grows.
+	reconnectsBefore atomic.Uint64
+	flush            *flusher // core mode only
 
 	// Stream setup runs on one goroutine, woken after every (re)connect.
 	streamKick   chan struct{}
@@ -94,8 +102,9 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Publisher, error
 	}
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("natsout: connect %s: %w", RedactURL(url), err)
+		return nil, fmt.Errorf("natsout: connect %s: %w", RedactURL(url), redactErr(err, url))
 	}
+	p.redial = func() (*nats.Conn, error) { return nats.Connect(url, natsOpts...) }
 	if err := p.use(nc); err != nil {
 		nc.Close()
 		return nil, err
@@ -150,29 +159,79 @@ func newPublisher(cfg Config) *Publisher {
 	}
 }
 
-// use binds p to nc.
+// link is one connection and its JetStream context.
+type link struct {
+	nc *nats.Conn
+	js jetstream.JetStream // nil in core mode without stream creation
+}
+
+func (p *Publisher) conn() *nats.Conn               { return p.cur.Load().nc }
+func (p *Publisher) jetstream() jetstream.JetStream { return p.cur.Load().js }
+
+// use binds p to its first connection and starts its goroutines.
 func (p *Publisher) use(nc *nats.Conn) error {
-	p.nc = nc
+	if err := p.bind(nc); err != nil {
+		return err
+	}
 	if p.cfg.Mode != JetStream {
-		p.flush = newFlusher(nc, p.ackTimeout, p.stop, func(m *Message, err error) error { return publishError(m, classify(err)) })
+		p.flush = newFlusher(p.conn, p.ackTimeout, p.stop, func(m *Message, err error) error { return publishError(m, classify(err)) })
 		go p.flush.run()
 	}
+	if p.jetstream() != nil {
+		go p.streamLoop() // woken after every (re)connect
+	}
+	return nil
+}
+
+// bind makes nc the connection in use.
+func (p *Publisher) bind(nc *nats.Conn) error {
+	l := &link{nc: nc}
 	// A stream to create is created in core mode too: core publishes to its
 	// subjects are stored (without an ack), so the embedded server's stream
 	// keeps events and dead letters in either mode.
-	if p.cfg.Mode != JetStream && !p.cfg.StreamCreate {
-		return nil
+	if p.cfg.Mode == JetStream || p.cfg.StreamCreate {
+		var err error
+		l.js, err = jetstream.New(nc,
+			jetstream.WithPublishAsyncTimeout(p.ackTimeout),
+			jetstream.WithDefaultTimeout(p.ackTimeout))
+		if err != nil {
+			return fmt.Errorf("natsout: jetstream: %w", err)
+		}
 	}
-	var err error
-	p.js, err = jetstream.New(nc,
-		jetstream.WithPublishAsyncTimeout(p.ackTimeout),
-		jetstream.WithDefaultTimeout(p.ackTimeout))
-	if err != nil {
-		return fmt.Errorf("natsout: jetstream: %w", err)
+	if old := p.cur.Swap(l); old != nil {
+		p.reconnectsBefore.Add(old.nc.Stats().Reconnects + 1)
 	}
-	go p.streamLoop() // woken after every (re)connect
 	return nil
 }
+
+// reopen replaces a connection nats.go closed for good by a new one, made
+// the way Connect made the first.
+func (p *Publisher) reopen(old *nats.Conn) {
+	if p.closing.Load() || p.conn() != old {
+		return
+	}
+	nc, err := p.redial()
+	if err == nil {
+		err = p.bind(nc)
+	}
+	if err != nil {
+		p.log.Error("nats connection closed and cannot be opened again; the process must restart", "error", err)
+		p.lost.Store(true)
+		p.closeOnce.Do(func() { close(p.closed) })
+		return
+	}
+	if p.closing.Load() {
+		nc.Close()
+		return
+	}
+	p.log.Warn("nats connection replaced by a new one")
+	p.kickStream()
+}
+
+// Alive reports whether the Publisher can still publish some day by itself:
+// false only when its connection was closed for good and cannot be opened
+// again (a connection handed to New), which only a restart repairs.
+func (p *Publisher) Alive() bool { return !p.lost.Load() }
 
 func (p *Publisher) natsOptions(o *options) ([]nats.Option, error) {
 	cfg := &p.cfg
@@ -295,11 +354,25 @@ func (p *Publisher) onDisconnect(_ *nats.Conn, err error) {
 	p.log.Warn("nats disconnected; reconnecting", "error", err)
 }
 
-func (p *Publisher) onClosed(*nats.Conn) {
-	if !p.closing.Load() {
-		p.log.Error("nats connection closed")
+func (p *Publisher) onClosed(nc *nats.Conn) {
+	if p.closing.Load() {
+		p.closeOnce.Do(func() { close(p.closed) })
+		return
 	}
-	p.closeOnce.Do(func() { close(p.closed) })
+	if l := p.cur.Load(); l == nil || l.nc != nc {
+		return // a connection already replaced
+	}
+	if p.redial == nil {
+		p.log.Error("nats connection closed for good; the process must restart", "error", nc.LastError())
+		p.lost.Store(true)
+		p.closeOnce.Do(func() { close(p.closed) })
+		return
+	}
+	// nats.go closes the connection for good on a server error it does not
+	// know (a protocol line too long, say): open a new one, forever, as for
+	// any other disconnect.
+	p.log.Error("nats connection closed by an error; opening a new one", "error", nc.LastError())
+	go p.reopen(nc)
 }
 
 func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {
@@ -326,7 +399,7 @@ func (p *Publisher) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error
 // in JetStream mode with Config.StreamCreate, the stream has been created or
 // checked on this connection.
 func (p *Publisher) Ready() bool {
-	if p.closing.Load() || !p.nc.IsConnected() {
+	if p.closing.Load() || !p.conn().IsConnected() {
 		return false
 	}
 	return !p.needStream() || p.streamOK.Load()
@@ -350,7 +423,10 @@ func (p *Publisher) WaitReady(ctx context.Context) error {
 
 // Conn returns the shared connection, for subscribers and for Lua scripts
 // that publish themselves. Do not close it; call Close.
-func (p *Publisher) Conn() *nats.Conn { return p.nc }
+//
+// The connection is replaced when nats.go closed it for good (see Alive):
+// ask again rather than keeping it.
+func (p *Publisher) Conn() *nats.Conn { return p.conn() }
 
 // Stats returns the counters.
 // Each counter only grows, and Acks-Duplicates too (each ack adds to exactly
@@ -362,7 +438,7 @@ func (p *Publisher) Stats() Stats {
 		Failed:     p.failed.Load(),
 		Acks:       p.stored.Load() + dup,
 		Duplicates: dup,
-		Reconnects: p.nc.Stats().Reconnects,
+		Reconnects: p.reconnectsBefore.Load() + p.conn().Stats().Reconnects,
 		Flushes:    p.flushes(),
 	}
 }
@@ -382,7 +458,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 		return nil
 	}
 	close(p.stop)
-	err := p.nc.Drain()
+	err := p.conn().Drain()
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return nil
 	}
@@ -392,16 +468,16 @@ func (p *Publisher) Close(ctx context.Context) error {
 			timeout = min(timeout, time.Until(d))
 		}
 		if timeout > 0 {
-			_ = p.nc.FlushTimeout(timeout)
+			_ = p.conn().FlushTimeout(timeout)
 		}
-		p.nc.Close()
+		p.conn().Close()
 		return fmt.Errorf("natsout: close without drain: %w", err)
 	}
 	select {
 	case <-p.closed:
 		return nil
 	case <-ctx.Done():
-		p.nc.Close()
+		p.conn().Close()
 		return fmt.Errorf("natsout: drain: %w", ctx.Err())
 	}
 }
@@ -414,7 +490,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 	if len(msgs) == 0 {
 		return errs
 	}
-	if st := p.nc.Status(); st != nats.CONNECTED {
+	if st := p.conn().Status(); st != nats.CONNECTED {
 		cause := fmt.Errorf("%w: connection %s", ErrUnavailable, strings.ToLower(st.String()))
 		for i := range msgs {
 			errs[i] = publishError(&msgs[i], cause)
@@ -478,9 +554,9 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 			// WithMsgID writes into the header; never into the caller's map,
 			// which other goroutines may be reading.
 			nm.Header = cloneHeader(m.Header, 1)
-			futures[i], err = p.js.PublishMsgAsync(nm, jetstream.WithMsgID(m.MsgID))
+			futures[i], err = p.jetstream().PublishMsgAsync(nm, jetstream.WithMsgID(m.MsgID))
 		} else {
-			futures[i], err = p.js.PublishMsgAsync(nm)
+			futures[i], err = p.jetstream().PublishMsgAsync(nm)
 		}
 		if err != nil {
 			errs[i] = publishError(m, classify(err))
@@ -538,7 +614,7 @@ func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) erro
 	}
 	lctx, cancel := context.WithTimeout(ctx, min(p.ackTimeout, 2*time.Second))
 	defer cancel()
-	_, lerr := p.js.StreamNameBySubject(lctx, subj)
+	_, lerr := p.jetstream().StreamNameBySubject(lctx, subj)
 	if errors.Is(lerr, jetstream.ErrStreamNotFound) {
 		expect := ""
 		if p.cfg.Stream != "" {
@@ -556,7 +632,7 @@ func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) erro
 // streamSubjects is what the configured stream captures, for an error
 // message.
 func (p *Publisher) streamSubjects(ctx context.Context) []string {
-	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	s, err := p.jetstream().Stream(ctx, p.cfg.Stream)
 	if err != nil {
 		return nil
 	}
@@ -596,3 +672,37 @@ func cloneHeader(h nats.Header, extra int) nats.Header {
 	}
 	return c
 }
+
+// redactErr hides in err's message the userinfo of urls, which errors of
+// nats.Connect and url.Parse quote (a malformed NATS_URL is printed whole).
+func redactErr(err error, urls string) error {
+	msg := err.Error()
+	redacted := msg
+	for _, u := range strings.Split(urls, ",") {
+		at := strings.LastIndexByte(u, '@')
+		if at < 0 {
+			continue
+		}
+		userinfo := u[:at]
+		if s := strings.Index(userinfo, "://"); s >= 0 {
+			userinfo = userinfo[s+3:]
+		}
+		for _, secret := range []string{userinfo, userinfo[strings.IndexByte(userinfo, ':')+1:]} {
+			if secret != "" {
+				redacted = strings.ReplaceAll(redacted, secret, "***")
+			}
+		}
+	}
+	if redacted == msg {
+		return err
+	}
+	return &redactedError{msg: redacted, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

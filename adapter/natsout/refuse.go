@@ -41,7 +41,7 @@ func (p *Publisher) refusal(m *Message) error {
 // MaxPayload is the largest message (headers and data) the server accepts,
 // from its INFO; 0 before the first connect.
 func (p *Publisher) MaxPayload() int64 {
-	return p.nc.MaxPayload()
+	return p.conn().MaxPayload()
 }
 
 // HeaderLen is the size of h on the wire ("NATS/1.0\r\n", one "Key: value\r\n"

@@ -1,0 +1,105 @@
+package natsout
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/rgw-nats/rgw-nats/internal/testutil"
+)
+
+// closeByServer makes nats-server drop nc with an error nats.go does not
+// recover from (a protocol line over 4 KiB, what a long subject written
+// past the Publisher would do), and waits until nats.go closed it for good.
+func closeByServer(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	_ = nc.Publish(strings.Repeat("a", 5000), nil)
+	_ = nc.Flush()
+	testutil.WaitFor(t, nc.IsClosed)
+}
+
+// TestClosedConnectionReplaced: when nats.go closes the connection for good
+// anyway (here: the shared connection used past the Publisher), the
+// Publisher opens a new one, becomes ready again and publishes; Alive stays
+// true. Before, every publish failed from then on and only a restart
+// helped, while liveness said 200.
+func TestClosedConnectionReplaced(t *testing.T) {
+	s := testutil.NATS(t)
+	for _, mode := range []Mode{Core, JetStream} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg := Config{URL: s.ClientURL(), Mode: mode}
+			if mode == JetStream {
+				cfg = jsConfig(s.ClientURL())
+			}
+			p := connect(t, cfg)
+			waitReady(t, p)
+			first := p.Conn()
+			closeByServer(t, first)
+			testutil.WaitFor(t, p.Ready)
+			if p.Conn() == first {
+				t.Fatal("still the closed connection")
+			}
+			if !p.Alive() {
+				t.Error("not alive after the connection was replaced")
+			}
+			errs := p.Publish(context.Background(), []Message{encode(t, "after-close-"+mode.String(), "rgw.b.ObjectCreated.Put", 0)})
+			if errs[0] != nil {
+				t.Fatalf("publish on the new connection: %v", errs[0])
+			}
+			if st := p.Stats(); st.Reconnects < 1 {
+				t.Errorf("reconnects %d, want the replacement counted", st.Reconnects)
+			}
+		})
+	}
+}
+
+// TestClosedConnectionOfCallerLost: a connection the caller handed to New
+// cannot be opened again by the Publisher: once nats.go closes it for good,
+// Alive is false (a restart is the only way out), and publishes fail
+// transiently.
+func TestClosedConnectionOfCallerLost(t *testing.T) {
+	s := testutil.NATS(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(nc, Config{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	if !p.Alive() {
+		t.Fatal("not alive at start")
+	}
+	closeByServer(t, nc)
+	testutil.WaitFor(t, func() bool { return !p.Alive() })
+	errs := p.Publish(context.Background(), []Message{encode(t, "lost", "rgw.b.ObjectCreated.Put", 0)})
+	if !errors.Is(errs[0], ErrUnavailable) {
+		t.Errorf("publish on a lost connection: %v, want ErrUnavailable", errs[0])
+	}
+}
+
+// TestConnectErrorHidesPassword: a NATS URL that does not parse is reported
+// without its password (url.Parse quotes the whole URL).
+func TestConnectErrorHidesPassword(t *testing.T) {
+	for _, u := range []string{
+		"nats://admin:s3cr3t-pw@127.0.0.1:notaport",
+		"nats://admin:s3cr3t-pw@127.0.0.1:4222,nats://admin:s3cr3t-pw@[::1",
+		"nats://admin:s3cr3t%zz-pw@127.0.0.1:4222",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := Connect(ctx, Config{URL: u, Logger: testutil.Logger(t)})
+		cancel()
+		if err == nil {
+			t.Errorf("%s: no error", RedactURL(u))
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
