@@ -190,3 +190,38 @@ end`), 0o644); err != nil {
 		t.Error("the NATS connection was closed")
 	}
 }
+
+// TestNoPasswordInOutput: a NATS_URL with a password, malformed or
+// unreachable, never shows the password in what serve, tail and replay print.
+func TestNoPasswordInOutput(t *testing.T) {
+	bin := cliBinary(t)
+	dead := "127.0.0.1:" + freeTCPPort(t)
+	for _, c := range []struct {
+		url  string
+		args []string
+	}{
+		{"nats://admin:s3cr3t-pw@127.0.0.1:notaport", nil},
+		{"nats://admin:s3cr3t-pw@" + dead, []string{"tail"}},
+		{"nats://admin:s3cr3t-pw@127.0.0.1:notaport", []string{"tail"}},
+		{"nats://admin:s3cr3t-pw@" + dead, []string{"replay", "--stream", "RGW"}},
+		{"nats://admin:s3cr3t-pw@127.0.0.1:notaport", []string{"replay", "--stream", "RGW"}},
+	} {
+		cmd := exec.Command(bin, c.args...)
+		cmd.Env = append(os.Environ(), "NATS_URL="+c.url, "LISTEN_ADDRESS=127.0.0.1:"+freeTCPPort(t))
+		done := make(chan struct{})
+		var out []byte
+		go func() {
+			out, _ = cmd.CombinedOutput()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if strings.Contains(string(out), "s3cr3t") {
+			t.Errorf("%v with NATS_URL %s prints the password:\n%s", c.args, c.url, out)
+		}
+	}
+}
