@@ -3,10 +3,13 @@ package natsout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 
 	"github.com/rgw-nats/rgw-nats/internal/testutil"
@@ -101,5 +104,61 @@ func TestConnectErrorHidesPassword(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("error shows the password: %v", err)
 		}
+	}
+}
+
+// restrictedServer runs a nats-server with JetStream whose user "rgw" may
+// publish only to rgw.ok.>, the dead letters and the JetStream API.
+func restrictedServer(t *testing.T) *server.Server {
+	t.Helper()
+	opts := natsserver.DefaultTestOptions
+	opts.Port = -1
+	opts.JetStream = true
+	opts.StoreDir = t.TempDir()
+	opts.Users = []*server.User{{
+		Username: "rgw", Password: "pw",
+		Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"rgw.ok.>", "rgwnats.deadletter.>", "$JS.API.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+		},
+	}}
+	s := natsserver.RunServer(&opts)
+	t.Cleanup(func() { testutil.StopNATS(s) })
+	return s
+}
+
+// TestPublishDenied: a publish the NATS user may not make fails as
+// ErrDenied (permanent), in core mode although the server keeps the
+// connection and the flush succeeds, and in JetStream mode although no ack
+// ever comes; messages of the same round to allowed subjects are
+// published. Before, core mode reported the denied message published.
+func TestPublishDenied(t *testing.T) {
+	s := restrictedServer(t)
+	for _, mode := range []Mode{Core, JetStream} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg := Config{URL: s.ClientURL(), User: "rgw", Password: "pw", Mode: mode, AckTimeout: 2 * time.Second}
+			if mode == JetStream {
+				cfg.Stream, cfg.StreamSubjects, cfg.StreamCreate = "RGW", []string{"rgw.>"}, true
+			}
+			p := connect(t, cfg)
+			waitReady(t, p)
+			for round := range 3 {
+				msgs := []Message{
+					encode(t, fmt.Sprintf("ok-%d", round), "rgw.ok.x", 0),
+					encode(t, fmt.Sprintf("no-%d", round), "rgw.denied.x", 0),
+					encode(t, fmt.Sprintf("ok2-%d", round), "rgw.ok.y", 0),
+				}
+				errs := p.Publish(context.Background(), msgs)
+				if errs[0] != nil || errs[2] != nil {
+					t.Errorf("round %d: allowed subjects failed: %v, %v", round, errs[0], errs[2])
+				}
+				if !errors.Is(errs[1], ErrDenied) {
+					t.Errorf("round %d: denied subject: %v, want ErrDenied", round, errs[1])
+				}
+			}
+			if !p.Ready() {
+				t.Error("not ready after denied publishes")
+			}
+		})
 	}
 }

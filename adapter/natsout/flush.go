@@ -32,6 +32,7 @@ type flusher struct {
 	rounds  atomic.Uint64
 	// classify turns a publish error into the caller's error.
 	classify func(m *Message, err error) error
+	denied   *denials
 }
 
 // flushWait is one caller's place in the queue. The flusher publishes msgs
@@ -56,8 +57,8 @@ var errFlusherStopped = errors.New("publisher closed before the flush was answer
 // for the next one.
 const maxFlushBatch = 1024
 
-func newFlusher(conn func() *nats.Conn, timeout time.Duration, stop <-chan struct{}, classify func(*Message, error) error) *flusher {
-	return &flusher{conn: conn, timeout: timeout, queue: make(chan *flushWait, maxFlushBatch), stop: stop, classify: classify}
+func newFlusher(conn func() *nats.Conn, timeout time.Duration, stop <-chan struct{}, classify func(*Message, error) error, denied *denials) *flusher {
+	return &flusher{conn: conn, timeout: timeout, queue: make(chan *flushWait, maxFlushBatch), stop: stop, classify: classify, denied: denied}
 }
 
 func (f *flusher) run() {
@@ -83,6 +84,7 @@ func (f *flusher) run() {
 		// written before the disconnect: count reconnects around the round.
 		nc := f.conn()
 		before := nc.Stats().Reconnects
+		lastErr, start := nc.LastError(), time.Now()
 		sent := 0
 		for _, w := range batch {
 			sent += f.publish(nc, w)
@@ -92,6 +94,14 @@ func (f *flusher) run() {
 			err = nc.FlushTimeout(f.timeout)
 			if err == nil && nc.Stats().Reconnects != before {
 				err = errors.New("reconnected before the flush was answered")
+			}
+			// A denied publish is answered with an -ERR read before the
+			// PONG: the flush succeeds, the message is not in NATS.
+			if e := nc.LastError(); err == nil && e != lastErr && errors.Is(e, nats.ErrPermissionViolation) {
+				f.denied.await(e, time.Second)
+				for _, w := range batch {
+					f.refuseDenied(w, start)
+				}
 			}
 			f.rounds.Add(1)
 		}
@@ -125,6 +135,21 @@ func (f *flusher) publish(nc *nats.Conn, w *flushWait) int {
 		sent++
 	}
 	return sent
+}
+
+// refuseDenied fails the messages of w whose subject the server denied
+// since start.
+func (f *flusher) refuseDenied(w *flushWait, start time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.abandoned {
+		return
+	}
+	for i := range w.msgs {
+		if m := &w.msgs[i]; w.errs[i] == nil && f.denied.since(m.Subject, start) {
+			w.errs[i] = f.classify(m, deniedError(m.Subject))
+		}
+	}
 }
 
 // fail answers whoever is still queued.

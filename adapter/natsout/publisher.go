@@ -40,6 +40,7 @@ type Publisher struct {
 	// reconnects of the connections replaced, so that Stats only grows.
 	reconnectsBefore atomic.Uint64
 	flush            *flusher // core mode only
+	denied           *denials
 
 	// Stream setup runs on one goroutine, woken after every (re)connect.
 	streamKick   chan struct{}
@@ -154,6 +155,7 @@ func newPublisher(cfg Config) *Publisher {
 		log:        cfg.logger(),
 		ackTimeout: cfg.ackTimeout(),
 		streamKick: make(chan struct{}, 1),
+		denied:     newDenials(),
 		stop:       make(chan struct{}),
 		closed:     make(chan struct{}),
 	}
@@ -174,7 +176,7 @@ func (p *Publisher) use(nc *nats.Conn) error {
 		return err
 	}
 	if p.cfg.Mode != JetStream {
-		p.flush = newFlusher(p.conn, p.ackTimeout, p.stop, func(m *Message, err error) error { return publishError(m, classify(err)) })
+		p.flush = newFlusher(p.conn, p.ackTimeout, p.stop, func(m *Message, err error) error { return publishError(m, classify(err)) }, p.denied)
 		go p.flush.run()
 	}
 	if p.jetstream() != nil {
@@ -388,6 +390,9 @@ func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {
 }
 
 func (p *Publisher) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub == nil {
+		p.denied.record(err)
+	}
 	if sub != nil {
 		p.log.Warn("nats async error", "subject", sub.Subject, "error", err)
 		return
@@ -542,6 +547,7 @@ func (p *Publisher) publishCore(ctx context.Context, msgs []Message, errs []erro
 }
 
 func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs []error) {
+	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
@@ -593,6 +599,12 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 			errs[i] = publishError(&msgs[i], p.classifyJS(ctx, msgs[i].Subject, err))
 		default:
 			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout))
+		}
+	}
+	// A denied publish gets no ack, only the server's -ERR, which says why.
+	for i, err := range errs {
+		if err != nil && errors.Is(err, ErrUnavailable) && p.denied.since(msgs[i].Subject, start) {
+			errs[i] = publishError(&msgs[i], deniedError(msgs[i].Subject))
 		}
 	}
 }
@@ -651,7 +663,7 @@ func (p *Publisher) acked(ack *jetstream.PubAck) {
 // else as ErrUnavailable.
 func classify(err error) error {
 	switch {
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrRejected):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrRejected), errors.Is(err, ErrDenied):
 		return err
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrHeadersNotSupported), errors.Is(err, nats.ErrInvalidMsg),
