@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsserver "github.com/nats-io/nats-server/v2/test"
 
 	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
@@ -223,5 +227,67 @@ func TestNoPasswordInOutput(t *testing.T) {
 		if strings.Contains(string(out), "s3cr3t") {
 			t.Errorf("%v with NATS_URL %s prints the password:\n%s", c.args, c.url, out)
 		}
+	}
+}
+
+// TestDeniedPublishDeadLettered: in core mode, an event the NATS user may
+// not publish is dead-lettered (reason denied) and answered 202, instead of
+// being answered 202 and counted published while the server dropped it; a
+// resend is then a duplicate of a dead letter, not of a lost event.
+func TestDeniedPublishDeadLettered(t *testing.T) {
+	opts := natsserver.DefaultTestOptions
+	opts.Port = -1
+	opts.Users = []*server.User{{
+		Username: "rgw", Password: "pw",
+		Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"rgw.ok.>", "rgwnats.deadletter.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+		},
+	}}
+	s := natsserver.RunServer(&opts)
+	defer s.Shutdown()
+	url := "nats://rgw:pw@" + s.Addr().String()
+	p := startBinary(t, map[string]string{"NATS_URL": url})
+	events := testutil.Subscribe(t, url, "rgw.>")
+	dead := testutil.Subscribe(t, url, "rgwnats.deadletter.>")
+
+	if code, answer := p.post(t, "application/json", rgwBody(t, "denied-1", setBucket("denied")), nil); code != http.StatusAccepted {
+		t.Fatalf("denied event: %d %s, want 202 with a dead letter", code, answer)
+	}
+	m := testutil.Receive(t, dead, 1)[0]
+	if r := m.Header.Get("Rgwnats-Reason"); r != "denied" {
+		t.Errorf("dead letter reason %q, want denied (%s)", r, m.Header.Get("Rgwnats-Error"))
+	}
+	if code, answer := p.post(t, "application/json", rgwBody(t, "allowed-1", setBucket("ok")), nil); code != http.StatusAccepted {
+		t.Fatalf("allowed event: %d %s", code, answer)
+	}
+	if got := testutil.Receive(t, events, 1)[0]; got.Subject != "rgw.ok.ObjectCreated.Put" {
+		t.Errorf("published on %s", got.Subject)
+	}
+	testutil.None(t, events)
+}
+
+// TestBodyAtAndOverLimitDeadLettered: with the defaults, where
+// MAX_BODY_BYTES equals nats-server's max_payload (1 MiB), a raw RGW body of
+// exactly 1 MiB (whose event cannot fit with its headers) and one over the
+// limit each end in a dead letter cut to fit and 202. Before: 503 forever
+// (the dead letter did not fit either).
+func TestBodyAtAndOverLimitDeadLettered(t *testing.T) {
+	s := testutil.NATS(t)
+	p := startBinary(t, map[string]string{"NATS_URL": s.ClientURL()})
+	dead := testutil.Subscribe(t, s.ClientURL(), "rgwnats.deadletter.>")
+	for _, size := range []int{1 << 20, 1<<20 + 1, 1<<20 + 4096} {
+		body := rgwBody(t, fmt.Sprintf("big-%d", size), func(r map[string]any) { r["opaqueData"] = "" })
+		body = rgwBody(t, fmt.Sprintf("big-%d", size), func(r map[string]any) { r["opaqueData"] = strings.Repeat("p", size-len(body)) })
+		if len(body) != size {
+			t.Fatalf("body of %d bytes, want %d", len(body), size)
+		}
+		code, answer := p.post(t, "application/json", body, nil)
+		if code != http.StatusAccepted {
+			t.Errorf("%d bytes: %d %s, want 202 with a dead letter", size, code, answer)
+			continue
+		}
+		m := testutil.Receive(t, dead, 1)[0]
+		t.Logf("%d bytes: dead letter %s, %d payload bytes, truncated %q", size, m.Header.Get("Rgwnats-Reason"), len(m.Data), m.Header.Get("Rgwnats-Truncated"))
 	}
 }
