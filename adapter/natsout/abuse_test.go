@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rgw-nats/rgw-nats/internal/testutil"
 )
@@ -160,5 +161,74 @@ func TestPublishDenied(t *testing.T) {
 				t.Error("not ready after denied publishes")
 			}
 		})
+	}
+}
+
+// TestJetStreamPermanentConditions: what a stream refuses for good is
+// ErrRejected (permanent: dead letter), not "nats unavailable" (503
+// forever): a message over the stream's max_msg_size, a header block over
+// 64 KiB, a full stream that discards new messages. A stream deleted while
+// running is ErrNoStream whether or not a core subscriber takes the message
+// (before: no-stream without one, 503 with one).
+func TestJetStreamPermanentConditions(t *testing.T) {
+	s := testutil.NATS(t)
+	nc, cerr := nats.Connect(s.ClientURL())
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: "FULL", Subjects: []string{"full.>"}, MaxMsgs: 1, Discard: jetstream.DiscardNew},
+		{Name: "FULLB", Subjects: []string{"fullb.>"}, MaxBytes: 4096, Discard: jetstream.DiscardNew},
+		{Name: "SMALL", Subjects: []string{"small.>"}, MaxMsgSize: 100},
+		{Name: "GONE", Subjects: []string{"gone.>"}},
+	} {
+		if _, err := js.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := jsConfig(s.ClientURL())
+	cfg.AckTimeout = time.Second
+	p := connect(t, cfg)
+	waitReady(t, p)
+	publish := func(m Message) error { return p.Publish(ctx, []Message{m})[0] }
+
+	if err := publish(encode(t, "full-1", "full.a", 0)); err != nil {
+		t.Fatalf("first message into FULL: %v", err)
+	}
+	if err := publish(encode(t, "full-2", "full.a", 0)); !errors.Is(err, ErrRejected) {
+		t.Errorf("full stream, discard new: %v, want ErrRejected", err)
+	}
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		err = publish(encode(t, fmt.Sprintf("fullb-%d", i), "fullb.a", 0))
+	}
+	if !errors.Is(err, ErrRejected) {
+		t.Errorf("stream over max_bytes, discard new: %v, want ErrRejected", err)
+	}
+	if err := publish(encode(t, "small", "small.a", 0)); !errors.Is(err, ErrRejected) {
+		t.Errorf("over max_msg_size: %v, want ErrRejected", err)
+	}
+	big := encode(t, "big-header", "rgw.a", 0)
+	big.Header.Set("X-Big", strings.Repeat("h", 70000))
+	if err := publish(big); !errors.Is(err, ErrRejected) {
+		t.Errorf("header block over 64 KiB: %v, want ErrRejected", err)
+	}
+
+	if err := js.DeleteStream(ctx, "GONE"); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(encode(t, "gone-1", "gone.a", 0)); !errors.Is(err, ErrNoStream) {
+		t.Errorf("deleted stream, nobody subscribed: %v, want ErrNoStream", err)
+	}
+	testutil.Subscribe(t, s.ClientURL(), "gone.>")
+	if err := publish(encode(t, "gone-2", "gone.a", 0)); !errors.Is(err, ErrNoStream) {
+		t.Errorf("deleted stream, a core subscriber: %v, want ErrNoStream", err)
+	}
+	// Still publishing what a stream takes.
+	if err := publish(encode(t, "fine", "rgw.a", 0)); err != nil {
+		t.Errorf("after the refusals: %v", err)
 	}
 }

@@ -598,13 +598,34 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 		case err := <-f.Err():
 			errs[i] = publishError(&msgs[i], p.classifyJS(ctx, msgs[i].Subject, err))
 		default:
-			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout))
+			errs[i] = publishError(&msgs[i], p.noAck())
 		}
 	}
-	// A denied publish gets no ack, only the server's -ERR, which says why.
+	// A missing ack has two more causes that a retry does not cure: the
+	// server denied the publish (its -ERR says so), or no stream captures
+	// the subject while a core subscriber took the message (a stream
+	// deleted while running): then no "no responders" comes back, only
+	// silence. Either is permanent, whether a subscriber listens or not.
+	var lookedUp map[string]error
 	for i, err := range errs {
-		if err != nil && errors.Is(err, ErrUnavailable) && p.denied.since(msgs[i].Subject, start) {
-			errs[i] = publishError(&msgs[i], deniedError(msgs[i].Subject))
+		if err == nil || !errors.Is(err, errNoAck) {
+			continue
+		}
+		subj := msgs[i].Subject
+		if p.denied.since(subj, start) {
+			errs[i] = publishError(&msgs[i], deniedError(subj))
+			continue
+		}
+		if lookedUp == nil {
+			lookedUp = map[string]error{}
+		}
+		nerr, ok := lookedUp[subj]
+		if !ok {
+			nerr = p.noStream(ctx, subj)
+			lookedUp[subj] = nerr
+		}
+		if nerr != nil {
+			errs[i] = publishError(&msgs[i], nerr)
 		}
 	}
 }
@@ -616,7 +637,7 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) error {
 	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		// One wording for a missing ack, however it was noticed.
-		return fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout)
+		return p.noAck()
 	}
 	if cerr, ok := classifyAPI(err); ok {
 		return cerr
@@ -624,21 +645,38 @@ func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) erro
 	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
 		return classify(err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, min(p.ackTimeout, 2*time.Second))
-	defer cancel()
-	_, lerr := p.jetstream().StreamNameBySubject(lctx, subj)
-	if errors.Is(lerr, jetstream.ErrStreamNotFound) {
-		expect := ""
-		if p.cfg.Stream != "" {
-			if subs := p.streamSubjects(lctx); subs != nil {
-				expect = fmt.Sprintf(" (stream %q captures %v)", p.cfg.Stream, subs)
-			} else {
-				expect = fmt.Sprintf(" (stream %q does not exist)", p.cfg.Stream)
-			}
-		}
-		return fmt.Errorf("%w: %q%s", ErrNoStream, subj, expect)
+	if nerr := p.noStream(ctx, subj); nerr != nil {
+		return nerr
 	}
 	return classify(err)
+}
+
+// errNoAck is wrapped (with ErrUnavailable) when no ack came in time.
+var errNoAck = errors.New("no JetStream ack")
+
+func (p *Publisher) noAck() error {
+	return fmt.Errorf("%w: %w within %v", ErrUnavailable, errNoAck, p.ackTimeout)
+}
+
+// noStream is ErrNoStream, naming the subject and what the configured
+// stream captures, when the server says that no stream captures subj; nil
+// when one does or the server cannot say.
+func (p *Publisher) noStream(ctx context.Context, subj string) error {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(p.ackTimeout, 2*time.Second))
+	defer cancel()
+	_, lerr := p.jetstream().StreamNameBySubject(lctx, subj)
+	if !errors.Is(lerr, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	expect := ""
+	if p.cfg.Stream != "" {
+		if subs := p.streamSubjects(lctx); subs != nil {
+			expect = fmt.Sprintf(" (stream %q captures %v)", p.cfg.Stream, subs)
+		} else {
+			expect = fmt.Sprintf(" (stream %q does not exist)", p.cfg.Stream)
+		}
+	}
+	return fmt.Errorf("%w: %q%s", ErrNoStream, subject.Short(subj), expect)
 }
 
 // streamSubjects is what the configured stream captures, for an error
