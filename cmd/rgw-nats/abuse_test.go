@@ -4,10 +4,12 @@ package main
 // event silently. Each runs the built binary against a real nats-server.
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -289,5 +291,106 @@ func TestBodyAtAndOverLimitDeadLettered(t *testing.T) {
 		}
 		m := testutil.Receive(t, dead, 1)[0]
 		t.Logf("%d bytes: dead letter %s, %d payload bytes, truncated %q", size, m.Header.Get("Rgwnats-Reason"), len(m.Data), m.Header.Get("Rgwnats-Truncated"))
+	}
+}
+
+// slowSender opens a connection, sends a POST's headers (declaring 1 MiB,
+// or chunked) and then one body byte a second until the server answers or
+// closes; it reports the status line (or "closed") and when it came.
+func slowSender(base string, chunked bool, stop <-chan struct{}) (string, time.Duration) {
+	start := time.Now()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		return "dial: " + err.Error(), 0
+	}
+	defer conn.Close()
+	head := "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+	if chunked {
+		head += "Transfer-Encoding: chunked\r\n\r\n"
+	} else {
+		head += "Content-Length: 1048576\r\n\r\n"
+	}
+	if _, err := conn.Write([]byte(head)); err != nil {
+		return "write: " + err.Error(), time.Since(start)
+	}
+	answer := make(chan string, 1)
+	go func() {
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			answer <- "closed"
+			return
+		}
+		answer <- strings.TrimSpace(line)
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-answer:
+			return a, time.Since(start)
+		case <-stop:
+			return "still open", time.Since(start)
+		case <-tick.C:
+			b := []byte("{")
+			if chunked {
+				b = []byte("1\r\n{\r\n")
+			}
+			conn.Write(b)
+		}
+	}
+}
+
+// TestSlowSendersDoNotStarve: 32 uploads that declare 1 MiB (16) or are
+// chunked (16) and send a byte a second do not keep a steady good load
+// from being answered: admission counts the bytes read, not the declared
+// length, and a body that does not keep up the minimum rate is answered 408
+// and loses its reservation within seconds. Before, 16 such uploads held all
+// of MAX_INFLIGHT_BYTES until the 60 s read timeout and every good request
+// got 503.
+func TestSlowSendersDoNotStarve(t *testing.T) {
+	s := testutil.NATS(t)
+	p := startBinary(t, map[string]string{"NATS_URL": s.ClientURL(), "LOG_LEVEL": "error"})
+	events := testutil.Subscribe(t, s.ClientURL(), "rgw.>")
+	stop := make(chan struct{})
+	type slow struct {
+		answer string
+		after  time.Duration
+	}
+	slows := make(chan slow, 32)
+	for i := range 32 {
+		go func() {
+			a, d := slowSender(p.base, i%2 == 1, stop)
+			slows <- slow{a, d}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // every slow upload has declared itself
+	const good = 100
+	codes := map[int]int{}
+	var worst time.Duration
+	tick := time.NewTicker(100 * time.Millisecond)
+	for i := range good {
+		<-tick.C
+		t0 := time.Now()
+		code, _ := p.post(t, "application/json", rgwBody(t, fmt.Sprintf("steady-%d", i), nil), nil)
+		worst = max(worst, time.Since(t0))
+		codes[code]++
+	}
+	tick.Stop()
+	close(stop)
+	answers := map[string]int{}
+	var slowest time.Duration
+	for range 32 {
+		r := <-slows
+		answers[r.answer]++
+		slowest = max(slowest, r.after)
+	}
+	t.Logf("good requests (one every 100 ms for 10 s, beside 32 slow uploads): %v, slowest answer %v", codes, worst.Round(time.Millisecond))
+	t.Logf("slow uploads: %v, the last ended after %v", answers, slowest.Round(time.Millisecond))
+	if codes[http.StatusAccepted] != good {
+		t.Errorf("%d of %d good requests answered 202", codes[http.StatusAccepted], good)
+	}
+	testutil.Receive(t, events, good)
+	if answers["still open"] > 0 {
+		t.Errorf("%d slow uploads still held their connection after 10 s", answers["still open"])
 	}
 }
