@@ -84,6 +84,12 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 		w.Header().Set("WWW-Authenticate", `Basic realm="rgw-nats", charset="UTF-8"`)
 		return f.fail(w, r, run, http.StatusUnauthorized, "missing or wrong credentials"), nil
 	}
+	if enc := contentEncoding(r); enc != "" {
+		// A compressed body would be read as bytes and dead-lettered as
+		// undecodable: say what is wrong instead.
+		w.Header().Set("Connection", "close")
+		return f.fail(w, r, run, answers["unsupported"].code, "Content-Encoding "+strconv.Quote(enc)+" is not supported: send the body unencoded (identity)"), nil
+	}
 	if !run.pub.Ready() {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
@@ -345,3 +351,15 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// contentEncoding is the request's Content-Encoding when it is not identity
+// (empty when it is, or when there is none).
+func contentEncoding(r *http.Request) string {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return enc
+			}
+		}
+	}
+	return ""
+}

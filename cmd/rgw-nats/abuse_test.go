@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -392,5 +394,72 @@ func TestSlowSendersDoNotStarve(t *testing.T) {
 	testutil.Receive(t, events, good)
 	if answers["still open"] > 0 {
 		t.Errorf("%d slow uploads still held their connection after 10 s", answers["still open"])
+	}
+}
+
+// TestContentEncodingRefused: a compressed body is answered 415 and nothing
+// is published or dead-lettered (before: dead-lettered as undecodable, 202);
+// identity is the body as it is.
+func TestContentEncodingRefused(t *testing.T) {
+	s := testutil.NATS(t)
+	p := startBinary(t, map[string]string{"NATS_URL": s.ClientURL()})
+	all := testutil.Subscribe(t, s.ClientURL(), ">")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(rgwBody(t, "gzipped", nil))
+	zw.Close()
+	for _, enc := range []string{"gzip", "br", "identity, gzip"} {
+		if code, answer := p.post(t, "application/json", gz.Bytes(), map[string]string{"Content-Encoding": enc}); code != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Encoding %s: %d %s, want 415", enc, code, answer)
+		}
+	}
+	testutil.None(t, all)
+	if code, answer := p.post(t, "application/json", rgwBody(t, "identity", nil), map[string]string{"Content-Encoding": "identity"}); code != http.StatusAccepted {
+		t.Errorf("Content-Encoding identity: %d %s", code, answer)
+	}
+	testutil.Receive(t, all, 1)
+}
+
+// TestAmbiguousFramingClosesConnection: a request with both Content-Length
+// and Transfer-Encoding is answered and its connection closed, even with
+// kept-alive connections; one with Content-Length alone keeps it.
+func TestAmbiguousFramingClosesConnection(t *testing.T) {
+	s := testutil.NATS(t)
+	p := startBinary(t, map[string]string{"NATS_URL": s.ClientURL(), "RGW_CLOSE_CONNECTIONS": "false"})
+	for _, c := range []struct {
+		name      string
+		ambiguous bool
+	}{{"Content-Length alone", false}, {"Content-Length and Transfer-Encoding", true}} {
+		body := rgwBody(t, "framing-"+strconv.FormatBool(c.ambiguous), nil)
+		head := fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", len(body))
+		payload := string(body)
+		if c.ambiguous {
+			head += "Transfer-Encoding: chunked\r\n"
+			payload = fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+		}
+		conn, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte(head + "\r\n" + payload)); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// Whether the server closed the connection: a read ends at once.
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, rerr := br.ReadByte()
+		closed := rerr == io.EOF
+		t.Logf("%s: %d, Connection: close %v, closed %v", c.name, resp.StatusCode, resp.Close, closed)
+		if resp.StatusCode != http.StatusAccepted || closed != c.ambiguous || resp.Close != c.ambiguous {
+			t.Errorf("%s: %d, Connection: close %v, connection closed %v; want 202 and closed %v", c.name, resp.StatusCode, resp.Close, closed, c.ambiguous)
+		}
 	}
 }
