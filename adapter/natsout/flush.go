@@ -97,7 +97,7 @@ func (f *flusher) run() {
 			}
 			// A denied publish is answered with an -ERR read before the
 			// PONG: the flush succeeds, the message is not in NATS.
-			if e := nc.LastError(); err == nil && e != lastErr && errors.Is(e, nats.ErrPermissionViolation) {
+			if e := nc.LastError(); err == nil && e != lastErr && deniedSubject(e) != "" {
 				f.denied.await(e, time.Second)
 				for _, w := range batch {
 					f.refuseDenied(w, start)

@@ -635,7 +635,7 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 // starting): both come back as "no responders". Only the failure path pays
 // for the look-up.
 func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) error {
-	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		// One wording for a missing ack, however it was noticed.
 		return p.noAck()
 	}
