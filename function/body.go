@@ -93,7 +93,7 @@ func (b *bodyReader) read() (body []byte, oversize int64, err error) {
 		body = body[:len(body)+got]
 		b.run.inFlight.Add(int64(got) - n) // keep only what was read
 		b.reserved += int64(got) - n
-		if deadlines && got > 0 {
+		if deadlines && got > 0 && rerr == nil && int64(len(body)) < want {
 			_ = rc.SetReadDeadline(start.Add(bodyGrace + time.Duration(float64(len(body))/bodyMinRate*float64(time.Second))))
 		}
 		if rerr == io.EOF {
