@@ -103,6 +103,13 @@ func (d *denials) await(err error, timeout time.Duration) {
 	}
 }
 
+// changes is closed at the next denial recorded.
+func (d *denials) changes() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changed
+}
+
 // since reports whether subj was denied at or after t.
 func (d *denials) since(subj string, t time.Time) bool {
 	d.mu.Lock()

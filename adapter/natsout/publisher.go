@@ -575,19 +575,36 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 		if f == nil {
 			continue
 		}
-		if !expired {
+		answered := false
+		for !expired && !answered {
+			// A denied publish never gets an ack: stop waiting for it as
+			// soon as the server's -ERR names its subject.
+			denied := p.denied.changes()
+			if p.denied.since(msgs[i].Subject, start) {
+				errs[i] = publishError(&msgs[i], deniedError(msgs[i].Subject))
+				answered = true
+				break
+			}
 			select {
 			case ack := <-f.Ok():
 				p.acked(ack)
-				continue
+				answered = true
 			case err := <-f.Err():
 				errs[i] = publishError(&msgs[i], p.classifyJS(ctx, msgs[i].Subject, err))
-				continue
+				answered = true
+			case <-denied:
+				if p.denied.since(msgs[i].Subject, start) {
+					errs[i] = publishError(&msgs[i], deniedError(msgs[i].Subject))
+					answered = true
+				}
 			case <-timer.C:
 				expired = true
 			case <-ctx.Done():
 				expired = true
 			}
+		}
+		if answered {
+			continue
 		}
 		// Out of time: take what already arrived, the rest is not acked.
 		// The server may still store it; a retry with the same msg id is
