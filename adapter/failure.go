@@ -49,13 +49,14 @@ const (
 	ReasonNATS     = "nats"      // NATS unavailable, flush or ack missing
 	ReasonShutdown = "shutdown"  // the process is stopping
 	ReasonTable    = "table"     // the shared RGW table could not be written
+	ReasonDenied   = "denied"    // the NATS user may not publish to the subject
 )
 
 // Reasons is the closed set of reasons, for metrics whose label values must
 // be known in advance.
 var Reasons = [...]string{
 	ReasonDecode, ReasonTooLarge, ReasonScript, ReasonLimit, ReasonOutput, ReasonNoStream, ReasonPoison,
-	ReasonTimeout, ReasonBusy, ReasonNATS, ReasonShutdown, ReasonTable,
+	ReasonTimeout, ReasonBusy, ReasonNATS, ReasonShutdown, ReasonTable, ReasonDenied,
 }
 
 // Statuses lists every Status, for the same reason.
@@ -83,6 +84,7 @@ var failureClass = []struct {
 	{lua.ErrMemory, Transient, ReasonTimeout}, // the heap guard: like a deadline, poison when it repeats
 	{lua.ErrClosed, Transient, ReasonShutdown},
 	{natsout.ErrNoStream, Permanent, ReasonNoStream},
+	{natsout.ErrDenied, Permanent, ReasonDenied},
 	{natsout.ErrUnavailable, Transient, ReasonNATS},
 	{ErrOutput, Permanent, ReasonOutput},
 	{binding.ErrRejected, Permanent, ReasonOutput},

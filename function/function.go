@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -61,6 +62,10 @@ type running struct {
 	table    *kvtable.Table // nil: the RGW table is in memory
 	auth     authenticator
 	inFlight atomic.Int64 // body bytes reserved by requests being processed
+
+	// tableConn is the connection the table was opened on: it lives there,
+	// and does not follow the publisher to a new connection.
+	tableConn *nats.Conn
 
 	metrics     *metrics // nil: METRICS_ADDRESS=off
 	metricsHere bool     // served by Handle on the main port
@@ -170,7 +175,8 @@ func (f *Function) start(ctx context.Context, env map[string]string) error {
 			if cfg.NATSStreamCreate {
 				topts = append(topts, kvtable.WithCreate(cfg.LuaRGWTableKVReplicas))
 			}
-			if r.table, err = kvtable.New(r.pub.Conn(), cfg.LuaRGWTableKV, topts...); err != nil {
+			r.tableConn = r.pub.Conn()
+			if r.table, err = kvtable.New(r.tableConn, cfg.LuaRGWTableKV, topts...); err != nil {
 				r.close(ctx)
 				return fmt.Errorf("LUA_RGW_TABLE_KV: %w", err)
 			}
@@ -390,8 +396,17 @@ func (f *Function) Ready(context.Context) (bool, error) {
 
 // Alive reports whether the process works. It stays true while NATS is away:
 // restarting the container would not bring NATS back, and Ready already takes
-// the function out of rotation.
-func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
+// the function out of rotation. It fails only when the process cannot
+// recover by itself: its NATS connection was closed for good and could not
+// be replaced, or the RGW table's connection in NATS KV was (the table lives
+// on the connection it was opened on).
+func (f *Function) Alive(context.Context) (bool, error) {
+	r := f.started.Load()
+	if r == nil {
+		return true, nil
+	}
+	return r.pub.Alive() && (r.tableConn == nil || !r.tableConn.IsClosed()), nil
+}
 
 // Logger is the function's logger (available after Start).
 func (f *Function) Logger() *slog.Logger {

@@ -84,6 +84,12 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	if d := run.auth.check(r); d.code != 0 {
 		return f.refuseAuth(w, r, run, d), nil
 	}
+	if enc := contentEncoding(r); enc != "" {
+		// A compressed body would be read as bytes and dead-lettered as
+		// undecodable: say what is wrong instead.
+		w.Header().Set("Connection", "close")
+		return f.fail(w, r, run, answers["unsupported"].code, "Content-Encoding "+strconv.Quote(enc)+" is not supported: send the body unencoded (identity)"), nil
+	}
 	if why := run.pub.NotReady(); why != "" {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
@@ -96,20 +102,22 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 		w.Header().Set("Connection", "close")
 	}
 	// Bound the bodies held at once: 32 requests of 1 MiB, decoded,
-	// transformed and dead-lettered, are most of a 128 MiB container.
-	// The reservation is the declared length, or the limit when unknown.
-	reserve := r.ContentLength
-	if reserve < 0 || reserve > run.cfg.MaxBodyBytes {
-		reserve = run.cfg.MaxBodyBytes
-	}
-	if run.inFlight.Add(reserve) > run.cfg.MaxInFlight {
-		run.inFlight.Add(-reserve)
+	// transformed and dead-lettered, are most of a 128 MiB container. The
+	// bytes are reserved as they are read, not as declared, and a body must
+	// keep arriving (readBody): 16 senders that declare 1 MiB and send a
+	// byte a second hold 16 bytes, and only for a few seconds.
+	rb := bodyReader{w: w, r: r, run: run}
+	defer rb.release()
+	body, oversize, err := rb.read()
+	switch {
+	case errors.Is(err, errBusy):
+		w.Header().Set("Connection", "close")
 		return f.saturated(w, r, run, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
-	}
-	defer run.inFlight.Add(-reserve)
-	body, oversize, code, err := readBody(r, run.cfg.MaxBodyBytes)
-	if err != nil {
-		return f.fail(w, r, run, code, err.Error()), nil
+	case errors.Is(err, errSlowBody):
+		w.Header().Set("Connection", "close")
+		return f.fail(w, r, run, answers["slow body"].code, err.Error()), nil
+	case err != nil:
+		return f.fail(w, r, run, answers["bad body"].code, err.Error()), nil
 	}
 	start := time.Now()
 	res := run.pipe.Handle(r.Context(), adapter.Request{Header: ingress.Header(r.Header), Body: body, Oversize: oversize})
@@ -168,6 +176,7 @@ var answers = map[string]answer{
 	"saturated":   {http.StatusTooManyRequests, true},        // busy (MAX_INFLIGHT_BYTES, no Lua state free), from a CloudEvents sender
 	"too large":   {http.StatusRequestEntityTooLarge, false}, // body over MAX_BODY_BYTES, not dead-lettered (not from RGW, or dead letter off)
 	"bad body":    {http.StatusBadRequest, false},            // the body could not be read
+	"slow body":   {http.StatusRequestTimeout, false},        // the body did not arrive at the minimum rate
 }
 
 func answerOf(res *adapter.Result) answer {
@@ -352,30 +361,15 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// readBody reads at most limit bytes; one allocation when Content-Length is
-// known. A failure comes with its status code.
-// readBody reads the request body. A body over limit is not refused here:
-// its first limit bytes come back with oversize set (the declared length, or
-// -1 when none was declared), and the pipeline decides (RGW's goes to the
-// dead letter, since RGW would retry a 413 forever; others get 413).
-func readBody(r *http.Request, limit int64) (body []byte, oversize int64, code int, err error) {
-	n := r.ContentLength
-	switch {
-	case n > limit:
-		body = make([]byte, limit)
-		oversize = n
-		_, err = io.ReadFull(r.Body, body)
-	case n >= 0:
-		body = make([]byte, n)
-		_, err = io.ReadFull(r.Body, body)
-	default:
-		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
-		if int64(len(body)) > limit {
-			body, oversize = body[:limit], -1
+// contentEncoding is the request's Content-Encoding when it is not identity
+// (empty when it is, or when there is none).
+func contentEncoding(r *http.Request) string {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return enc
+			}
 		}
 	}
-	if err != nil {
-		return nil, 0, answers["bad body"].code, fmt.Errorf("reading body: %s", ingress.OneLine(err))
-	}
-	return body, oversize, 0, nil
+	return ""
 }
