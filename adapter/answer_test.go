@@ -17,7 +17,8 @@ func TestAnswerTable(t *testing.T) {
 		ReasonNone: 202, ReasonDecode: 400, ReasonUnsupported: 415, ReasonTooLarge: 413,
 		ReasonScript: 422, ReasonLimit: 422, ReasonOutput: 422, ReasonNoStream: 422, ReasonPoison: 422,
 		ReasonTimeout: 503, ReasonMemory: 503, ReasonBusy: 429, ReasonNATS: 503, ReasonShutdown: 503, ReasonTable: 503,
-		ReasonMethod: 405, ReasonUnauthorized: 401, ReasonForbidden: 403, ReasonUnready: 503,
+		ReasonDenied: 422,
+		ReasonMethod: 405, ReasonUnauthorized: 401, ReasonForbidden: 403, ReasonUnready: 503, ReasonSlowBody: 408,
 	}
 	senders := []struct {
 		header ingress.Header

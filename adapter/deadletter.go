@@ -16,6 +16,8 @@ import (
 	"github.com/rgw-nats/rgw-nats/adapter/binding"
 	"github.com/rgw-nats/rgw-nats/adapter/ingress"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
+	"github.com/rgw-nats/rgw-nats/adapter/natsout"
+	"github.com/rgw-nats/rgw-nats/adapter/subject"
 	"github.com/rgw-nats/rgw-nats/adapter/tracecontext"
 )
 
@@ -87,7 +89,7 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason Reason, err e
 	h.Set(HeaderError, headerValue(ingress.OneLine(err)))
 	subjectOf := ev
 	if ev != nil {
-		h.Set(HeaderEventID, ev.ID())
+		h.Set(HeaderEventID, headerValue(ev.ID()))
 	} else {
 		empty := event.New()
 		subjectOf = &empty
@@ -95,9 +97,7 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason Reason, err e
 	if attempts > 0 {
 		h.Set(HeaderAttempts, strconv.Itoa(attempts))
 	}
-	if req.Oversize != 0 {
-		h.Set(HeaderTruncated, strconv.Itoa(len(req.Body))+" of "+req.size())
-	}
+
 	var se *lua.ScriptError
 	if errors.As(err, &se) {
 		h.Set(HeaderScript, se.Script)
@@ -105,12 +105,22 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason Reason, err e
 			h.Set(HeaderLine, strconv.Itoa(se.Line))
 		}
 	}
+	// The request's headers are copied only as far as the block stays
+	// small: a dead letter must fit where its event did not.
+	size := natsout.HeaderLen(h)
 	for k, vs := range req.Header {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if ck == "Content-Type" {
-			h[ck] = vs
-		} else if strings.HasPrefix(ck, "Ce-") {
-			h[HeaderHTTPPrefix+ck] = vs
+		name := ck
+		if strings.HasPrefix(ck, "Ce-") {
+			name = HeaderHTTPPrefix + ck
+		} else if ck != "Content-Type" {
+			continue
+		}
+		for _, v := range vs {
+			if n := len(name) + len(v) + 4; size+n <= maxDeadLetterHeader {
+				h[name] = append(h[name], v)
+				size += n
+			}
 		}
 	}
 	if r := req.Header.Get(HeaderReplay); r != "" {
@@ -118,8 +128,11 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason Reason, err e
 	}
 	// A resent dead letter is the same message: JetStream keeps one.
 	var id string
-	if ev != nil {
+	if ev != nil && len(ev.ID()) <= maxHeaderValue {
 		id = "deadletter." + ev.ID()
+	} else if ev != nil {
+		sum := sha256.Sum256([]byte(ev.ID()))
+		id = "deadletter.id-sha256-" + hex.EncodeToString(sum[:16])
 	} else {
 		// The body, or the first bytes of one over the limit: a resend has
 		// the same.
@@ -133,12 +146,59 @@ func (p *Pipeline) deadLetter(req Request, ev *event.Event, reason Reason, err e
 		tc = tracecontext.FromEvent(ev)
 	}
 	tc.SetHeader(h)
+	subj := p.cfg.DeadLetter.Execute(subjectOf)
+	if !subject.Valid(subj) {
+		// A bucket name too long for a subject: the dead letter goes where
+		// one without a bucket would, rather than nowhere.
+		empty := event.New()
+		subj = p.cfg.DeadLetter.Execute(&empty)
+	}
+	data := req.Body
+	kept := len(data)
+	if room := p.payloadRoom(h); room >= 0 && len(data) > room {
+		kept = room
+	}
+	if req.Oversize != 0 || kept < len(data) {
+		h.Set(HeaderTruncated, strconv.Itoa(kept)+" of "+req.size())
+		// The header just added takes room too.
+		if room := p.payloadRoom(h); room >= 0 && kept > room {
+			kept = room
+			h.Set(HeaderTruncated, strconv.Itoa(kept)+" of "+req.size())
+		}
+		data = data[:kept]
+	}
 	return binding.Message{
-		Subject: p.cfg.DeadLetter.Execute(subjectOf),
+		Subject: subj,
 		Header:  h,
-		Data:    req.Body,
+		Data:    data,
 		MsgID:   id,
 	}
+}
+
+// Bounds of a dead letter's header block: one value, and the whole block
+// (far below natsout.MaxHeaderBytes, so that the body keeps most of the
+// server's max_payload).
+const (
+	maxHeaderValue      = 1024
+	maxDeadLetterHeader = 16 << 10
+)
+
+// payloadLimiter is a Publisher that knows the largest message NATS takes:
+// natsout.Publisher reads it from the server's INFO.
+type payloadLimiter interface{ MaxPayload() int64 }
+
+// payloadRoom is how many payload bytes a message with header h may carry
+// (counting the Nats-Msg-Id the publisher may add); -1: no known limit.
+func (p *Pipeline) payloadRoom(h nats.Header) int {
+	pl, ok := p.pub.(payloadLimiter)
+	if !ok {
+		return -1
+	}
+	limit := pl.MaxPayload()
+	if limit <= 0 {
+		return -1
+	}
+	return max(0, int(limit)-natsout.HeaderLen(h)-64)
 }
 
 // headerValue keeps a value writable as a NATS header: no line breaks,
@@ -150,8 +210,8 @@ func headerValue(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) > 1024 {
-		s = s[:1024]
+	if len(s) > maxHeaderValue {
+		s = s[:maxHeaderValue]
 	}
 	return s
 }

@@ -57,12 +57,14 @@ const (
 	ReasonNATS                      // NATS unavailable, flush or ack missing
 	ReasonShutdown                  // the process is stopping
 	ReasonTable                     // the shared RGW table could not be written
+	ReasonDenied                    // the NATS user may not publish to the subject
 
 	// Refusals of the HTTP shell, before the pipeline sees the request.
 	ReasonMethod       // not POST
 	ReasonUnauthorized // ingress credentials missing or wrong
 	ReasonForbidden    // a valid identity that may not send
 	ReasonUnready      // starting, stopping, or NATS not connected
+	ReasonSlowBody     // the body did not arrive at the minimum rate
 
 	numReasons
 )
@@ -101,6 +103,7 @@ const (
 	statusUnauthorized         = 401
 	statusForbidden            = 403
 	statusMethodNotAllowed     = 405
+	statusRequestTimeout       = 408
 	statusRequestEntityTooBig  = 413
 	statusUnsupportedMediaType = 415
 	statusUnprocessableEntity  = 422
@@ -155,10 +158,12 @@ var answers = [numReasons]struct {
 	ReasonNATS:         {"nats", Transient, statusServiceUnavailable, 0, false},
 	ReasonShutdown:     {"shutdown", Transient, statusServiceUnavailable, 0, false},
 	ReasonTable:        {"table", Transient, statusServiceUnavailable, 0, false},
+	ReasonDenied:       {"denied", Permanent, statusUnprocessableEntity, 0, false},
 	ReasonMethod:       {"method", Permanent, statusMethodNotAllowed, 0, false},
 	ReasonUnauthorized: {"unauthorized", Permanent, statusUnauthorized, 0, false},
 	ReasonForbidden:    {"forbidden", Permanent, statusForbidden, 0, false},
 	ReasonUnready:      {"unready", Transient, statusServiceUnavailable, 0, false},
+	ReasonSlowBody:     {"slow-body", Permanent, statusRequestTimeout, 0, false}, // the sender's doing; Knative and RGW retry a 408
 }
 
 func (r Reason) String() string {
@@ -245,6 +250,7 @@ var failureClass = []struct {
 	{lua.ErrTimeout, ReasonTimeout},
 	{lua.ErrClosed, ReasonShutdown},
 	{natsout.ErrNoStream, ReasonNoStream},
+	{natsout.ErrDenied, ReasonDenied},
 	{natsout.ErrUnavailable, ReasonNATS},
 	{ErrOutput, ReasonOutput},
 	{binding.ErrRejected, ReasonOutput},

@@ -35,6 +35,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("x: %w", ErrOutput), Permanent, ReasonOutput},
 		{fmt.Errorf("x: %w", binding.ErrRejected), Permanent, ReasonOutput},
 		{fmt.Errorf("x: %w", natsout.ErrNoStream), Permanent, ReasonNoStream},
+		{fmt.Errorf("x: %w", natsout.ErrDenied), Permanent, ReasonDenied},
 		{fmt.Errorf("x: %w", natsout.ErrUnavailable), Transient, ReasonNATS},
 		{context.Canceled, Transient, ReasonShutdown},
 		{context.DeadlineExceeded, Transient, ReasonTimeout},

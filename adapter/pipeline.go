@@ -590,7 +590,7 @@ func (p *Pipeline) fail(o *Outcome, err error, now time.Time) {
 func (p *Pipeline) output(in *event.Event, o lua.Output, checked bool) (binding.Message, error) {
 	if o.Event == nil {
 		if !subject.Valid(o.Subject) {
-			return binding.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, o.Subject)
+			return binding.Message{}, fmt.Errorf("%w: raw publish to invalid subject %q", ErrOutput, subject.Short(o.Subject))
 		}
 		h := nats.Header(o.Header)
 		if h == nil {

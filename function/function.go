@@ -223,5 +223,12 @@ func (f *Function) Ready(context.Context) (bool, error) {
 
 // Alive reports whether the process works. It stays true while NATS is away:
 // restarting the container would not bring NATS back, and Ready already takes
-// the function out of rotation.
-func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
+// the function out of rotation. It fails only when the process cannot
+// recover by itself (service.Service.Alive).
+func (f *Function) Alive(context.Context) (bool, error) {
+	r := f.started.Load()
+	if r == nil {
+		return true, nil
+	}
+	return r.svc.Alive(), nil
+}

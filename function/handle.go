@@ -2,6 +2,7 @@ package function
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -85,6 +86,12 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 	if d := run.auth.check(r); d.reason != adapter.ReasonNone {
 		return f.refuseAuth(w, r, run, d), nil
 	}
+	if enc := contentEncoding(r); enc != "" {
+		// A compressed body would be read as bytes and dead-lettered as
+		// undecodable: say what is wrong instead.
+		w.Header().Set("Connection", "close")
+		return f.refuse(w, r, run, adapter.ReasonUnsupported, "Content-Encoding "+strconv.Quote(enc)+" is not supported: send the body unencoded (identity)"), nil
+	}
 	if why := run.pub.NotReady(); why != "" {
 		// Answer a retry storm during an outage before reading or decoding
 		// anything: RGW resends without backoff, thousands per second.
@@ -97,19 +104,21 @@ func (f *Function) handle(w http.ResponseWriter, r *http.Request, run *running, 
 		w.Header().Set("Connection", "close")
 	}
 	// Bound the bodies held at once: 32 requests of 1 MiB, decoded,
-	// transformed and dead-lettered, are most of a 128 MiB container.
-	// The reservation is the declared length, or the limit when unknown.
-	reserve := r.ContentLength
-	if reserve < 0 || reserve > run.cfg.MaxBodyBytes {
-		reserve = run.cfg.MaxBodyBytes
-	}
-	if run.inFlight.Add(reserve) > run.cfg.MaxInFlight {
-		run.inFlight.Add(-reserve)
+	// transformed and dead-lettered, are most of a 128 MiB container. The
+	// bytes are reserved as they are read, not as declared, and a body must
+	// keep arriving (readBody): 16 senders that declare 1 MiB and send a
+	// byte a second hold 16 bytes, and only for a few seconds.
+	rb := bodyReader{w: w, r: r, run: run}
+	defer rb.release()
+	body, oversize, err := rb.read()
+	switch {
+	case errors.Is(err, errBusy):
+		w.Header().Set("Connection", "close")
 		return f.refuse(w, r, run, adapter.ReasonBusy, "busy: MAX_INFLIGHT_BYTES of request bodies are being processed"), nil
-	}
-	defer run.inFlight.Add(-reserve)
-	body, oversize, err := readBody(r, run.cfg.MaxBodyBytes)
-	if err != nil {
+	case errors.Is(err, errSlowBody):
+		w.Header().Set("Connection", "close")
+		return f.refuse(w, r, run, adapter.ReasonSlowBody, err.Error()), nil
+	case err != nil:
 		return f.refuse(w, r, run, adapter.ReasonDecode, err.Error()), nil
 	}
 	start := time.Now()
@@ -287,29 +296,15 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// readBody reads the request body, in one allocation when Content-Length
-// is known. A body over limit is not refused here:
-// its first limit bytes come back with oversize set (the declared length, or
-// -1 when none was declared), and the pipeline decides (RGW's goes to the
-// dead letter, since RGW would retry a 413 forever; others get 413).
-func readBody(r *http.Request, limit int64) (body []byte, oversize int64, err error) {
-	n := r.ContentLength
-	switch {
-	case n > limit:
-		body = make([]byte, limit)
-		oversize = n
-		_, err = io.ReadFull(r.Body, body)
-	case n >= 0:
-		body = make([]byte, n)
-		_, err = io.ReadFull(r.Body, body)
-	default:
-		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
-		if int64(len(body)) > limit {
-			body, oversize = body[:limit], -1
+// contentEncoding is the request's Content-Encoding when it is not identity
+// (empty when it is, or when there is none).
+func contentEncoding(r *http.Request) string {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return enc
+			}
 		}
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading body: %s", ingress.OneLine(err))
-	}
-	return body, oversize, nil
+	return ""
 }

@@ -178,7 +178,7 @@ func encode(ev *event.Event, subj string, enc Encoding, header nats.Header, chec
 	}
 	id := ev.ID()
 	if !subject.Valid(subj) {
-		return Message{}, fmt.Errorf("binding: encode event %q: %w: invalid subject %q", id, ErrRejected, subj)
+		return Message{}, fmt.Errorf("binding: encode event %q: %w: invalid subject %q", id, ErrRejected, subject.Short(subj))
 	}
 	if checks {
 		if err := check(ev); err != nil {

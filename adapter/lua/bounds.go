@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -431,4 +432,110 @@ func (e *Engine) checkChain(c *chain, id string, outs []Output) error {
 			Msg: fmt.Sprintf("the chain produced %d bytes of outputs, exceeding the limit of %d bytes (LUA_MAX_OUTPUT_BYTES)", size, e.cfg.maxOutputBytes)}
 	}
 	return nil
+}
+
+// The built-ins below make a string whose size follows from their
+// arguments; each is refused before it allocates when that size passes the
+// string bound (WithMaxString), as string.rep, concatenation, table.concat,
+// gsub and string.pack are. (string.sub, byte, char, upper, lower, reverse,
+// base64_decode and the hashes make at most what they were given.)
+
+// formatSize is at least the length of what string.format(f, ...) makes
+// from the arguments on L's stack (2 on), widths and precisions being at
+// most two digits (checkFormat).
+func formatSize(L *glua.LState, f string) int {
+	size := len(f)
+	arg := 2
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		i++
+		if i < len(f) && f[i] == '%' {
+			continue
+		}
+		for i < len(f) && strings.IndexByte("-+ #0123456789.", f[i]) >= 0 {
+			i++
+		}
+		verb := byte(0)
+		if i < len(f) {
+			verb = f[i]
+		}
+		size += 100 // a number in a width of up to 99, or a "%!v(MISSING)"
+		if arg <= L.GetTop() {
+			if s, ok := L.Get(arg).(glua.LString); ok {
+				switch verb {
+				case 's':
+					size += len(s)
+				case 'q':
+					size += 4*len(s) + 2 // \xNN for a byte, at most
+				}
+			}
+		}
+		arg++
+	}
+	return size
+}
+
+// boundFormat refuses a string.format whose result would pass the bound.
+func (st *state) boundFormat(L *glua.LState, f string) {
+	if n := formatSize(L, f); n > st.maxString() {
+		st.tooLong(L, "string.format", n)
+	}
+}
+
+// boundSize refuses a result of n bytes from fn before it is made.
+func (st *state) boundSize(L *glua.LState, fn string, n int) {
+	if n > st.maxString() {
+		st.tooLong(L, fn, n)
+	}
+}
+
+// boundResults wraps the built-ins whose result size is known from their
+// arguments before they run: string.upper, lower and reverse (as long as
+// their argument), os.date (at most 32 bytes per byte of its format: "%c"
+// is 24), rgwnats.base64_encode (4 per 3) and rgwnats.token (3 per byte).
+func (st *state) boundResults() {
+	wrap := func(t *glua.LTable, name string, size func(L *glua.LState) int) {
+		if t == nil {
+			return
+		}
+		f, ok := t.RawGetString(name).(*glua.LFunction)
+		if !ok || !f.IsG {
+			return
+		}
+		fn, qualified := f.GFunction, name
+		t.RawSetString(name, st.L.NewFunction(func(L *glua.LState) int {
+			st.boundSize(L, qualified, size(L))
+			return fn(L)
+		}))
+	}
+	argLen := func(L *glua.LState) int {
+		if s, ok := L.Get(1).(glua.LString); ok {
+			return len(s)
+		}
+		return 0
+	}
+	str := libTable(st.globals.RawGetString("string"))
+	for _, name := range []string{"upper", "lower", "reverse"} {
+		wrap(str, name, argLen)
+	}
+	wrap(libTable(st.globals.RawGetString("os")), "date", func(L *glua.LState) int { return 32 * argLen(L) })
+	rn := libTable(st.modules["rgwnats"])
+	wrap(rn, "base64_encode", func(L *glua.LState) int { return (argLen(L) + 2) / 3 * 4 })
+	wrap(rn, "token", func(L *glua.LState) int { return 3 * argLen(L) })
+}
+
+// libTable is the table behind a read-only library proxy (or t itself).
+func libTable(v glua.LValue) *glua.LTable {
+	t, ok := v.(*glua.LTable)
+	if !ok {
+		return nil
+	}
+	if mt, ok := t.Metatable.(*glua.LTable); ok {
+		if in, ok := mt.RawGetString("__index").(*glua.LTable); ok {
+			return in
+		}
+	}
+	return t
 }

@@ -132,7 +132,7 @@ func (st *state) publish(L *glua.LState, subj string, payload []byte, header map
 		L.RaiseError("publish: only possible while an event is processed, not when the script loads")
 	}
 	if !subject.Valid(subj) {
-		L.RaiseError("publish: %q is not a valid NATS subject (escape values with rgwnats.token)", subj)
+		L.RaiseError("publish: %q is not a valid NATS subject (escape values with rgwnats.token)", subject.Short(subj))
 	}
 	st.charge(L, 1, len(payload)+headerSize(header))
 	st.cur.outputs = append(st.cur.outputs, Output{Raw: payload, Subject: subj, Header: header})

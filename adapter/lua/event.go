@@ -456,7 +456,7 @@ func (st *state) natsNewIndex(L *glua.LState) int {
 			le.subject = ""
 		case glua.LString:
 			if v != "" && !subject.Valid(string(v)) {
-				L.RaiseError("ev.nats.subject: %q is not a valid NATS subject (escape values with rgwnats.token)", string(v))
+				L.RaiseError("ev.nats.subject: %q is not a valid NATS subject (escape values with rgwnats.token)", subject.Short(string(v)))
 			}
 			le.subject = string(v)
 		default:

@@ -525,6 +525,22 @@ func (st *state) strPack(L *glua.LState) int {
 	limit := st.maxString()
 	for h.pos < len(h.fmt) {
 		opt, size, pad := h.details(len(b))
+		// What this option adds is known before anything is allocated: a
+		// format such as "c2000000000" must fail here, not after make.
+		need := pad + size
+		switch opt {
+		case kString, kZstr:
+			if arg+1 <= L.GetTop() {
+				if s, ok := L.Get(arg + 1).(glua.LString); ok {
+					need += len(s) + 1
+				}
+			}
+		case kNop, kPaddAlign:
+			need = pad
+		}
+		if len(b)+need > limit {
+			st.tooLong(L, "string.pack", len(b)+need)
+		}
 		b = append(b, make([]byte, pad)...)
 		switch opt {
 		case kInt, kUint:
@@ -575,9 +591,6 @@ func (st *state) strPack(L *glua.LState) int {
 			b = append(b, 0)
 		case kPadding:
 			b = append(b, 0)
-		}
-		if len(b) > limit {
-			st.tooLong(L, "string.pack", len(b))
 		}
 	}
 	L.Push(glua.LString(b))

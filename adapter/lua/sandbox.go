@@ -116,7 +116,9 @@ func (st *state) sandbox() error {
 	str.RawSetString("rep", L.NewFunction(st.strRep))
 	format := str.RawGetString("format").(*glua.LFunction).GFunction
 	str.RawSetString("format", L.NewFunction(func(L *glua.LState) int {
-		checkFormat(L, L.CheckString(1))
+		f := L.CheckString(1)
+		checkFormat(L, f)
+		st.boundFormat(L, f)
 		return format(L)
 	}))
 	// Pattern matching that checks the deadline (see pattern.go).
@@ -196,6 +198,7 @@ func (st *state) sandbox() error {
 		}),
 	})
 	st.envMT = st.protectedMeta(map[string]glua.LValue{"__index": G})
+	st.boundResults()
 	st.guardResults()
 	return nil
 }
@@ -344,20 +347,24 @@ func (st *state) tableConcat(L *glua.LState) int {
 	limit := st.maxString()
 	var b []byte
 	for k := i; k <= j; k++ {
-		if k > i {
-			b = append(b, sep...)
-		}
+		var piece string
 		switch v := t.RawGetInt(k).(type) {
 		case glua.LString:
-			b = append(b, v...)
+			piece = string(v)
 		case glua.LNumber:
-			b = append(b, v.String()...)
+			piece = v.String()
 		default:
 			L.RaiseError("table.concat: invalid value (at index %d) in table for concat", k)
 		}
-		if len(b) > limit {
-			st.tooLong(L, "table.concat", len(b))
+		gap := ""
+		if k > i {
+			gap = sep
 		}
+		// Checked before the append, which may double the buffer.
+		if n := len(b) + len(gap) + len(piece); n > limit {
+			st.tooLong(L, "table.concat", n)
+		}
+		b = append(append(b, gap...), piece...)
 	}
 	L.Push(glua.LString(b))
 	return 1

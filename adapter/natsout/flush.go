@@ -25,13 +25,14 @@ import (
 // One goroutine per Publisher, not per request; under load 32 concurrent
 // requests cost one round trip instead of 32.
 type flusher struct {
-	nc      *nats.Conn
+	conn    func() *nats.Conn // the connection in use
 	timeout time.Duration
 	queue   chan *flushWait
 	stop    <-chan struct{}
 	rounds  atomic.Uint64
 	// classify turns a publish error into the caller's error.
 	classify func(m *Message, err error) error
+	denied   *denials
 }
 
 // flushWait is one caller's place in the queue. The flusher publishes msgs
@@ -56,8 +57,8 @@ var errFlusherStopped = errors.New("publisher closed before the flush was answer
 // for the next one.
 const maxFlushBatch = 1024
 
-func newFlusher(nc *nats.Conn, timeout time.Duration, stop <-chan struct{}, classify func(*Message, error) error) *flusher {
-	return &flusher{nc: nc, timeout: timeout, queue: make(chan *flushWait, maxFlushBatch), stop: stop, classify: classify}
+func newFlusher(conn func() *nats.Conn, timeout time.Duration, stop <-chan struct{}, classify func(*Message, error) error, denied *denials) *flusher {
+	return &flusher{conn: conn, timeout: timeout, queue: make(chan *flushWait, maxFlushBatch), stop: stop, classify: classify, denied: denied}
 }
 
 func (f *flusher) run() {
@@ -81,16 +82,26 @@ func (f *flusher) run() {
 		}
 		// A flush answered after a reconnect proves nothing about messages
 		// written before the disconnect: count reconnects around the round.
-		before := f.nc.Stats().Reconnects
+		nc := f.conn()
+		before := nc.Stats().Reconnects
+		lastErr, start := nc.LastError(), time.Now()
 		sent := 0
 		for _, w := range batch {
-			sent += f.publish(w)
+			sent += f.publish(nc, w)
 		}
 		var err error
 		if sent > 0 {
-			err = f.nc.FlushTimeout(f.timeout)
-			if err == nil && f.nc.Stats().Reconnects != before {
+			err = nc.FlushTimeout(f.timeout)
+			if err == nil && nc.Stats().Reconnects != before {
 				err = errors.New("reconnected before the flush was answered")
+			}
+			// A denied publish is answered with an -ERR read before the
+			// PONG: the flush succeeds, the message is not in NATS.
+			if e := nc.LastError(); err == nil && e != lastErr && deniedSubject(e) != "" {
+				f.denied.await(e, time.Second)
+				for _, w := range batch {
+					f.refuseDenied(w, start)
+				}
 			}
 			f.rounds.Add(1)
 		}
@@ -103,7 +114,7 @@ func (f *flusher) run() {
 
 // publish writes one caller's messages into the connection's buffer and
 // returns how many it wrote.
-func (f *flusher) publish(w *flushWait) int {
+func (f *flusher) publish(nc *nats.Conn, w *flushWait) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.abandoned {
@@ -117,13 +128,28 @@ func (f *flusher) publish(w *flushWait) int {
 			continue
 		}
 		nm.Subject, nm.Header, nm.Data = m.Subject, m.Header, m.Data
-		if err := f.nc.PublishMsg(&nm); err != nil {
+		if err := nc.PublishMsg(&nm); err != nil {
 			w.errs[i] = f.classify(m, err)
 			continue
 		}
 		sent++
 	}
 	return sent
+}
+
+// refuseDenied fails the messages of w whose subject the server denied
+// since start.
+func (f *flusher) refuseDenied(w *flushWait, start time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.abandoned {
+		return
+	}
+	for i := range w.msgs {
+		if m := &w.msgs[i]; w.errs[i] == nil && f.denied.since(m.Subject, start) {
+			w.errs[i] = f.classify(m, deniedError(m.Subject))
+		}
+	}
 }
 
 // fail answers whoever is still queued.

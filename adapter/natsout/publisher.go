@@ -29,9 +29,18 @@ type Publisher struct {
 	cfg        Config
 	log        *slog.Logger
 	ackTimeout time.Duration
-	nc         *nats.Conn
-	js         jetstream.JetStream // nil in core mode without stream creation
-	flush      *flusher            // core mode only
+	// cur is the connection in use. A connection that nats.go closes for
+	// good while the process runs (the server sent an error nats.go does
+	// not recover from) is replaced by a new one when Connect made it
+	// (redial); one the caller made (New) cannot be, and the Publisher is
+	// then lost: Alive reports it.
+	cur    atomic.Pointer[link]
+	redial func() (*nats.Conn, error)
+	lost   atomic.Bool
+	// reconnects of the connections replaced, so that Stats only grows.
+	reconnectsBefore atomic.Uint64
+	flush            *flusher // core mode only
+	denied           *denials
 
 	// Stream setup runs on one goroutine, woken after every (re)connect.
 	streamKick   chan struct{}
@@ -98,8 +107,9 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Publisher, error
 	}
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("natsout: connect %s: %w", RedactURL(url), err)
+		return nil, fmt.Errorf("natsout: connect %s: %w", RedactURL(url), redactErr(err, url))
 	}
+	p.redial = func() (*nats.Conn, error) { return nats.Connect(url, natsOpts...) }
 	if err := p.use(nc); err != nil {
 		nc.Close()
 		return nil, err
@@ -149,34 +159,85 @@ func newPublisher(cfg Config) *Publisher {
 		log:        cfg.logger(),
 		ackTimeout: cfg.ackTimeout(),
 		streamKick: make(chan struct{}, 1),
+		denied:     newDenials(),
 		stop:       make(chan struct{}),
 		closed:     make(chan struct{}),
 	}
 }
 
-// use binds p to nc.
+// link is one connection and its JetStream context.
+type link struct {
+	nc *nats.Conn
+	js jetstream.JetStream // nil in core mode without stream creation
+}
+
+func (p *Publisher) conn() *nats.Conn               { return p.cur.Load().nc }
+func (p *Publisher) jetstream() jetstream.JetStream { return p.cur.Load().js }
+
+// use binds p to its first connection and starts its goroutines.
 func (p *Publisher) use(nc *nats.Conn) error {
-	p.nc = nc
+	if err := p.bind(nc); err != nil {
+		return err
+	}
 	if p.cfg.Mode != JetStream {
-		p.flush = newFlusher(nc, p.ackTimeout, p.stop, func(m *Message, err error) error { return publishError(m, classify(err)) })
+		p.flush = newFlusher(p.conn, p.ackTimeout, p.stop, func(m *Message, err error) error { return publishError(m, classify(err)) }, p.denied)
 		go p.flush.run()
 	}
+	if p.jetstream() != nil {
+		go p.streamLoop() // woken after every (re)connect
+	}
+	return nil
+}
+
+// bind makes nc the connection in use.
+func (p *Publisher) bind(nc *nats.Conn) error {
+	l := &link{nc: nc}
 	// A stream to create is created in core mode too: core publishes to its
 	// subjects are stored (without an ack), so the embedded server's stream
 	// keeps events and dead letters in either mode.
-	if p.cfg.Mode != JetStream && !p.cfg.StreamCreate {
-		return nil
+	if p.cfg.Mode == JetStream || p.cfg.StreamCreate {
+		var err error
+		l.js, err = jetstream.New(nc,
+			jetstream.WithPublishAsyncTimeout(p.ackTimeout),
+			jetstream.WithDefaultTimeout(p.ackTimeout))
+		if err != nil {
+			return fmt.Errorf("natsout: jetstream: %w", err)
+		}
 	}
-	var err error
-	p.js, err = jetstream.New(nc,
-		jetstream.WithPublishAsyncTimeout(p.ackTimeout),
-		jetstream.WithDefaultTimeout(p.ackTimeout))
-	if err != nil {
-		return fmt.Errorf("natsout: jetstream: %w", err)
+	if old := p.cur.Swap(l); old != nil {
+		p.reconnectsBefore.Add(old.nc.Stats().Reconnects + 1)
 	}
-	go p.streamLoop() // woken after every (re)connect
 	return nil
 }
+
+// reopen replaces a connection nats.go closed for good by a new one, made
+// the way Connect made the first.
+func (p *Publisher) reopen(old *nats.Conn) {
+	if p.closing.Load() || p.conn() != old {
+		return
+	}
+	nc, err := p.redial()
+	if err == nil {
+		err = p.bind(nc)
+	}
+	if err != nil {
+		p.log.Error("nats connection closed and cannot be opened again; the process must restart", "error", err)
+		p.lost.Store(true)
+		p.closeOnce.Do(func() { close(p.closed) })
+		return
+	}
+	if p.closing.Load() {
+		nc.Close()
+		return
+	}
+	p.log.Warn("nats connection replaced by a new one")
+	p.kickStream()
+}
+
+// Alive reports whether the Publisher can still publish some day by itself:
+// false only when its connection was closed for good and cannot be opened
+// again (a connection handed to New), which only a restart repairs.
+func (p *Publisher) Alive() bool { return !p.lost.Load() }
 
 func (p *Publisher) natsOptions(o *options) ([]nats.Option, error) {
 	cfg := &p.cfg
@@ -300,11 +361,25 @@ func (p *Publisher) onDisconnect(_ *nats.Conn, err error) {
 	p.log.Warn("nats disconnected; reconnecting", "error", err)
 }
 
-func (p *Publisher) onClosed(*nats.Conn) {
-	if !p.closing.Load() {
-		p.log.Error("nats connection closed")
+func (p *Publisher) onClosed(nc *nats.Conn) {
+	if p.closing.Load() {
+		p.closeOnce.Do(func() { close(p.closed) })
+		return
 	}
-	p.closeOnce.Do(func() { close(p.closed) })
+	if l := p.cur.Load(); l == nil || l.nc != nc {
+		return // a connection already replaced
+	}
+	if p.redial == nil {
+		p.log.Error("nats connection closed for good; the process must restart", "error", nc.LastError())
+		p.lost.Store(true)
+		p.closeOnce.Do(func() { close(p.closed) })
+		return
+	}
+	// nats.go closes the connection for good on a server error it does not
+	// know (a protocol line too long, say): open a new one, forever, as for
+	// any other disconnect.
+	p.log.Error("nats connection closed by an error; opening a new one", "error", nc.LastError())
+	go p.reopen(nc)
 }
 
 func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {
@@ -320,6 +395,9 @@ func (p *Publisher) onReconnectError(_ *nats.Conn, err error) {
 }
 
 func (p *Publisher) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub == nil {
+		p.denied.record(err)
+	}
 	if sub != nil {
 		p.log.Warn("nats async error", "subject", sub.Subject, "error", err)
 		return
@@ -338,7 +416,7 @@ func (p *Publisher) NotReady() string {
 	switch {
 	case p.closing.Load():
 		return "stopping"
-	case !p.nc.IsConnected():
+	case !p.conn().IsConnected():
 		return "NATS unavailable: not connected"
 	case p.needStream() && !p.streamOK.Load():
 		return fmt.Sprintf("stream %q not set up yet", p.cfg.Stream)
@@ -370,7 +448,10 @@ func (p *Publisher) WaitReady(ctx context.Context) error {
 
 // Conn returns the shared connection, for subscribers and for Lua scripts
 // that publish themselves. Do not close it; call Close.
-func (p *Publisher) Conn() *nats.Conn { return p.nc }
+//
+// The connection is replaced when nats.go closed it for good (see Alive):
+// ask again rather than keeping it.
+func (p *Publisher) Conn() *nats.Conn { return p.conn() }
 
 // Stats returns the counters.
 // Each counter only grows, and Acks-Duplicates too (each ack adds to exactly
@@ -382,7 +463,7 @@ func (p *Publisher) Stats() Stats {
 		Failed:     p.failed.Load(),
 		Acks:       p.stored.Load() + dup,
 		Duplicates: dup,
-		Reconnects: p.nc.Stats().Reconnects,
+		Reconnects: p.reconnectsBefore.Load() + p.conn().Stats().Reconnects,
 		Flushes:    p.flushes(),
 	}
 }
@@ -402,8 +483,8 @@ func (p *Publisher) Close(ctx context.Context) error {
 		return nil
 	}
 	close(p.stop)
-	connected := p.nc.IsConnected()
-	err := p.nc.Drain()
+	connected := p.conn().IsConnected()
+	err := p.conn().Drain()
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return nil
 	}
@@ -411,7 +492,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 		// Not connected (NATS never reachable, or away now): nothing is
 		// buffered, since a publish while disconnected fails at once and
 		// was answered 503, so closing loses nothing.
-		p.nc.Close()
+		p.conn().Close()
 		return nil
 	}
 	if err != nil {
@@ -420,16 +501,16 @@ func (p *Publisher) Close(ctx context.Context) error {
 			timeout = min(timeout, time.Until(d))
 		}
 		if timeout > 0 {
-			_ = p.nc.FlushTimeout(timeout)
+			_ = p.conn().FlushTimeout(timeout)
 		}
-		p.nc.Close()
+		p.conn().Close()
 		return fmt.Errorf("natsout: close without drain: %w", err)
 	}
 	select {
 	case <-p.closed:
 		return nil
 	case <-ctx.Done():
-		p.nc.Close()
+		p.conn().Close()
 		return fmt.Errorf("natsout: drain: %w", ctx.Err())
 	}
 }
@@ -442,7 +523,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 	if len(msgs) == 0 {
 		return errs
 	}
-	if st := p.nc.Status(); st != nats.CONNECTED {
+	if st := p.conn().Status(); st != nats.CONNECTED {
 		cause := fmt.Errorf("%w: connection %s", ErrUnavailable, strings.ToLower(st.String()))
 		for i := range msgs {
 			errs[i] = publishError(&msgs[i], cause)
@@ -451,10 +532,10 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) []error {
 		return errs
 	}
 	for i := range msgs {
-		// A subject with a space or a wildcard is a protocol error that would
-		// make the server drop the connection everyone shares.
-		if !subject.Valid(msgs[i].Subject) {
-			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: invalid subject", ErrRejected))
+		// What the server would refuse is refused here: a subject it cannot
+		// read makes it drop the connection every request shares.
+		if err := p.refusal(&msgs[i]); err != nil {
+			errs[i] = publishError(&msgs[i], err)
 		}
 	}
 	if p.cfg.Mode == JetStream {
@@ -494,6 +575,7 @@ func (p *Publisher) publishCore(ctx context.Context, msgs []Message, errs []erro
 }
 
 func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs []error) {
+	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
@@ -506,9 +588,9 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 			// WithMsgID writes into the header; never into the caller's map,
 			// which other goroutines may be reading.
 			nm.Header = cloneHeader(m.Header, 1)
-			futures[i], err = p.js.PublishMsgAsync(nm, jetstream.WithMsgID(m.MsgID))
+			futures[i], err = p.jetstream().PublishMsgAsync(nm, jetstream.WithMsgID(m.MsgID))
 		} else {
-			futures[i], err = p.js.PublishMsgAsync(nm)
+			futures[i], err = p.jetstream().PublishMsgAsync(nm)
 		}
 		if err != nil {
 			errs[i] = publishError(m, classify(err))
@@ -521,19 +603,36 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 		if f == nil {
 			continue
 		}
-		if !expired {
+		answered := false
+		for !expired && !answered {
+			// A denied publish never gets an ack: stop waiting for it as
+			// soon as the server's -ERR names its subject.
+			denied := p.denied.changes()
+			if p.denied.since(msgs[i].Subject, start) {
+				errs[i] = publishError(&msgs[i], deniedError(msgs[i].Subject))
+				answered = true
+				break
+			}
 			select {
 			case ack := <-f.Ok():
 				p.acked(ack)
-				continue
+				answered = true
 			case err := <-f.Err():
 				errs[i] = publishError(&msgs[i], p.classifyJS(ctx, msgs[i].Subject, err))
-				continue
+				answered = true
+			case <-denied:
+				if p.denied.since(msgs[i].Subject, start) {
+					errs[i] = publishError(&msgs[i], deniedError(msgs[i].Subject))
+					answered = true
+				}
 			case <-timer.C:
 				expired = true
 			case <-ctx.Done():
 				expired = true
 			}
+		}
+		if answered {
+			continue
 		}
 		// Out of time: take what already arrived, the rest is not acked.
 		// The server may still store it; a retry with the same msg id is
@@ -544,7 +643,34 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 		case err := <-f.Err():
 			errs[i] = publishError(&msgs[i], p.classifyJS(ctx, msgs[i].Subject, err))
 		default:
-			errs[i] = publishError(&msgs[i], fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout))
+			errs[i] = publishError(&msgs[i], p.noAck())
+		}
+	}
+	// A missing ack has two more causes that a retry does not cure: the
+	// server denied the publish (its -ERR says so), or no stream captures
+	// the subject while a core subscriber took the message (a stream
+	// deleted while running): then no "no responders" comes back, only
+	// silence. Either is permanent, whether a subscriber listens or not.
+	var lookedUp map[string]error
+	for i, err := range errs {
+		if err == nil || !errors.Is(err, errNoAck) {
+			continue
+		}
+		subj := msgs[i].Subject
+		if p.denied.since(subj, start) {
+			errs[i] = publishError(&msgs[i], deniedError(subj))
+			continue
+		}
+		if lookedUp == nil {
+			lookedUp = map[string]error{}
+		}
+		nerr, ok := lookedUp[subj]
+		if !ok {
+			nerr = p.noStream(ctx, subj)
+			lookedUp[subj] = nerr
+		}
+		if nerr != nil {
+			errs[i] = publishError(&msgs[i], nerr)
 		}
 	}
 }
@@ -554,34 +680,54 @@ func (p *Publisher) publishJetStream(ctx context.Context, msgs []Message, errs [
 // starting): both come back as "no responders". Only the failure path pays
 // for the look-up.
 func (p *Publisher) classifyJS(ctx context.Context, subj string, err error) error {
-	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		// One wording for a missing ack, however it was noticed.
-		return fmt.Errorf("%w: no JetStream ack within %v", ErrUnavailable, p.ackTimeout)
+		return p.noAck()
+	}
+	if cerr, ok := classifyAPI(err); ok {
+		return cerr
 	}
 	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) {
 		return classify(err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, min(p.ackTimeout, 2*time.Second))
-	defer cancel()
-	_, lerr := p.js.StreamNameBySubject(lctx, subj)
-	if errors.Is(lerr, jetstream.ErrStreamNotFound) {
-		expect := ""
-		if p.cfg.Stream != "" {
-			if subs := p.streamSubjects(lctx); subs != nil {
-				expect = fmt.Sprintf(" (stream %q captures %v)", p.cfg.Stream, subs)
-			} else {
-				expect = fmt.Sprintf(" (stream %q does not exist)", p.cfg.Stream)
-			}
-		}
-		return fmt.Errorf("%w: %q%s", ErrNoStream, subj, expect)
+	if nerr := p.noStream(ctx, subj); nerr != nil {
+		return nerr
 	}
 	return classify(err)
+}
+
+// errNoAck is wrapped (with ErrUnavailable) when no ack came in time.
+var errNoAck = errors.New("no JetStream ack")
+
+func (p *Publisher) noAck() error {
+	return fmt.Errorf("%w: %w within %v", ErrUnavailable, errNoAck, p.ackTimeout)
+}
+
+// noStream is ErrNoStream, naming the subject and what the configured
+// stream captures, when the server says that no stream captures subj; nil
+// when one does or the server cannot say.
+func (p *Publisher) noStream(ctx context.Context, subj string) error {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(p.ackTimeout, 2*time.Second))
+	defer cancel()
+	_, lerr := p.jetstream().StreamNameBySubject(lctx, subj)
+	if !errors.Is(lerr, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	expect := ""
+	if p.cfg.Stream != "" {
+		if subs := p.streamSubjects(lctx); subs != nil {
+			expect = fmt.Sprintf(" (stream %q captures %v)", p.cfg.Stream, subs)
+		} else {
+			expect = fmt.Sprintf(" (stream %q does not exist)", p.cfg.Stream)
+		}
+	}
+	return fmt.Errorf("%w: %q%s", ErrNoStream, subject.Short(subj), expect)
 }
 
 // streamSubjects is what the configured stream captures, for an error
 // message.
 func (p *Publisher) streamSubjects(ctx context.Context) []string {
-	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	s, err := p.jetstream().Stream(ctx, p.cfg.Stream)
 	if err != nil {
 		return nil
 	}
@@ -600,7 +746,7 @@ func (p *Publisher) acked(ack *jetstream.PubAck) {
 // else as ErrUnavailable.
 func classify(err error) error {
 	switch {
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrRejected):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrRejected), errors.Is(err, ErrDenied):
 		return err
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrHeadersNotSupported), errors.Is(err, nats.ErrInvalidMsg),
@@ -611,7 +757,7 @@ func classify(err error) error {
 }
 
 func publishError(m *Message, cause error) error {
-	return fmt.Errorf("natsout: publish %q (msg id %q): %w", m.Subject, m.MsgID, cause)
+	return fmt.Errorf("natsout: publish %q (msg id %q): %w", subject.Short(m.Subject), subject.Short(m.MsgID), cause)
 }
 
 func cloneHeader(h nats.Header, extra int) nats.Header {
@@ -621,3 +767,37 @@ func cloneHeader(h nats.Header, extra int) nats.Header {
 	}
 	return c
 }
+
+// redactErr hides in err's message the userinfo of urls, which errors of
+// nats.Connect and url.Parse quote (a malformed NATS_URL is printed whole).
+func redactErr(err error, urls string) error {
+	msg := err.Error()
+	redacted := msg
+	for _, u := range strings.Split(urls, ",") {
+		at := strings.LastIndexByte(u, '@')
+		if at < 0 {
+			continue
+		}
+		userinfo := u[:at]
+		if s := strings.Index(userinfo, "://"); s >= 0 {
+			userinfo = userinfo[s+3:]
+		}
+		for _, secret := range []string{userinfo, userinfo[strings.IndexByte(userinfo, ':')+1:]} {
+			if secret != "" {
+				redacted = strings.ReplaceAll(redacted, secret, "***")
+			}
+		}
+	}
+	if redacted == msg {
+		return err
+	}
+	return &redactedError{msg: redacted, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -37,7 +37,7 @@ func (p *Publisher) streamLoop() {
 		case <-p.streamKick:
 		}
 		backoff := 250 * time.Millisecond
-		for p.nc.IsConnected() {
+		for p.conn().IsConnected() {
 			err := p.setupStream()
 			if err == nil {
 				break
@@ -79,7 +79,7 @@ func (p *Publisher) setupNamedStream(ctx context.Context) error {
 	if !p.cfg.StreamCreate {
 		// The stream is the operator's: never change it, only say clearly
 		// when it is missing, since every publish will then fail.
-		_, err := p.js.Stream(ctx, p.cfg.Stream)
+		_, err := p.jetstream().Stream(ctx, p.cfg.Stream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if p.streamWarned.CompareAndSwap(false, true) {
 				p.log.Warn("nats stream does not exist; JetStream publishes will fail until the operator creates it (or set stream creation on)", "stream", p.cfg.Stream)
@@ -102,9 +102,9 @@ func (p *Publisher) setupNamedStream(ctx context.Context) error {
 // ensureStream creates the stream, or adds the subjects it lacks. Settings
 // of an existing stream (limits, replicas, retention) stay as they are.
 func (p *Publisher) ensureStream(ctx context.Context) error {
-	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	s, err := p.jetstream().Stream(ctx, p.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = p.js.CreateStream(ctx, jetstream.StreamConfig{
+		_, err = p.jetstream().CreateStream(ctx, jetstream.StreamConfig{
 			Name:       p.cfg.Stream,
 			Subjects:   p.cfg.StreamSubjects,
 			Duplicates: p.cfg.DuplicateWindow,
@@ -130,7 +130,7 @@ func (p *Publisher) ensureStream(ctx context.Context) error {
 		return nil
 	}
 	cfg.Subjects = append(cfg.Subjects, missing...)
-	if _, err := p.js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := p.jetstream().UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("add subjects %v to stream %q: %w", missing, p.cfg.Stream, err)
 	}
 	p.log.Info("nats stream subjects added", "stream", p.cfg.Stream, "subjects", missing)
@@ -160,7 +160,7 @@ func (p *Publisher) needCapture() bool {
 func (p *Publisher) checkCaptured(ctx context.Context) error {
 	for _, subj := range p.cfg.MustCapture {
 		probe := strings.ReplaceAll(strings.ReplaceAll(subj, ">", "x"), "*", "x")
-		_, err := p.js.StreamNameBySubject(ctx, probe)
+		_, err := p.jetstream().StreamNameBySubject(ctx, probe)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			if !p.needCapture() {
@@ -189,7 +189,7 @@ func (p *Publisher) StreamFor(ctx context.Context, subj string) (string, error) 
 	if p.cfg.Mode != JetStream {
 		return "", nil
 	}
-	name, err := p.js.StreamNameBySubject(ctx, subj)
+	name, err := p.jetstream().StreamNameBySubject(ctx, subj)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return "", fmt.Errorf("%w: %q", ErrNoStream, subj)

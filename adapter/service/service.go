@@ -19,6 +19,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/rgw-nats/rgw-nats/adapter"
 	"github.com/rgw-nats/rgw-nats/adapter/kvtable"
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
@@ -53,8 +55,11 @@ type Service struct {
 	Engine   *lua.Engine        // nil without LUA_SCRIPT
 	Table    *kvtable.Table     // nil: the RGW table is in memory
 
-	settings Settings
-	log      *slog.Logger
+	// tableConn is the connection the table was opened on: it lives there,
+	// and does not follow the publisher to a new connection.
+	tableConn *nats.Conn
+	settings  Settings
+	log       *slog.Logger
 }
 
 // New opens the NATS connection (without waiting for NATS to be reachable:
@@ -87,7 +92,8 @@ func New(ctx context.Context, s Settings, o Options) (*Service, error) {
 				topts = append(topts, kvtable.WithCreate(s.LuaRGWTableKVReplicas))
 			}
 			var err error
-			if svc.Table, err = kvtable.New(svc.NATS.Conn(), s.LuaRGWTableKV, topts...); err != nil {
+			svc.tableConn = svc.NATS.Conn()
+			if svc.Table, err = kvtable.New(svc.tableConn, s.LuaRGWTableKV, topts...); err != nil {
 				svc.Close(ctx)
 				return nil, fmt.Errorf("LUA_RGW_TABLE_KV: %w", err)
 			}
@@ -120,6 +126,17 @@ func New(ctx context.Context, s Settings, o Options) (*Service, error) {
 // pipeline (`rgw-nats tail`, `replay`): no stream is created or required.
 func Connect(ctx context.Context, s Settings, name string, log *slog.Logger) (*natsout.Publisher, error) {
 	return natsout.Connect(ctx, s.natsConnection(name, log))
+}
+
+// Alive reports whether the service can still work some day by itself:
+// false only when its NATS connection was closed for good and could not be
+// replaced, or the RGW table's connection in NATS KV was (the table lives on
+// the connection it was opened on); only a restart repairs that.
+func (svc *Service) Alive() bool {
+	if svc.NATS == nil {
+		return true
+	}
+	return svc.NATS.Alive() && (svc.tableConn == nil || !svc.tableConn.IsClosed())
 }
 
 // Close closes the Lua engine, the RGW table and the NATS connection

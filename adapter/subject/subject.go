@@ -11,6 +11,7 @@ package subject
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/rgw-nats/rgw-nats/adapter/cloudevent"
@@ -67,10 +68,28 @@ func plain(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
+// MaxLen is the longest subject Valid accepts. nats-server reads a protocol
+// line of at most 4096 bytes (max_control_line) and drops the connection,
+// which every request shares, on a longer one; the publish line holds the
+// subject, a reply inbox (JetStream acks) and two lengths besides, for which
+// 256 bytes are left.
+const MaxLen = 4096 - 256
+
+// Short cuts a subject for an error message or a log line, saying how
+// long it was: a subject can be as long as what the sender put in it.
+func Short(s string) string {
+	const keep = 120
+	if len(s) <= keep {
+		return s
+	}
+	return s[:keep] + "...(" + strconv.Itoa(len(s)) + " bytes)"
+}
+
 // Valid reports whether s can be published to: non-empty tokens separated by
-// single dots, no whitespace or control characters, no wildcards.
+// single dots, no whitespace or control characters, no wildcards, at most
+// MaxLen bytes.
 func Valid(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+	if s == "" || len(s) > MaxLen || s[0] == '.' || s[len(s)-1] == '.' {
 		return false
 	}
 	tokenStart := true

@@ -62,6 +62,8 @@ func TestValid(t *testing.T) {
 		"*":                            false,
 		"a\tb":                         false,
 		"a\x7fb":                       false,
+		strings.Repeat("a", MaxLen):    true,
+		strings.Repeat("a", MaxLen+1):  false, // past nats-server's protocol line
 	} {
 		if got := Valid(s); got != want {
 			t.Errorf("Valid(%q) = %v, want %v", s, got, want)

@@ -90,6 +90,13 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		tcp.Close()
 		return err
 	}
+	httpLn := ln
+	if ln == tcp {
+		// Plain HTTP, where a proxy may sit in front: a head with two
+		// framings closes its connection (framing.go). With TLS the
+		// listener must hand *tls.Conn to the server as it is.
+		httpLn = framingListener{ln}
+	}
 	if cfg.NATSURL == "" {
 		srv, err := embedded.Start(cfg.NATSEmbeddedListen, cfg.NATSStoreDir)
 		if err != nil {
@@ -103,7 +110,8 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 	f := function.New(function.WithConfig(cfg), function.WithLogger(log))
 	var draining atomic.Bool
 	srv := &http.Server{
-		Handler:           newMux(f, &draining),
+		Handler:           closeAmbiguous(newMux(f, &draining)),
+		ConnContext:       framingContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       90 * time.Second,
@@ -111,7 +119,7 @@ func serveConfig(ctx context.Context, cfg function.Config, log *slog.Logger, rea
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(httpLn) }()
 
 	if err := f.Start(ctx, nil); err != nil {
 		ln.Close()

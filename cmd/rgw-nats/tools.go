@@ -150,13 +150,13 @@ func connectNATS(ctx context.Context, cfg *function.Config, name string, stderr 
 	s.NATSURL = url
 	pub, err := service.Connect(ctx, s, name, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", url, err)
+		return nil, fmt.Errorf("connecting to %s: %w", natsout.RedactURL(url), err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := pub.WaitReady(waitCtx); err != nil {
 		pub.Close(context.Background())
-		return nil, fmt.Errorf("cannot reach NATS at %s (is the adapter running? set NATS_URL): %w", url, err)
+		return nil, fmt.Errorf("cannot reach NATS at %s (is the adapter running? set NATS_URL): %w", natsout.RedactURL(url), err)
 	}
 	return pub, nil
 }
