@@ -75,6 +75,8 @@ func TestImportDirection(t *testing.T) {
 			"the binary's commands build the pipeline or connect to NATS through adapter/service, never from the parts"},
 		{is("adapter/service"), []string{"function", "cmd", "net/http", "github.com/prometheus"}, false,
 			"the builder knows the pipeline's parts only"},
+		{is("adapter/lua/lua53"), []string{"adapter", "function", "cmd", "github.com/yuin", "github.com/nats-io", "github.com/cloudevents"}, false,
+			"the Lua 5.3 front end knows only Lua source text"},
 		{is("function/internal/oidcauth"), []string{"adapter", "function", "cmd", "github.com/nats-io"}, false,
 			"OIDC token verification knows nothing of rgw-nats"},
 		{is("internal/testutil"), []string{"adapter", "function", "cmd"}, false,

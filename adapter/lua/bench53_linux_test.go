@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rgw-nats/rgw-nats/adapter/lua/lua53"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 	glua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
@@ -103,7 +105,7 @@ func BenchmarkLua53LoadRatio(b *testing.B) {
 			for b.Loop() {
 				start := threadCPU()
 				for range 20 {
-					if _, err := translate(src); err != nil {
+					if _, err := lua53.Translate(src); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/rgw-nats/rgw-nats/adapter/lua/lua53"
+
 	glua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
 
@@ -120,7 +122,7 @@ func BenchmarkLua53Load(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(src)))
 			for b.Loop() {
-				if _, err := translate(src); err != nil {
+				if _, err := lua53.Translate(src); err != nil {
 					b.Fatal(err)
 				}
 			}

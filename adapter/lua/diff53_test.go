@@ -30,9 +30,9 @@ import (
 // that the lines of both runs are the snippet's lines).
 const prelude = `local function fmtv(v) if type(v) == "number" then if v ~= v then return "nan" elseif v == 1/0 then return "inf" elseif v == -1/0 then return "-inf" elseif v == math.floor(v) and v >= -2^63 and v < 2^63 then return string.format("%d", v) else return string.format("%.14g", v) end elseif type(v) == "string" then return '"' .. v:gsub("[^%w%p ]", function(c) return "\\" .. c:byte() end) .. '"' else return tostring(v) end end local function show(...) local t = {} for i = 1, select("#", ...) do t[i] = fmtv((select(i, ...))) end print(table.concat(t, " ")) end `
 
-// lua53 returns the path of the lua5.3 binary, or skips the test when it is
+// lua53Binary returns the path of the lua5.3 binary, or skips the test when it is
 // not installed, unless CI is set: then its absence fails the test.
-func lua53(t testing.TB) string {
+func lua53Binary(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("lua5.3")
 	if err == nil {
@@ -269,7 +269,7 @@ show(table.concat(log, " "))`},
 }
 
 func TestLua53Differential(t *testing.T) {
-	bin := lua53(t)
+	bin := lua53Binary(t)
 	for _, c := range corpus53 {
 		t.Run(c.name, func(t *testing.T) {
 			want := runReference(t, bin, c.src)
@@ -298,7 +298,7 @@ var knownDifferences = []struct {
 }
 
 func TestLua53KnownDifferences(t *testing.T) {
-	bin := lua53(t)
+	bin := lua53Binary(t)
 	for _, c := range knownDifferences {
 		t.Run(c.name, func(t *testing.T) {
 			if got := runReference(t, bin, c.src); got.out != c.lua53 || got.failed {

@@ -11,6 +11,11 @@
 // as RGW keeps it, or a shared store given with WithTable (adapter/kvtable
 // keeps it in NATS KV).
 //
+// Scripts may be written in Lua 5.3, as RGW's are: adapter/lua/lua53
+// translates them at load time for gopher-lua's 5.1 parser, and the engine
+// binds the helpers the translation calls and the 5.3 library (ops53.go,
+// lib53.go).
+//
 // Scripts are reloaded when their files change (Kubernetes ConfigMap volumes
 // included) without failing an event.
 //

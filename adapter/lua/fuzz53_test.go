@@ -24,7 +24,7 @@ func FuzzLua53Expr(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		bin := lua53(t)
+		bin := lua53Binary(t)
 		g := &exprGen{data: data[:min(len(data), 64)]}
 		n := g.expr(4)
 		minimal, checked := n.render(), n.checked()
@@ -98,18 +98,18 @@ func (n *exprNode) render() string {
 	if len(n.kids) == 1 {
 		k := n.kids[0]
 		s := k.render()
-		if k.leaf == "" && (len(k.kids) == 1 || binPriority[k.op][0] <= unaryPriority) {
+		if k.leaf == "" && (len(k.kids) == 1 || priority53[k.op][0] <= unaryPriority53) {
 			s = "(" + s + ")"
 		}
 		return n.op + " " + s
 	}
-	prio := binPriority[n.op]
+	prio := priority53[n.op]
 	l, r := n.kids[0], n.kids[1]
 	ls, rs := l.render(), r.render()
-	if l.leaf == "" && (len(l.kids) == 1 && prio[0] > unaryPriority || len(l.kids) == 2 && prio[0] > binPriority[l.op][1]) {
+	if l.leaf == "" && (len(l.kids) == 1 && prio[0] > unaryPriority53 || len(l.kids) == 2 && prio[0] > priority53[l.op][1]) {
 		ls = "(" + ls + ")"
 	}
-	if r.leaf == "" && len(r.kids) == 2 && binPriority[r.op][0] <= prio[1] {
+	if r.leaf == "" && len(r.kids) == 2 && priority53[r.op][0] <= prio[1] {
 		rs = "(" + rs + ")"
 	}
 	return ls + " " + n.op + " " + rs
@@ -137,3 +137,17 @@ func (n *exprNode) checked() string {
 	}
 	return "c((" + l + ") " + n.op + " (" + r + "))"
 }
+
+// Lua 5.3's operator priorities (left, right), from its manual, to write
+// expressions as 5.3 reads them (the translator has its own copy).
+var priority53 = map[string][2]int{
+	"or": {1, 1}, "and": {2, 2},
+	"<": {3, 3}, ">": {3, 3}, "<=": {3, 3}, ">=": {3, 3}, "~=": {3, 3}, "==": {3, 3},
+	"|": {4, 4}, "~": {5, 5}, "&": {6, 6}, "<<": {7, 7}, ">>": {7, 7},
+	"..": {9, 8},
+	"+":  {10, 10}, "-": {10, 10},
+	"*": {11, 11}, "/": {11, 11}, "//": {11, 11}, "%": {11, 11},
+	"^": {14, 13},
+}
+
+const unaryPriority53 = 12

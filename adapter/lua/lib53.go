@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 
+	"github.com/rgw-nats/rgw-nats/adapter/lua/lua53"
+
 	glua "github.com/yuin/gopher-lua"
 )
 
@@ -18,7 +20,7 @@ import (
 func (st *state) open53() {
 	L, G := st.L, st.globals
 	m := G.RawGetString("math").(*glua.LTable)
-	m.RawSetString("maxinteger", glua.LNumber(maxIntFloat))
+	m.RawSetString("maxinteger", glua.LNumber(lua53.MaxIntFloat))
 	m.RawSetString("mininteger", glua.LNumber(-(1 << 63)))
 	m.RawSetString("type", L.NewFunction(func(L *glua.LState) int {
 		switch v := L.CheckAny(1).(type) {
@@ -37,7 +39,7 @@ func (st *state) open53() {
 		v := L.CheckAny(1)
 		if f, ok := arithNumber(v); ok {
 			if i, ok := floatToInt(f); ok {
-				L.Push(glua.LNumber(intToNumber(i)))
+				L.Push(glua.LNumber(lua53.IntToNumber(i)))
 				return 1
 			}
 		}
@@ -239,7 +241,7 @@ func (st *state) utf8Lib() *glua.LTable {
 			if uint64(c) > maxUnicode {
 				L.ArgError(i, "value out of range")
 			}
-			b = appendUTF8(b, uint32(c))
+			b = lua53.AppendUTF8(b, uint32(c))
 		}
 		L.Push(glua.LString(b))
 		return 1
@@ -668,7 +670,7 @@ func strUnpack(L *glua.LState) int {
 		}
 		switch opt {
 		case kInt, kUint:
-			L.Push(glua.LNumber(intToNumber(readInt(data[p:p+size], size, h.little, opt == kInt, L))))
+			L.Push(glua.LNumber(lua53.IntToNumber(readInt(data[p:p+size], size, h.little, opt == kInt, L))))
 			n++
 		case kFloat:
 			bits := uint64(readInt(data[p:p+size], size, h.little, false, L))

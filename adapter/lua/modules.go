@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rgw-nats/rgw-nats/adapter/lua/lua53"
+
 	glua "github.com/yuin/gopher-lua"
 )
 
@@ -56,7 +58,7 @@ func validModuleName(name string) bool {
 		}
 		for i := 0; i < len(part); i++ {
 			c := part[i]
-			if !(isNameStart(c) || isDigit(c) || c == '-') {
+			if !(lua53.IsNameStart(c) || isDigit(c) || c == '-') {
 				return false
 			}
 		}

@@ -255,7 +255,7 @@ func TestSampleTextkitRoute(t *testing.T) {
 
 // The sample module runs the same in lua5.3.
 func TestSampleTextkitInLua53(t *testing.T) {
-	bin := lua53(t)
+	bin := lua53Binary(t)
 	src := `package.path = "../../samples/lua/modules/?.lua"
 local tk = require("textkit")
 local p = tk.split("a/b//c", "/")
@@ -306,7 +306,7 @@ func xrayWithKey(t testing.TB, key string) *event.Event {
 // The "done when" of issue 12: an RGW postRequest script in Lua 5.3 (//,
 // bitwise operators, utf8) publishes here what it publishes in lua5.3.
 func TestSampleRGWLua53MatchesLua53(t *testing.T) {
-	bin := lua53(t)
+	bin := lua53Binary(t)
 	script := filepath.Join("..", "..", "samples", "lua", "rgw-lua53.lua")
 	e := sample(t, "rgw-lua53.lua")
 	for _, key := range []string{

@@ -5,10 +5,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rgw-nats/rgw-nats/adapter/lua/lua53"
+
 	glua "github.com/yuin/gopher-lua"
 )
 
-// The helpers that translated Lua 5.3 operators call (see translate.go).
+// The helpers that translated Lua 5.3 operators call (see adapter/lua/lua53).
 // They are plain computations on their arguments: a script that calls one
 // by name gets nothing it could not get from the operator.
 //
@@ -17,18 +19,6 @@ import (
 // and 7.0 // 2 both give 3, 3 & 1.0 gives 1, 1 // 0 fails as 5.3's
 // integer division does. Results are integers converted to doubles, exact
 // up to 2^53.
-
-// maxIntFloat is the largest double below 2^63: math.maxinteger, and what
-// integer results of 2^63-512 and more become, so that they stay positive.
-const maxIntFloat = float64(1<<63 - 1024)
-
-// intToNumber converts an integer result to a Lua 5.1 number.
-func intToNumber(i int64) float64 {
-	if i > 1<<63-1024 {
-		return maxIntFloat
-	}
-	return float64(i)
-}
 
 // floatToInt is 5.3's conversion of a float to an integer: only an integral
 // value in range has one.
@@ -65,7 +55,7 @@ func strToNumber(s string) (float64, bool) {
 			if neg {
 				u = -u
 			}
-			return intToNumber(int64(u)), true
+			return lua53.IntToNumber(int64(u)), true
 		}
 		if !strings.ContainsAny(digits, "pP") {
 			body += "p0"
@@ -141,7 +131,7 @@ func binaryMeta(L *glua.LState, event string, a, b glua.LValue) bool {
 
 func (st *state) initOps53() {
 	G, L := st.globals, st.L
-	G.RawSetString(opHelper["//"], L.NewFunction(opIdiv))
+	G.RawSetString(lua53.Helper("//"), L.NewFunction(opIdiv))
 	for op, f := range map[string]func(x, y int64) int64{
 		"&":  func(x, y int64) int64 { return x & y },
 		"|":  func(x, y int64) int64 { return x | y },
@@ -150,12 +140,12 @@ func (st *state) initOps53() {
 		">>": func(x, y int64) int64 { return shiftLeft(x, -y) },
 	} {
 		event := map[string]string{"&": "__band", "|": "__bor", "~": "__bxor", "<<": "__shl", ">>": "__shr"}[op]
-		G.RawSetString(opHelper[op], L.NewFunction(func(L *glua.LState) int {
+		G.RawSetString(lua53.Helper(op), L.NewFunction(func(L *glua.LState) int {
 			a, b := L.Get(1), L.Get(2)
 			x, mx := bitInteger(a)
 			y, my := bitInteger(b)
 			if mx == "" && my == "" {
-				L.Push(glua.LNumber(intToNumber(f(x, y))))
+				L.Push(glua.LNumber(lua53.IntToNumber(f(x, y))))
 				return 1
 			}
 			if binaryMeta(L, event, a, b) {
@@ -168,11 +158,11 @@ func (st *state) initOps53() {
 			return 0
 		}))
 	}
-	G.RawSetString(bnotHelper, L.NewFunction(func(L *glua.LState) int {
+	G.RawSetString(lua53.BNotHelper, L.NewFunction(func(L *glua.LState) int {
 		a := L.Get(1)
 		x, msg := bitInteger(a)
 		if msg == "" {
-			L.Push(glua.LNumber(intToNumber(^x)))
+			L.Push(glua.LNumber(lua53.IntToNumber(^x)))
 			return 1
 		}
 		if binaryMeta(L, "__bnot", a, a) {
@@ -181,7 +171,7 @@ func (st *state) initOps53() {
 		L.RaiseError("%s", msg)
 		return 0
 	}))
-	G.RawSetString(opHelper[".."], L.NewFunction(st.opConcat))
+	G.RawSetString(lua53.Helper(".."), L.NewFunction(st.opConcat))
 }
 
 // shiftLeft is 5.3's logical shift: negative counts shift right, counts of
@@ -213,14 +203,14 @@ func opIdiv(L *glua.LState) int {
 		case 0:
 			L.RaiseError("attempt to divide by zero")
 		case -1:
-			L.Push(glua.LNumber(intToNumber(-xi))) // minint // -1 wraps, as in 5.3
+			L.Push(glua.LNumber(lua53.IntToNumber(-xi))) // minint // -1 wraps, as in 5.3
 			return 1
 		}
 		q := xi / yi
 		if xi%yi != 0 && (xi < 0) != (yi < 0) {
 			q--
 		}
-		L.Push(glua.LNumber(intToNumber(q)))
+		L.Push(glua.LNumber(lua53.IntToNumber(q)))
 		return 1
 	}
 	if binaryMeta(L, "__idiv", a, b) {

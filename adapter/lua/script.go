@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/rgw-nats/rgw-nats/adapter/lua/lua53"
+
 	glua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/ast"
 	"github.com/yuin/gopher-lua/parse"
@@ -28,9 +30,9 @@ type script struct {
 	retired atomic.Bool
 }
 
-// compileChunk translates Lua 5.3 source (translate.go) and compiles it.
+// compileChunk translates Lua 5.3 source (lua53.Translate) and compiles it.
 func compileChunk(name string, src []byte) ([]ast.Stmt, *glua.FunctionProto, error) {
-	src, err := translate(src)
+	src, err := lua53.Translate(src)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lua: %s: %w", name, err)
 	}

@@ -1,4 +1,12 @@
-package lua
+// Package lua53 is the Lua 5.3 front end of the Lua engine (adapter/lua):
+// gopher-lua parses Lua 5.1, scripts written for RGW are Lua 5.3, and
+// Translate rewrites what the 5.1 parser does not know into what it does,
+// line for line. The engine binds the helpers the translation calls
+// (Helper, BNotHelper) and the 5.3 library.
+//
+// It knows only Lua source text: it must not import gopher-lua, any other
+// rgw-nats package, NATS or CloudEvents.
+package lua53
 
 import (
 	"errors"
@@ -32,21 +40,26 @@ import (
 // lookup, and a script that assigns a global of the same name changes
 // nothing.
 
-// hiddenPrefix starts the names of the helpers; scripts may not use it.
-const hiddenPrefix = "__rgwnats_"
+// HiddenPrefix starts the names of the helpers; scripts may not use it.
+const HiddenPrefix = "__rgwnats_"
 
 // The helpers the translation calls, by operator.
 var opHelper = map[string]string{
-	"//": hiddenPrefix + "idiv",
-	"&":  hiddenPrefix + "band",
-	"|":  hiddenPrefix + "bor",
-	"~":  hiddenPrefix + "bxor",
-	"<<": hiddenPrefix + "shl",
-	">>": hiddenPrefix + "shr",
-	"..": hiddenPrefix + "concat",
+	"//": HiddenPrefix + "idiv",
+	"&":  HiddenPrefix + "band",
+	"|":  HiddenPrefix + "bor",
+	"~":  HiddenPrefix + "bxor",
+	"<<": HiddenPrefix + "shl",
+	">>": HiddenPrefix + "shr",
+	"..": HiddenPrefix + "concat",
 }
 
-const bnotHelper = hiddenPrefix + "bnot"
+// BNotHelper is the helper unary ~a becomes.
+const BNotHelper = HiddenPrefix + "bnot"
+
+// Helper is the name of the helper that the binary operator op (//, &, |,
+// ~, <<, >> or ..) becomes; "" for the operators 5.1 knows.
+func Helper(op string) string { return opHelper[op] }
 
 // Lua 5.3's binary operator priorities (left, right), from its manual.
 var binPriority = map[string][2]int{
@@ -61,12 +74,12 @@ var binPriority = map[string][2]int{
 
 const unaryPriority = 12
 
-// errSyntax is wrapped by translation errors.
-var errSyntax = errors.New("syntax error")
+// ErrSyntax is wrapped by translation errors.
+var ErrSyntax = errors.New("syntax error")
 
-// translate turns Lua 5.3 source into source that gopher-lua parses and
+// Translate turns Lua 5.3 source into source that gopher-lua parses and
 // that means the same, line for line.
-func translate(src []byte) ([]byte, error) {
+func Translate(src []byte) ([]byte, error) {
 	toks, err := lex(src)
 	if err != nil {
 		return nil, err
@@ -142,7 +155,7 @@ func lex(src []byte) ([]token, error) {
 }
 
 func (lx *lexer) errorf(format string, args ...any) error {
-	return fmt.Errorf("line %d: %w: %s", lx.line, errSyntax, fmt.Sprintf(format, args...))
+	return fmt.Errorf("line %d: %w: %s", lx.line, ErrSyntax, fmt.Sprintf(format, args...))
 }
 
 // skip passes whitespace and comments.
@@ -204,10 +217,11 @@ func (lx *lexer) longString(level int) error {
 		}
 		lx.pos++
 	}
-	return fmt.Errorf("line %d: %w: unfinished long string or comment", start, errSyntax)
+	return fmt.Errorf("line %d: %w: unfinished long string or comment", start, ErrSyntax)
 }
 
-func isNameStart(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+// IsNameStart tells whether c may start a Lua name.
+func IsNameStart(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
 func (lx *lexer) next() error {
 	src := lx.src
@@ -215,16 +229,16 @@ func (lx *lexer) next() error {
 	c := src[lx.pos]
 	tok := token{start: start, line: line}
 	switch {
-	case isNameStart(c):
-		for lx.pos < len(src) && (isNameStart(src[lx.pos]) || isDigit(src[lx.pos])) {
+	case IsNameStart(c):
+		for lx.pos < len(src) && (IsNameStart(src[lx.pos]) || isDigit(src[lx.pos])) {
 			lx.pos++
 		}
 		tok.text = string(src[start:lx.pos])
 		tok.kind = tName
 		if keywords[tok.text] {
 			tok.kind = tKeyword
-		} else if strings.HasPrefix(tok.text, hiddenPrefix) {
-			return lx.errorf("names starting with %s are reserved for rgw-nats", hiddenPrefix)
+		} else if strings.HasPrefix(tok.text, HiddenPrefix) {
+			return lx.errorf("names starting with %s are reserved for rgw-nats", HiddenPrefix)
 		}
 	case isDigit(c) || c == '.' && lx.pos+1 < len(src) && isDigit(src[lx.pos+1]):
 		if err := lx.number(&tok); err != nil {
@@ -305,8 +319,8 @@ func (lx *lexer) number(tok *token) error {
 		}
 		// An integer numeral just below 2^63 is an integer in 5.3; as a
 		// double it would round up to 2^63, which prints negative.
-		if u, err := strconv.ParseUint(text, 10, 64); err == nil && u < 1<<63 && f > maxIntFloat {
-			tok.repl = numberLiteral(maxIntFloat)
+		if u, err := strconv.ParseUint(text, 10, 64); err == nil && u < 1<<63 && f > MaxIntFloat {
+			tok.repl = numberLiteral(MaxIntFloat)
 		}
 		return nil
 	}
@@ -324,7 +338,7 @@ func (lx *lexer) number(tok *token) error {
 			return lx.errorf("malformed number near %q", text)
 		}
 		if u >= 1<<53 {
-			tok.repl = numberLiteral(intToNumber(int64(u)))
+			tok.repl = numberLiteral(IntToNumber(int64(u)))
 		}
 		return nil
 	}
@@ -463,7 +477,7 @@ func (lx *lexer) shortString(tok *token) error {
 				return lx.errorf("missing '}' in \\u{xxxx}")
 			}
 			lx.pos++
-			b = appendUTF8(b, uint32(r))
+			b = AppendUTF8(b, uint32(r))
 		default:
 			if !isDigit(c) {
 				return lx.errorf("invalid escape sequence '\\%c'", c)
@@ -503,9 +517,9 @@ func quoteLua(s []byte) string {
 	return b.String()
 }
 
-// appendUTF8 encodes r as Lua 5.3 does: up to 6 bytes for values up to
+// AppendUTF8 encodes r as Lua 5.3 does: up to 6 bytes for values up to
 // 2^31, surrogates included (Go's encoder would replace those).
-func appendUTF8(b []byte, r uint32) []byte {
+func AppendUTF8(b []byte, r uint32) []byte {
 	if r < 0x80 {
 		return append(b, byte(r))
 	}
@@ -570,7 +584,7 @@ func (p *parser) errorf(format string, args ...any) error {
 	} else if near == "" {
 		near = "literal"
 	}
-	return fmt.Errorf("line %d: %w near '%s': %s", t.line, errSyntax, near, fmt.Sprintf(format, args...))
+	return fmt.Errorf("line %d: %w near '%s': %s", t.line, ErrSyntax, near, fmt.Sprintf(format, args...))
 }
 
 func (p *parser) expect(text string) error {
@@ -860,8 +874,8 @@ func (p *parser) subExp(limit int) (expr, error) {
 		operand = p.finish(operand)
 		e = expr{first: opIndex, last: operand.last}
 		if t.text == "~" {
-			p.used[bnotHelper] = true
-			p.edits[e.first].repl, p.edits[e.first].replaced = bnotHelper+"(", true
+			p.used[BNotHelper] = true
+			p.edits[e.first].repl, p.edits[e.first].replaced = BNotHelper+"(", true
 			p.edits[operand.last].post += ")"
 		}
 	} else {
@@ -1085,4 +1099,20 @@ func (p *parser) emit(src []byte) []byte {
 		prev = t.end
 	}
 	return []byte(b.String())
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isXDigit(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// MaxIntFloat is the largest double below 2^63: math.maxinteger, and what
+// integer results of 2^63-512 and more become, so that they stay positive.
+const MaxIntFloat = float64(1<<63 - 1024)
+
+// IntToNumber converts an integer result to a Lua 5.1 number.
+func IntToNumber(i int64) float64 {
+	if i > 1<<63-1024 {
+		return MaxIntFloat
+	}
+	return float64(i)
 }
