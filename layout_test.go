@@ -77,6 +77,8 @@ func TestImportDirection(t *testing.T) {
 			"the builder knows the pipeline's parts only"},
 		{is("adapter/lua/lua53"), []string{"adapter", "function", "cmd", "github.com/yuin", "github.com/nats-io", "github.com/cloudevents"}, false,
 			"the Lua 5.3 front end knows only Lua source text"},
+		{is("internal/jsonstr"), []string{"adapter", "function", "cmd", "internal", "samples"}, false,
+			"the JSON scanning helpers are shared by every JSON reader: they import nothing of the project"},
 		{is("function/internal/oidcauth"), []string{"adapter", "function", "cmd", "github.com/nats-io"}, false,
 			"OIDC token verification knows nothing of rgw-nats"},
 		{is("internal/testutil"), []string{"adapter", "function", "cmd"}, false,

@@ -15,7 +15,7 @@ import (
 func validJSON(b []byte) bool {
 	var stack [maxValidDepth]byte // '{' or '[' of each open container
 	depth := 0
-	i := skipWS(b, 0)
+	i := jsonstr.Space(b, 0)
 	for {
 		// A value starts at b[i].
 		if i >= len(b) {
@@ -28,7 +28,7 @@ func validJSON(b []byte) bool {
 			}
 			stack[depth] = c
 			depth++
-			i = skipWS(b, i+1)
+			i = jsonstr.Space(b, i+1)
 			if i < len(b) && b[i] == c+2 { // '}' is '{'+2, ']' is '['+2
 				depth--
 				i++
@@ -41,7 +41,7 @@ func validJSON(b []byte) bool {
 			}
 			continue
 		case c == '"':
-			if i = validString(b, i); i < 0 {
+			if i = jsonstr.Valid(b, i); i < 0 {
 				return false
 			}
 		case c == 't':
@@ -65,7 +65,7 @@ func validJSON(b []byte) bool {
 		}
 		// After a value: close containers, or go on to the next element.
 		for {
-			i = skipWS(b, i)
+			i = jsonstr.Space(b, i)
 			if depth == 0 {
 				return i == len(b)
 			}
@@ -81,7 +81,7 @@ func validJSON(b []byte) bool {
 			if b[i] != ',' {
 				return false
 			}
-			i = skipWS(b, i+1)
+			i = jsonstr.Space(b, i+1)
 			if open == '{' {
 				if i = member(b, i); i < 0 {
 					return false
@@ -99,62 +99,14 @@ func member(b []byte, i int) int {
 	if i >= len(b) || b[i] != '"' {
 		return -1
 	}
-	if i = validString(b, i); i < 0 {
+	if i = jsonstr.Valid(b, i); i < 0 {
 		return -1
 	}
-	i = skipWS(b, i)
+	i = jsonstr.Space(b, i)
 	if i >= len(b) || b[i] != ':' {
 		return -1
 	}
-	return skipWS(b, i+1)
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// validString returns the index after the string literal at b[i], or -1.
-func validString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		if i = jsonstr.Stop(b, i); i == len(b) {
-			break
-		}
-		switch c := b[i]; {
-		case c == '"':
-			return i + 1
-		case c < 0x20:
-			return -1
-		case c == '\\':
-			i++
-			if i >= len(b) {
-				return -1
-			}
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(b) {
-					return -1
-				}
-				for _, h := range b[i+1 : i+5] {
-					if !isHex(h) {
-						return -1
-					}
-				}
-				i += 4
-			default:
-				return -1
-			}
-		}
-	}
-	return -1
+	return jsonstr.Space(b, i+1)
 }
 
 func word(b []byte, i int, w string) int {
@@ -203,8 +155,4 @@ func digits(b []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }

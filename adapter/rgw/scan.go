@@ -20,11 +20,11 @@ import (
 // with encoding/json, so the result never depends on which path ran (the
 // fuzz test checks this).
 func scanEnvelope(body []byte) (recs []Record, ok bool) {
-	i := skipSpace(body, 0)
+	i := jsonstr.Space(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return nil, false
 	}
-	i = skipSpace(body, i+1)
+	i = jsonstr.Space(body, i+1)
 	seenRecords := false
 	if i < len(body) && body[i] == '}' {
 		return nil, false // no Records: the slow path says so
@@ -34,13 +34,13 @@ func scanEnvelope(body []byte) (recs []Record, ok bool) {
 			return nil, false
 		}
 		keyStart := i
-		i = skipString(body, i)
+		i = jsonstr.Skip(body, i)
 		key := body[keyStart:i]
-		i = skipSpace(body, i)
+		i = jsonstr.Space(body, i)
 		if i >= len(body) || body[i] != ':' {
 			return nil, false
 		}
-		i = skipSpace(body, i+1)
+		i = jsonstr.Space(body, i+1)
 		if i >= len(body) {
 			return nil, false
 		}
@@ -58,13 +58,13 @@ func scanEnvelope(body []byte) (recs []Record, ok bool) {
 			}
 			// Another member: validated, then ignored, as encoding/json
 			// does.
-			sc := scanner{s: string(body[i:skipValue(body, i)])}
+			sc := scanner{s: string(body[i:jsonstr.SkipValue(body, i)])}
 			if !sc.skipAny() || sc.i != len(sc.s) {
 				return nil, false
 			}
 			i += len(sc.s)
 		}
-		i = skipSpace(body, i)
+		i = jsonstr.Space(body, i)
 		if i >= len(body) {
 			return nil, false
 		}
@@ -74,9 +74,9 @@ func scanEnvelope(body []byte) (recs []Record, ok bool) {
 		if body[i] != ',' {
 			return nil, false
 		}
-		i = skipSpace(body, i+1)
+		i = jsonstr.Space(body, i+1)
 	}
-	if skipSpace(body, i+1) != len(body) || !seenRecords {
+	if jsonstr.Space(body, i+1) != len(body) || !seenRecords {
 		return nil, false
 	}
 	return recs, true
@@ -326,16 +326,7 @@ func (sc *scanner) peek() byte {
 	return 0
 }
 
-func (sc *scanner) space() {
-	for sc.i < len(sc.s) {
-		switch sc.s[sc.i] {
-		case ' ', '\t', '\n', '\r':
-			sc.i++
-		default:
-			return
-		}
-	}
-}
+func (sc *scanner) space() { sc.i = jsonstr.Space(sc.s, sc.i) }
 
 func (sc *scanner) expect(c byte) bool {
 	sc.space()

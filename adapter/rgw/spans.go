@@ -3,6 +3,8 @@ package rgw
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/rgw-nats/rgw-nats/internal/jsonstr"
 )
 
 // recordSpans appends to dst the elements of the top-level "Records" array
@@ -12,13 +14,13 @@ import (
 // strings and counts brackets. ok is false when body does not have exactly
 // one such member.
 func recordSpans(body []byte, dst [][]byte) (spans [][]byte, ok bool) {
-	i := skipSpace(body, 0)
+	i := jsonstr.Space(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return dst, false
 	}
 	found := 0
 	for i++; i < len(body); {
-		i = skipSpace(body, i)
+		i = jsonstr.Space(body, i)
 		if i >= len(body) || body[i] == '}' {
 			break
 		}
@@ -27,27 +29,27 @@ func recordSpans(body []byte, dst [][]byte) (spans [][]byte, ok bool) {
 			continue
 		}
 		keyStart := i
-		i = skipString(body, i)
+		i = jsonstr.Skip(body, i)
 		key := body[keyStart:i]
-		i = skipSpace(body, i)
+		i = jsonstr.Space(body, i)
 		if i >= len(body) || body[i] != ':' {
 			return dst, false
 		}
-		i = skipSpace(body, i+1)
+		i = jsonstr.Space(body, i+1)
 		if i >= len(body) {
 			return dst, false
 		}
 		if !isRecordsKey(key) {
-			i = skipValue(body, i)
+			i = jsonstr.SkipValue(body, i)
 			continue
 		}
 		found++
 		if body[i] != '[' {
-			i = skipValue(body, i) // null
+			i = jsonstr.SkipValue(body, i) // null
 			continue
 		}
 		for i++; i < len(body); {
-			i = skipSpace(body, i)
+			i = jsonstr.Space(body, i)
 			if i >= len(body) {
 				return dst, false
 			}
@@ -60,7 +62,7 @@ func recordSpans(body []byte, dst [][]byte) (spans [][]byte, ok bool) {
 				continue
 			}
 			start := i
-			i = skipValue(body, i)
+			i = jsonstr.SkipValue(body, i)
 			dst = append(dst, body[start:i])
 		}
 	}
@@ -84,58 +86,4 @@ func isRecordsKey(lit []byte) bool {
 		name = []byte(s)
 	}
 	return bytes.EqualFold(name, recordsName)
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string literal starting at b[i].
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(b)
-}
-
-// skipValue returns the index after the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return len(b)
-	}
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
 }

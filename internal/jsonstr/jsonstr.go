@@ -1,7 +1,12 @@
-// Package jsonstr finds, in JSON string literals, the end of a run of bytes
-// that need no attention: the one loop every JSON decoder and writer of the
-// project spends most of its time in. It must not import anything of the
-// project, so that every package can use it (RGW decoding included).
+// Package jsonstr owns the JSON scanning helpers that the project's
+// hand-written JSON readers share (adapter/rgw's scanner and record spans,
+// adapter/binding's validator, adapter/lua's codec): the end of a run of
+// string bytes that need no attention (Stop, the one loop every JSON
+// decoder and writer of the project spends most of its time in), white
+// space (Space), the end of a string literal, lenient (Skip) or checked
+// (Valid), and the end of any value, lenient (SkipValue). It must not import
+// anything of the project, so that every package can use it (RGW decoding
+// included).
 package jsonstr
 
 import "math/bits"
@@ -28,6 +33,113 @@ func Stop[T ~string | ~[]byte](s T, i int) int {
 		if c := s[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
 			return i
 		}
+	}
+	return i
+}
+
+// Space returns the index of the first byte at or after i that is not JSON
+// white space; len(s) if there is none.
+func Space[T ~string | ~[]byte](s T, i int) int {
+	for i < len(s) {
+		switch s[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// Skip returns the index after the string literal whose quote is at s[i],
+// without checking it; len(s) when it does not end.
+func Skip[T ~string | ~[]byte](s T, i int) int {
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(s)
+}
+
+// Valid returns the index after the string literal whose quote is at s[i]
+// when it is valid JSON (no control character, only JSON's escapes; the
+// bytes outside ASCII are not checked here), or -1.
+func Valid[T ~string | ~[]byte](s T, i int) int {
+	for i++; i < len(s); i++ {
+		if i = Stop(s, i); i == len(s) {
+			break
+		}
+		switch c := s[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			i++
+			if i >= len(s) {
+				return -1
+			}
+			switch s[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s) {
+					return -1
+				}
+				for k := i + 1; k < i+5; k++ {
+					if !isHex(s[k]) {
+						return -1
+					}
+				}
+				i += 4
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// SkipValue returns the index after the value that starts at b[i], without
+// checking it: a string, an object or array (to its matching bracket,
+// strings skipped), or a literal or number (to the next delimiter); len(b)
+// when it does not end.
+func SkipValue[T ~string | ~[]byte](b T, i int) int {
+	switch b[i] {
+	case '"':
+		return Skip(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = Skip(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(b)
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
 	}
 	return i
 }

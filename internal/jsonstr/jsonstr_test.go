@@ -1,6 +1,7 @@
 package jsonstr
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -36,4 +37,69 @@ func BenchmarkStop(b *testing.B) {
 			b.Fatal("wrong stop")
 		}
 	}
+}
+
+// TestScan: white space, lenient and checked string ends and value ends,
+// in strings and in byte slices alike.
+func TestScan(t *testing.T) {
+	for _, c := range []struct {
+		in                     string
+		space, skip, valid, sv int
+	}{
+		{`"abc" ,`, 0, 5, 5, 5},
+		{` 	` + "\r\n" + `"a"`, 4, 7, 7, 7},
+		{`"a\"b"x`, 0, 6, 6, 6},
+		{`"a\u00e9"`, 0, 9, 9, 9},
+		{`"a\u00g9"`, 0, 9, -1, 9},
+		{`"a\x"`, 0, 5, -1, 5},
+		{"\"a\x01\"", 0, 4, -1, 4},
+		{`"unterminated`, 0, 13, -1, 13},
+		{`"ends in \`, 0, 10, -1, 10},
+		{`{"a":[1,"]}"],"b":{}} tail`, 0, 1, -1, 21},
+		{`[1,[2,[3]]],`, 0, 1, -1, 11},
+		{`true,`, 0, 1, -1, 4},
+		{`-1.5e3}`, 0, 1, -1, 6},
+	} {
+		for _, b := range []bool{false, true} {
+			var space, skip, valid, sv int
+			if b {
+				in := []byte(c.in)
+				space, skip, valid, sv = Space(in, 0), Skip(in, Space(in, 0)), Valid(in, Space(in, 0)), SkipValue(in, Space(in, 0))
+			} else {
+				in := c.in
+				space, skip, valid, sv = Space(in, 0), Skip(in, Space(in, 0)), Valid(in, Space(in, 0)), SkipValue(in, Space(in, 0))
+			}
+			// Skip and Valid read a string literal: only their string cases count.
+			if c.in[space] != '"' {
+				skip, valid = c.skip, c.valid
+			}
+			if space != c.space || skip != c.skip || valid != c.valid || sv != c.sv {
+				t.Errorf("%q (bytes %v): Space %d Skip %d Valid %d SkipValue %d, want %d %d %d %d",
+					c.in, b, space, skip, valid, sv, c.space, c.skip, c.valid, c.sv)
+			}
+		}
+	}
+}
+
+// FuzzValid: a string literal of ASCII is Valid exactly when encoding/json
+// says it is valid JSON.
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{`"a"`, `"a\u00e9"`, `"\x"`, `"\"`, "\"\x01\"", `"\/\b\f\n\r\t"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) == 0 || s[0] != '"' {
+			return
+		}
+		for i := range len(s) {
+			if s[i] >= 0x80 {
+				return
+			}
+		}
+		// One literal, with nothing after it (encoding/json allows space).
+		want := json.Valid([]byte(s)) && Space(s, len(s)-1) == len(s)-1
+		if got := Valid(s, 0) == len(s); got != want {
+			t.Errorf("%q: Valid %v, encoding/json %v", s, got, want)
+		}
+	})
 }
