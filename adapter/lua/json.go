@@ -90,16 +90,7 @@ func (d *jsonDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("json: offset %d: %s", d.pos, fmt.Sprintf(format, args...))
 }
 
-func (d *jsonDecoder) skipSpace() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
-	}
-}
+func (d *jsonDecoder) skipSpace() { d.pos = jsonstr.Space(d.data, d.pos) }
 
 func (d *jsonDecoder) value(depth int) (glua.LValue, error) {
 	if depth > maxJSONDepth {
