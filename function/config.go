@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -197,23 +196,14 @@ func (c *Config) validateLogging() error {
 }
 
 // CheckFiles reports the first file the configuration names that cannot be
-// used: a script (LUA_SCRIPT) or module directory (LUA_MODULES) that is not
-// there, a TLS pair (TLS_CERT_FILE, TLS_KEY_FILE) that does not load, a
-// NATS credentials, nkey or TLS file that cannot be read. rgw-nats serve
-// runs it before it listens or starts the embedded NATS server, so that a
-// typo stops the start at once with the variable's name.
+// used: those of the settings (service.Settings.CheckFiles: Lua scripts and
+// modules, NATS credentials, nkey and TLS files), and a TLS pair
+// (TLS_CERT_FILE, TLS_KEY_FILE) that does not load. rgw-nats serve runs it
+// before it listens or starts the embedded NATS server, so that a typo stops
+// the start at once with the variable's name.
 func (c *Config) CheckFiles() error {
-	if c.LuaScript != "" {
-		if err := checkScript(c.LuaScript); err != nil {
-			return fmt.Errorf("configuration: LUA_SCRIPT=%q: %w", c.LuaScript, err)
-		}
-	}
-	if c.LuaModules != "" {
-		for _, dir := range filepath.SplitList(c.LuaModules) {
-			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-				return fmt.Errorf("configuration: LUA_MODULES: %q is not a directory", dir)
-			}
-		}
+	if err := c.Settings.CheckFiles(); err != nil {
+		return err
 	}
 	switch {
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
@@ -222,42 +212,6 @@ func (c *Config) CheckFiles() error {
 		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
 			return fmt.Errorf("configuration: TLS_CERT_FILE=%q, TLS_KEY_FILE=%q: %w", c.TLSCertFile, c.TLSKeyFile, err)
 		}
-	}
-	for _, f := range []struct{ name, path string }{
-		{"NATS_CREDS", c.NATSCreds}, {"NATS_NKEY", c.NATSNkey},
-		{"NATS_TLS_CA", c.NATSTLSCA}, {"NATS_TLS_CERT", c.NATSTLSCert}, {"NATS_TLS_KEY", c.NATSTLSKey},
-	} {
-		if f.path == "" {
-			continue
-		}
-		if fh, err := os.Open(f.path); err != nil {
-			return fmt.Errorf("configuration: %s: %w", f.name, err)
-		} else {
-			fh.Close()
-		}
-	}
-	return nil
-}
-
-// checkScript: a readable file, or a directory holding at least one *.lua.
-func checkScript(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		return f.Close()
-	}
-	scripts, err := filepath.Glob(filepath.Join(path, "*.lua"))
-	if err != nil {
-		return err
-	}
-	if len(scripts) == 0 {
-		return errors.New("a directory without *.lua scripts")
 	}
 	return nil
 }

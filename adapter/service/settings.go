@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -102,6 +103,61 @@ func (s *Settings) Validate() error {
 				return fmt.Errorf("configuration: DEAD_LETTER_SUBJECT %q falls inside the event subjects %q: consumers would take dead letters for events", s.DeadLetterSubject.String(), subj)
 			}
 		}
+	}
+	return nil
+}
+
+// CheckFiles reports the first file the settings name that cannot be used:
+// a script (LUA_SCRIPT) or module directory (LUA_MODULES) that is not there,
+// a NATS credentials, nkey or TLS file that cannot be read.
+func (s *Settings) CheckFiles() error {
+	if s.LuaScript != "" {
+		if err := checkScript(s.LuaScript); err != nil {
+			return fmt.Errorf("configuration: LUA_SCRIPT=%q: %w", s.LuaScript, err)
+		}
+	}
+	if s.LuaModules != "" {
+		for _, dir := range filepath.SplitList(s.LuaModules) {
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return fmt.Errorf("configuration: LUA_MODULES: %q is not a directory", dir)
+			}
+		}
+	}
+	for _, f := range []struct{ name, path string }{
+		{"NATS_CREDS", s.NATSCreds}, {"NATS_NKEY", s.NATSNkey},
+		{"NATS_TLS_CA", s.NATSTLSCA}, {"NATS_TLS_CERT", s.NATSTLSCert}, {"NATS_TLS_KEY", s.NATSTLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return fmt.Errorf("configuration: %s: %w", f.name, err)
+		}
+		fh.Close()
+	}
+	return nil
+}
+
+// checkScript: a readable file, or a directory holding at least one *.lua.
+func checkScript(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	scripts, err := filepath.Glob(filepath.Join(path, "*.lua"))
+	if err != nil {
+		return err
+	}
+	if len(scripts) == 0 {
+		return errors.New("a directory without *.lua scripts")
 	}
 	return nil
 }
