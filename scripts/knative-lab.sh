@@ -14,7 +14,7 @@ labsrc=$here/knative-lab
 
 usage() {
 	cat <<USAGE
-Usage: $prog install
+Usage: $prog install [TARGET...]
        $prog start DIR
        $prog stop DIR
        $prog status DIR
@@ -35,7 +35,8 @@ Commands:
                Kubernetes v1.34.3, etcd, CoreDNS, crictl, registry, NATS
                server, pause and the image builder from the module proxy;
                Knative Serving, Eventing and Traefik from their sources.
-               Builds whose inputs did not change are skipped.
+               Builds whose inputs did not change are skipped. TARGETs
+               (default all): ${install_targets[*]}
   start DIR    create the node in DIR from scratch and start it, push the
                images, apply Knative, wait until it is ready, write
                DIR/lab.env and print it (a running lab is left alone)
@@ -158,6 +159,25 @@ need_dir() {
 	*) dir=$PWD/$1 ;;
 	esac
 	dir=${dir%/}
+}
+
+src_vars=(KNATIVE_SERVING_SRC KNATIVE_EVENTING_SRC KNATIVE_PKG_SRC KNATIVE_NETWORKING_SRC
+	KNATIVE_CACHING_SRC KNATIVE_HACK_SRC TRAEFIK_SRC)
+
+# start applies Knative's config/ from the sources install built: it reads
+# their locations from the cache unless the variables name others.
+default_srcs() {
+	local v
+	for v in "${src_vars[@]}"; do
+		if [ -z "${!v:-}" ] && [ -f "$cache/sources.env" ]; then
+			eval "$(grep "^export $v=" "$cache/sources.env")"
+		fi
+	done
+}
+
+# use_lab_bin: the commands after start use the binaries start used.
+use_lab_bin() {
+	if [ -f "$dir/bin-path" ]; then bin=$(cat "$dir/bin-path"); fi
 }
 
 need_src() {
@@ -283,37 +303,78 @@ build_knative() {
 		go build -modfile="$mf" -mod=mod -trimpath -ldflags '-s -w' -o "$bin/$name/" "${pkgs[@]}"
 }
 
+install_targets=(kubernetes etcd coredns crictl tools serving eventing traefik)
+
 cmd_install() {
 	need_root install
 	command -v go >/dev/null || fail "install needs the Go toolchain (go) on PATH"
+	local t targets=("$@")
+	[ ${#targets[@]} -gt 0 ] || targets=("${install_targets[@]}")
+	for t in "${targets[@]}"; do
+		case " ${install_targets[*]} " in
+		*" $t "*) ;;
+		*) die "install: unknown target $t (${install_targets[*]})" ;;
+		esac
+	done
 	need_src KNATIVE_SERVING_SRC KNATIVE_EVENTING_SRC KNATIVE_PKG_SRC KNATIVE_NETWORKING_SRC \
 		KNATIVE_CACHING_SRC KNATIVE_HACK_SRC TRAEFIK_SRC
 	install_packages
 	mkdir -p "$bin"
-	# Kubernetes first: the slowest, and the one everything else waits for.
+	local v
+	for v in "${src_vars[@]}"; do printf 'export %s=%q\n' "$v" "$(cd "${!v}" && pwd)"; done >"$cache/sources.env"
+	for t in "${targets[@]}"; do "install_$t"; done
+	log "installed into $bin"
+}
+
+# Kubernetes first: the slowest, and the one everything else waits for.
+install_kubernetes() {
 	build kubernetes "$(module_key "$labsrc/k8s")-$k8s_version" "" \
 		env -C "$labsrc/k8s" go build -trimpath -ldflags "$(k8s_ldflags)" -o "$bin/" ./cmd/...
+}
+
+install_etcd() {
 	build etcd "$(module_key "$labsrc/etcd")" "" \
 		env -C "$labsrc/etcd" go build -trimpath -ldflags '-s -w' -o "$bin/etcd" .
+}
+
+install_coredns() {
 	build coredns "$(module_key "$labsrc/coredns")" "" \
 		env -C "$labsrc/coredns" go build -trimpath -ldflags '-s -w' -o "$bin/coredns" github.com/coredns/coredns
+}
+
+install_crictl() {
 	build crictl "$(module_key "$labsrc/crictl")" "" \
 		env -C "$labsrc/crictl" go build -trimpath -ldflags '-s -w' -o "$bin/crictl" sigs.k8s.io/cri-tools/cmd/crictl
-	# Static: pause and nats-server go into images FROM scratch.
+}
+
+# Static: pause and nats-server go into images FROM scratch.
+install_tools() {
 	build tools "$(module_key "$labsrc/tools")" "" \
 		env -C "$labsrc/tools" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$bin/" \
 		./cmd/... github.com/distribution/distribution/v3/cmd/registry github.com/nats-io/nats-server/v2
+}
+
+install_serving() {
 	build_knative serving "$KNATIVE_SERVING_SRC" serving_cmds \
 		knative.dev/pkg "$KNATIVE_PKG_SRC" knative.dev/networking "$KNATIVE_NETWORKING_SRC" \
 		knative.dev/caching "$KNATIVE_CACHING_SRC" knative.dev/hack "$KNATIVE_HACK_SRC"
+}
+
+install_eventing() {
 	build_knative eventing "$KNATIVE_EVENTING_SRC" eventing_cmds \
 		knative.dev/pkg "$KNATIVE_PKG_SRC" knative.dev/hack "$KNATIVE_HACK_SRC" \
 		knative.dev/hack/schema "$KNATIVE_HACK_SRC/schema"
-	build traefik "$( (go version; echo "$TRAEFIK_SRC"; cat "$TRAEFIK_SRC/go.mod") | sha256sum | cut -c1-16)" "$TRAEFIK_SRC" \
+}
+
+install_traefik() {
+	build traefik "$( (
+		go version
+		echo "$TRAEFIK_SRC"
+		cat "$TRAEFIK_SRC/go.mod"
+	) | sha256sum | cut -c1-16)" "$TRAEFIK_SRC" \
 		env -C "$TRAEFIK_SRC" CGO_ENABLED=0 go build -trimpath \
 		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_version" \
 		-o "$bin/traefik" ./cmd/traefik
-	log "installed into $bin"
 }
 
 # ---------------------------------------------------------------- start
@@ -716,7 +777,7 @@ patch_cm() { # NS NAME JSON
 	kc -n "$1" patch configmap "$2" --type merge -p "$3"
 }
 
-install_serving() {
+apply_serving() {
 	local f=$dir/manifests/serving-core.yaml
 	mkdir -p "$dir/manifests"
 	render "$KNATIVE_SERVING_SRC" serving config/core >"$f"
@@ -731,7 +792,7 @@ install_serving() {
 	done
 }
 
-install_eventing() {
+apply_eventing() {
 	local f=$dir/manifests/eventing.yaml
 	render "$KNATIVE_EVENTING_SRC" eventing config/core config/channels/in-memory-channel config/brokers/mt-channel-broker >"$f"
 	apply_manifests "$f"
@@ -911,6 +972,7 @@ EOF
 cmd_start() {
 	need_root start
 	need_dir "${1:-}"
+	default_srcs
 	need_src KNATIVE_SERVING_SRC KNATIVE_NETWORKING_SRC KNATIVE_CACHING_SRC KNATIVE_PKG_SRC
 	eventing=${KNATIVE_LAB_EVENTING:-1}
 	[ "$eventing" = 0 ] || need_src KNATIVE_EVENTING_SRC
@@ -937,6 +999,7 @@ cmd_start() {
 	mkdir -p "$dir"
 	touch "$dir/.knative-lab"
 	find "$dir" -mindepth 1 -maxdepth 1 ! -name .knative-lab -exec rm -rf {} +
+	printf '%s\n' "$bin" >"$dir/bin-path"
 	mkdir -p "$dir/run" "$dir/log" "$dir/etc" "$dir/registry" "$dir/images"
 	record_host_state
 	setup_network
@@ -950,11 +1013,11 @@ cmd_start() {
 	install_lab_objects
 	start_traefik
 	log "applying Knative Serving"
-	install_serving
+	apply_serving
 	log "serving ready after $(($(date +%s) - t0)) s"
 	if [ "$eventing" = 1 ]; then
 		log "applying Knative Eventing"
-		install_eventing
+		apply_eventing
 		log "eventing ready after $(($(date +%s) - t0)) s"
 	fi
 	kc -n nats rollout status deploy/nats --timeout 120s >/dev/null
@@ -1020,6 +1083,7 @@ cmd_stop() {
 	need_root stop
 	need_dir "${1:-}"
 	[ -d "$dir" ] || fail "$dir does not exist"
+	use_lab_bin
 	local i
 	# The kubelet first, or it starts the pods again; then the pods through
 	# CRI, so their network namespaces, veths and mounts go; then the rest.
@@ -1073,6 +1137,7 @@ cmd_stop() {
 
 cmd_status() {
 	need_dir "${1:-}"
+	use_lab_bin
 	[ -d "$dir/run" ] || {
 		echo "not running ($dir)"
 		return 1
@@ -1104,6 +1169,7 @@ cmd_env() {
 
 cmd_image() {
 	need_dir "${1:-}"
+	use_lab_bin
 	[ -f "$dir/lab.env" ] || fail "$dir/lab.env does not exist: start the lab first"
 	alive registry || fail "the lab registry in $dir is not running"
 	local out tag
@@ -1117,6 +1183,7 @@ cmd_image() {
 
 cmd_oidc() {
 	need_dir "${1:-}"
+	use_lab_bin
 	case "${2:-}" in
 	on | off) ;;
 	*) die "oidc DIR on|off" ;;
@@ -1133,7 +1200,8 @@ case "${1:-}" in
 	exit 0
 	;;
 install)
-	cmd_install
+	shift
+	cmd_install "$@"
 	;;
 start) cmd_start "${2:-}" ;;
 stop) cmd_stop "${2:-}" ;;
