@@ -1062,7 +1062,7 @@ delete_chains() {
 	command -v "$ipt" >/dev/null || return 0
 	for table in filter nat mangle raw; do
 		"$ipt" -t "$table" -S >/dev/null 2>&1 || continue
-		"$ipt" -t "$table" -S | grep -E "^-A [A-Z]+ .*-j ($pat)" | while IFS= read -r rule; do
+		"$ipt" -t "$table" -S | { grep -E "^-A [A-Z]+ .*-j ($pat)" || true; } | while IFS= read -r rule; do
 			eval "\"$ipt\" -t $table ${rule/#-A/-D}" 2>/dev/null || true
 		done
 		chains=$("$ipt" -t "$table" -S | awk -v pat="^($pat)" '$1 == "-N" && $2 ~ pat {print $2}')
@@ -1074,7 +1074,7 @@ delete_chains() {
 unmount_under() {
 	local m
 	# Deepest first.
-	awk '{print $5}' /proc/self/mountinfo | grep -E "^($1)(/|$)" | sort -r | while IFS= read -r m; do
+	awk '{print $5}' /proc/self/mountinfo | { grep -E "^($1)(/|$)" || true; } | sort -r | while IFS= read -r m; do
 		umount -l "$m" 2>/dev/null || true
 	done
 }
