@@ -751,17 +751,23 @@ render() {
 	done | sed -f "$sedf"
 }
 
-# apply_manifests FILE: CRDs first (and established), then everything.
+# apply_manifests FILE: the CRDs first (until established), then the rest;
+# kubectl maps every object of a file before it applies any.
 apply_manifests() {
-	local f=$1
+	local f=$1 i
 	if grep -q 'ko://' "$f"; then
 		fail "$f still names images to build: $(grep -o 'ko://[^" ]*' "$f" | sort -u | tr '\n' ' ')"
 	fi
-	kc apply --server-side --force-conflicts -l knative.dev/crd-install=true -f "$f" >/dev/null
-	kc wait --for condition=established --timeout 120s crd -l knative.dev/crd-install=true >/dev/null
-	local i
+	awk -v crds="${f%.yaml}-crds.yaml" -v rest="${f%.yaml}-rest.yaml" '
+		function flush() { if (doc != "") { print "---\n" doc > (crd ? crds : rest) }; doc = ""; crd = 0 }
+		/^---/ { flush(); next }
+		{ doc = doc $0 "\n" }
+		/^kind: CustomResourceDefinition/ { crd = 1 }
+		END { flush() }' "$f"
+	kc apply --server-side --force-conflicts -f "${f%.yaml}-crds.yaml" >/dev/null
+	kc wait --for condition=established --timeout 120s -f "${f%.yaml}-crds.yaml" >/dev/null
 	for i in 1 2 3 4 5; do
-		kc apply --server-side --force-conflicts -f "$f" >"$dir/log/apply.log" 2>&1 && return 0
+		kc apply --server-side --force-conflicts -f "${f%.yaml}-rest.yaml" >"$dir/log/apply.log" 2>&1 && return 0
 		sleep 5
 	done
 	cat "$dir/log/apply.log" >&2
@@ -856,12 +862,15 @@ metadata: {name: traefik-public, namespace: klab-ingress}
 spec:
   ports: [{name: http, port: 80, targetPort: $ingress_port}]
 ---
-apiVersion: v1
-kind: Endpoints
-metadata: {name: traefik-public, namespace: klab-ingress}
-subsets:
-- addresses: [{ip: $node_ip}]
-  ports: [{name: http, port: $ingress_port}]
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: traefik-public
+  namespace: klab-ingress
+  labels: {kubernetes.io/service-name: traefik-public}
+addressType: IPv4
+endpoints: [{addresses: [$node_ip]}]
+ports: [{name: http, port: $ingress_port, protocol: TCP}]
 ---
 apiVersion: v1
 kind: Service
@@ -869,12 +878,15 @@ metadata: {name: traefik-private, namespace: klab-ingress}
 spec:
   ports: [{name: http, port: 80, targetPort: $ingress_local_port}]
 ---
-apiVersion: v1
-kind: Endpoints
-metadata: {name: traefik-private, namespace: klab-ingress}
-subsets:
-- addresses: [{ip: $node_ip}]
-  ports: [{name: http, port: $ingress_local_port}]
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: traefik-private
+  namespace: klab-ingress
+  labels: {kubernetes.io/service-name: traefik-private}
+addressType: IPv4
+endpoints: [{addresses: [$node_ip]}]
+ports: [{name: http, port: $ingress_local_port, protocol: TCP}]
 ---
 apiVersion: v1
 kind: Namespace
