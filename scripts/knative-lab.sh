@@ -814,6 +814,17 @@ set_oidc() {
 	local v=disabled
 	[ "$1" = on ] && v=enabled
 	patch_cm knative-eventing config-features "{\"data\":{\"authentication-oidc\":\"$v\"}}"
+	[ "$1" = on ] && return 0
+	# Eventing 1.21 leaves the EventPolicies a Broker made for its channel
+	# while OIDC was on; off, they turn not Ready, so does the channel, and its
+	# dispatcher keeps delivering to deleted Triggers. Remove those (never the
+	# ones users made: they have no Broker owner).
+	local ns name
+	sleep 2
+	kc get eventpolicies -A -o jsonpath='{range .items[?(@.metadata.ownerReferences[0].kind=="Broker")]}{.metadata.namespace}{" "}{.metadata.name}{"\n"}{end}' |
+		while read -r ns name; do
+			[ -n "$name" ] && kc -n "$ns" delete eventpolicy "$name" --ignore-not-found >/dev/null
+		done
 }
 
 # The cluster-side objects the lab needs: Traefik's RBAC and the Services
