@@ -141,9 +141,10 @@ sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 	net.ipv4.conf.all.route_localnet)
 
 # Paths the kubelet, containerd and go-cni use whatever they are told; stop
-# removes those that did not exist before start.
-hardcoded_paths=(/var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers
-	/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni /var/run/netns)
+# removes those that did not exist before start: the first ones whole (only
+# the lab writes there), the parents (others may use them) only when empty.
+hardcoded_paths=(/var/lib/kubelet/device-plugins /var/log/containers /run/containerd/s /var/lib/cni/results)
+hardcoded_parents=(/var/lib/kubelet /run/containerd /var/lib/cni /var/run/netns)
 
 # Host processes in the order start starts them; stop goes backwards.
 daemons=(registry etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns traefik)
@@ -426,6 +427,9 @@ record_host_state() {
 		done
 		for p in "${hardcoded_paths[@]}"; do
 			[ -e "$p" ] || printf 'absent %s\n' "$p"
+		done
+		for p in "${hardcoded_parents[@]}"; do
+			[ -e "$p" ] || printf 'absent-dir %s\n' "$p"
 		done
 	} >"$f.tmp"
 	mv "$f.tmp" "$f"
@@ -1148,9 +1152,10 @@ cmd_stop() {
 		while read -r kind a b; do
 			case "$kind" in
 			sysctl) sysctl -qw "$a=$b" 2>/dev/null || log "could not restore $a=$b" ;;
-			absent) [ -e "$a" ] && rm -rf "$a" ;;
+			absent) if [ -e "$a" ]; then rm -rf "$a"; fi ;;
+			absent-dir) if [ -d "$a" ]; then rmdir "$a" 2>/dev/null || log "left $a: not empty"; fi ;;
 			esac
-		done < <(grep '^sysctl' "$dir/host-state"; grep '^absent' "$dir/host-state")
+		done < <(grep '^sysctl ' "$dir/host-state" || true; grep '^absent ' "$dir/host-state" || true; grep '^absent-dir ' "$dir/host-state" || true)
 		rm -f "$dir/host-state"
 	fi
 	rm -rf "$dir/run"
