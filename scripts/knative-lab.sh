@@ -47,11 +47,17 @@ Commands:
                were not there before start)
   status DIR   which processes run, the node, the Knative deployments, and
                the pod egress DROP rule as iptables lists it
-  env DIR      print DIR/lab.env (export lines, see below)
+  env DIR      print DIR/lab.env: export lines for KNATIVE_LAB_DIR,
+               KUBECONFIG, KNATIVE_LAB_KUBECTL, KNATIVE_LAB_BIN,
+               KNATIVE_LAB_REGISTRY, KNATIVE_LAB_INGRESS(_BRIDGE),
+               KNATIVE_LAB_DOMAIN, KNATIVE_LAB_NODE_IP, KNATIVE_LAB_NATS_URL
+               (from pods), KNATIVE_LAB_NATS_HOST_URL (from the host),
+               KNATIVE_LAB_EVENTING, KNATIVE_LAB_EVENT_DISPLAY_IMAGE
   image DIR    build rgw-nats from this work tree (scripts/build.sh), push
                it to the lab registry, print the reference (REF:TAG@DIGEST)
   oidc DIR on|off
-               switch Knative Eventing's authentication-oidc feature
+               switch Knative Eventing's authentication-oidc feature (off
+               also removes the EventPolicies Brokers made while it was on)
 
 Addresses (all on 127.0.0.1 or on bridges the lab creates):
   lab bridge   ${lab_bridge} ${node_ip}/24: node IP, kube-apiserver
@@ -68,8 +74,9 @@ Addresses (all on 127.0.0.1 or on bridges the lab creates):
 Environment:
   KNATIVE_SERVING_SRC, KNATIVE_EVENTING_SRC, KNATIVE_PKG_SRC,
   KNATIVE_NETWORKING_SRC, KNATIVE_CACHING_SRC, KNATIVE_HACK_SRC, TRAEFIK_SRC
-               source trees for install (and start, which applies Knative's
-               config/ from them): knative/serving at knative-v1.21.3,
+               source trees for install; start applies Knative's config/
+               from them, and takes the locations install recorded when
+               they are unset: knative/serving at knative-v1.21.3,
                knative/eventing at knative-v1.21.x, and knative/pkg,
                networking, caching, hack at the commits those pin (the last
                12 hex digits of their go.mod pseudo-versions); traefik at
