@@ -141,11 +141,14 @@ registry=127.0.0.1:$registry_port
 cache=${KNATIVE_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rgw-nats/knative-lab}
 bin=$cache/bin
 
-# The sysctls the kubelet, the CNI bridge plugin and kube-proxy change;
-# start records them, stop writes them back.
+# The sysctls the kubelet, the CNI bridge plugin and kube-proxy change (or
+# may: kube-proxy's conntrack settings are 0 here, "leave alone"); start
+# records them, stop writes them back.
 sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 	kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward
-	net.ipv4.conf.all.route_localnet)
+	net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables
+	net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_tcp_timeout_established
+	net.netfilter.nf_conntrack_tcp_timeout_close_wait net.netfilter.nf_conntrack_tcp_be_liberal)
 
 # Paths the kubelet, containerd and go-cni use whatever they are told; stop
 # removes those that did not exist before start: the first ones whole (only
