@@ -53,8 +53,9 @@ Commands:
                KNATIVE_LAB_DOMAIN, KNATIVE_LAB_NODE_IP, KNATIVE_LAB_NATS_URL
                (from pods), KNATIVE_LAB_NATS_HOST_URL (from the host),
                KNATIVE_LAB_EVENTING, KNATIVE_LAB_EVENT_DISPLAY_IMAGE
-  image DIR    build rgw-nats from this work tree (scripts/build.sh), push
-               it to the lab registry, print the reference (REF:TAG@DIGEST)
+  image DIR    build rgw-nats from this work tree (scripts/build.sh) into
+               an image laid out as the Dockerfile's, push it to the lab
+               registry, print the reference (REF:TAG@DIGEST)
   oidc DIR on|off
                switch Knative Eventing's authentication-oidc feature (off
                also removes the EventPolicies Brokers made while it was on)
@@ -1217,7 +1218,12 @@ cmd_image() {
 	trap "rm -rf '$out'" EXIT
 	"$root/scripts/build.sh" "$out/rgw-nats" >/dev/null
 	tag=$(sha256sum "$out/rgw-nats" | cut -c1-12)
-	"$bin/labimage" -ref "$registry/rgw-nats:$tag" -bin "rgw-nats=$out/rgw-nats"
+	# The Dockerfile's image: /rgw-nats serve as 65532:65532, the CA
+	# certificates, LISTEN_ADDRESS on every address, a sticky /tmp.
+	local ca=/etc/ssl/certs/ca-certificates.crt args=()
+	[ -f "$ca" ] && args+=(-file "$ca=$ca")
+	"$bin/labimage" -ref "$registry/rgw-nats:$tag" -file "/rgw-nats=$out/rgw-nats" "${args[@]}" \
+		-entrypoint /rgw-nats -cmd serve -user 65532:65532 -env 'LISTEN_ADDRESS=[::]:8080'
 }
 
 cmd_oidc() {

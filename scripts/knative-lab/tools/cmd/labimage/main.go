@@ -6,6 +6,8 @@
 //
 // The first -bin is the entrypoint; binaries land in /ko-app as ko puts
 // them, so Knative's manifests (which name no command) run them unchanged.
+// -file puts a file at any path instead (-entrypoint and -cmd then say what
+// runs), for images that must match a Dockerfile's layout.
 package main
 
 import (
@@ -35,17 +37,20 @@ func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
-	var bins, envs list
+	var bins, files, envs, cmd list
 	ref := flag.String("ref", "", "image reference to push (registry on 127.0.0.1 only)")
 	user := flag.String("user", "65532", "numeric user the image runs as")
 	digestOnly := flag.Bool("digest", false, "print REPO@DIGEST instead of REF@DIGEST")
 	flag.Var(&bins, "bin", "NAME=PATH of a static binary to put at /ko-app/NAME (repeatable; the first is the entrypoint)")
+	flag.Var(&files, "file", "DEST=PATH: put the file PATH at DEST in the image, mode kept (repeatable)")
 	flag.Var(&envs, "env", "KEY=VALUE for the image config (repeatable)")
+	flag.Var(&cmd, "cmd", "an argument of the image's Cmd (repeatable)")
+	entrypoint := flag.String("entrypoint", "", "the image's Entrypoint (default: the first -bin)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("labimage: ")
-	if *ref == "" || len(bins) == 0 {
-		log.Fatal("-ref and at least one -bin are required")
+	if *ref == "" || len(bins)+len(files) == 0 {
+		log.Fatal("-ref and at least one -bin or -file are required")
 	}
 	tag, err := name.NewTag(*ref, name.Insecure)
 	if err != nil {
@@ -55,7 +60,7 @@ func main() {
 	if err != nil || net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
 		log.Fatalf("-ref %q: the registry must be an address on 127.0.0.1 with a port", *ref)
 	}
-	layer, entry, err := binLayer(bins)
+	layer, entry, err := binLayer(bins, files)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -72,7 +77,14 @@ func main() {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
 	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
+	if *entrypoint != "" {
+		entry = *entrypoint
+	}
+	if entry == "" {
+		log.Fatal("no -entrypoint and no -bin to run")
+	}
 	cf.Config.Entrypoint = []string{entry}
+	cf.Config.Cmd = cmd
 	cf.Config.User = *user
 	cf.Config.WorkingDir = "/"
 	cf.Config.Env = append([]string{"PATH=/ko-app:/usr/bin:/bin", "KO_DATA_PATH=/var/run/ko"}, envs...)
@@ -93,9 +105,10 @@ func main() {
 	fmt.Printf("%s@%s\n", tag, d)
 }
 
-// binLayer builds one layer: /ko-app/NAME for each binary, an empty
-// /var/run/ko (Knative reads KO_DATA_PATH) and a sticky /tmp.
-func binLayer(bins []string) (v1.Layer, string, error) {
+// binLayer builds one layer: /ko-app/NAME for each binary, the -file files
+// with their parent directories, an empty /var/run/ko (Knative reads
+// KO_DATA_PATH) and a sticky /tmp.
+func binLayer(bins, files []string) (v1.Layer, string, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	epoch := time.Unix(0, 0)
@@ -107,28 +120,33 @@ func binLayer(bins []string) (v1.Layer, string, error) {
 			return nil, "", err
 		}
 	}
+	dirs := map[string]bool{"ko-app/": true, "var/": true, "var/run/": true, "var/run/ko/": true, "tmp/": true}
+	for _, fl := range files {
+		dest, path, ok := strings.Cut(fl, "=")
+		dest = strings.TrimPrefix(dest, "/")
+		if !ok || dest == "" || strings.HasSuffix(dest, "/") || strings.Contains("/"+dest+"/", "/../") {
+			return nil, "", fmt.Errorf("-file %q: want DEST=PATH", fl)
+		}
+		for i := strings.Index(dest, "/"); i >= 0; i = next(dest, i) {
+			d := dest[:i+1]
+			if !dirs[d] {
+				dirs[d] = true
+				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: epoch}); err != nil {
+					return nil, "", err
+				}
+			}
+		}
+		if err := addFile(tw, dest, path, -1, epoch); err != nil {
+			return nil, "", fmt.Errorf("-file %s: %w", dest, err)
+		}
+	}
 	entry := ""
 	for _, b := range bins {
 		n, path, ok := strings.Cut(b, "=")
 		if !ok || n == "" || strings.Contains(n, "/") {
 			return nil, "", fmt.Errorf("-bin %q: want NAME=PATH", b)
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, "", fmt.Errorf("-bin %s: %w", n, err)
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, "", err
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "ko-app/" + n, Mode: 0o755, Size: st.Size(), ModTime: epoch}); err != nil {
-			f.Close()
-			return nil, "", err
-		}
-		_, err = io.Copy(tw, f)
-		f.Close()
-		if err != nil {
+		if err := addFile(tw, "ko-app/"+n, path, 0o755, epoch); err != nil {
 			return nil, "", fmt.Errorf("-bin %s: %w", n, err)
 		}
 		if entry == "" {
@@ -143,4 +161,38 @@ func binLayer(bins []string) (v1.Layer, string, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}, tarball.WithMediaType(types.OCILayer))
 	return l, entry, err
+}
+
+// next is the index of the next "/" in s after i, or -1.
+func next(s string, i int) int {
+	j := strings.Index(s[i+1:], "/")
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// addFile writes the file at path into tw as name, with mode (or, when mode
+// is negative, the file's own permission bits).
+func addFile(tw *tar.Writer, name, path string, mode int64, mtime time.Time) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if mode < 0 {
+		mode = int64(st.Mode().Perm())
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: st.Size(), ModTime: mtime}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
 }
