@@ -49,8 +49,8 @@ Commands:
                the pod egress DROP rule as iptables lists it
   env DIR      print DIR/lab.env: export lines for KNATIVE_LAB_DIR,
                KUBECONFIG, KNATIVE_LAB_KUBECTL, KNATIVE_LAB_BIN,
-               KNATIVE_LAB_REGISTRY, KNATIVE_LAB_INGRESS(_BRIDGE),
-               KNATIVE_LAB_DOMAIN, KNATIVE_LAB_NODE_IP, KNATIVE_LAB_NATS_URL
+               KNATIVE_LAB_REGISTRY, KNATIVE_LAB_INGRESS(_BRIDGE, _LOCAL),
+               KNATIVE_LAB_DOMAIN, KNATIVE_LAB_NODE_IP (= _HOST_IP), KNATIVE_LAB_NATS_URL
                (from pods), KNATIVE_LAB_NATS_HOST_URL (from the host),
                KNATIVE_LAB_EVENTING, KNATIVE_LAB_EVENT_DISPLAY_IMAGE
   image DIR    build rgw-nats from this work tree (scripts/build.sh) into
@@ -998,8 +998,10 @@ export KNATIVE_LAB_BIN=$bin
 export KNATIVE_LAB_REGISTRY=$registry
 export KNATIVE_LAB_INGRESS=http://127.0.0.1:$ingress_port
 export KNATIVE_LAB_INGRESS_BRIDGE=http://$node_ip:$ingress_port
+export KNATIVE_LAB_INGRESS_LOCAL=http://$node_ip:$ingress_local_port
 export KNATIVE_LAB_DOMAIN=$knative_domain
 export KNATIVE_LAB_NODE_IP=$node_ip
+export KNATIVE_LAB_HOST_IP=$node_ip
 export KNATIVE_LAB_NATS_URL=nats://nats.nats.svc.cluster.local:4222
 export KNATIVE_LAB_NATS_HOST_URL=nats://$node_ip:$nats_nodeport
 export KNATIVE_LAB_EVENTING=$eventing
