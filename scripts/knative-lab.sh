@@ -1031,6 +1031,9 @@ cmd_start() {
 		log "a previous lab in $dir is not running: stopping what is left and starting anew"
 		cmd_stop "$dir"
 	fi
+	if ip link show "$lab_bridge" >/dev/null 2>&1; then
+		fail "bridge $lab_bridge exists: another lab runs on this machine (stop it first; one lab at a time)"
+	fi
 	local t0
 	t0=$(date +%s)
 	# Start from nothing; DIR is emptied, so it must be new, empty or a lab's.
