@@ -23,7 +23,7 @@ import (
 // project's test command, has its own conventions and no --help).
 func shellScripts(t *testing.T) []string {
 	t.Helper()
-	files := []string{"build.sh", "demo.sh", "rgw-topic.sh", "bench-coldstart.sh", "bench.sh", "ceph-lab.sh"}
+	files := []string{"build.sh", "demo.sh", "rgw-topic.sh", "bench-coldstart.sh", "bench.sh", "ceph-lab.sh", "knative-lab.sh"}
 	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("scripts/%s: %v", f, err)
