@@ -7,8 +7,9 @@
 // through the lab's ingress on 127.0.0.1 (Host header) or has a real RGW of
 // scripts/ceph-lab.sh push there, and counts what reached NATS.
 //
-// Run: KNATIVE_LAB=DIR go test -v ./e2e/knative/ (-run Eventing for the
-// Eventing tests). Without KNATIVE_LAB every test skips with one line.
+// Run: KNATIVE_LAB=DIR go test -v -timeout 60m ./e2e/knative/ (-run
+// Eventing for the Eventing tests); go test's default 10 minutes are too
+// short for a full run, which says so at once instead of timing out. Without KNATIVE_LAB every test skips with one line.
 // KNATIVE_LAB_SCRIPT names the lab script when it is not this repository's
 // scripts/knative-lab.sh; KNATIVE_E2E_FIGURES names the file the measured
 // figures are appended to (default DIR/ke2e-figures.txt).

@@ -198,6 +198,7 @@ type build struct {
 	base    string            // e.g. knative/base, knative/overlays/eventing
 	config  map[string]string // merged into the ConfigMap rgw-nats-config
 	secret  map[string]string // merged into the Secret rgw-nats-nats
+	lua     map[string]string // files added to the ConfigMap rgw-nats-lua (the chain runs in name order)
 	patches []string          // more kustomize patches entries (YAML list items)
 	files   map[string]string // extra files in the overlay's directory
 	extra   string            // more kustomization YAML, appended verbatim
@@ -228,6 +229,15 @@ func (l *klab) render(t *testing.T, ns string, b build) string {
 			return
 		}
 		fmt.Fprintf(&y, "%s:\n- name: %s\n  behavior: merge\n  literals:\n", kind, name)
+		if kind == "configMapGenerator" && len(b.lua) > 0 {
+			defer func() {
+				y.WriteString("- name: rgw-nats-lua\n  behavior: merge\n  files:\n")
+				for n, c := range b.lua {
+					os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644)
+					fmt.Fprintf(&y, "  - %s\n", n)
+				}
+			}()
+		}
 		keys := make([]string, 0, len(kv))
 		for k := range kv {
 			keys = append(keys, k)

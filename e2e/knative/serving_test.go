@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +20,18 @@ import (
 	"time"
 )
 
+// minTimeout is what a full run needs: each test waits for Knative
+// (readiness, scale to zero, rollouts) and for RGW's persistent queues.
+const minTimeout = 45 * time.Minute
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.timeout"); os.Getenv("KNATIVE_LAB") != "" && f != nil {
+		if d, err := time.ParseDuration(f.Value.String()); err == nil && d > 0 && d < minTimeout {
+			fmt.Fprintf(os.Stderr, "e2e/knative: -timeout %s is too short for the lab tests: run with -timeout 60m\n", d)
+			os.Exit(2)
+		}
+	}
 	code := m.Run()
 	stopCeph()
 	os.Exit(code)
