@@ -224,20 +224,8 @@ func (l *klab) render(t *testing.T, ns string, b build) string {
 		fmt.Fprintf(&y, "  newTag: %s\n", tag)
 	}
 	y.WriteString("generatorOptions:\n  disableNameSuffixHash: true\n")
-	gen := func(kind, name string, kv map[string]string) {
-		if len(kv) == 0 {
-			return
-		}
-		fmt.Fprintf(&y, "%s:\n- name: %s\n  behavior: merge\n  literals:\n", kind, name)
-		if kind == "configMapGenerator" && len(b.lua) > 0 {
-			defer func() {
-				y.WriteString("- name: rgw-nats-lua\n  behavior: merge\n  files:\n")
-				for n, c := range b.lua {
-					os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644)
-					fmt.Fprintf(&y, "  - %s\n", n)
-				}
-			}()
-		}
+	literals := func(name string, kv map[string]string) {
+		fmt.Fprintf(&y, "- name: %s\n  behavior: merge\n  literals:\n", name)
 		keys := make([]string, 0, len(kv))
 		for k := range kv {
 			keys = append(keys, k)
@@ -248,8 +236,25 @@ func (l *klab) render(t *testing.T, ns string, b build) string {
 			fmt.Fprintf(&y, "  - %s\n", q)
 		}
 	}
-	gen("configMapGenerator", "rgw-nats-config", b.config)
-	gen("secretGenerator", "rgw-nats-nats", b.secret)
+	if len(b.config) > 0 || len(b.lua) > 0 {
+		y.WriteString("configMapGenerator:\n")
+		if len(b.config) > 0 {
+			literals("rgw-nats-config", b.config)
+		}
+		if len(b.lua) > 0 {
+			y.WriteString("- name: rgw-nats-lua\n  behavior: merge\n  files:\n")
+			for n, c := range b.lua {
+				if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&y, "  - %s\n", n)
+			}
+		}
+	}
+	if len(b.secret) > 0 {
+		y.WriteString("secretGenerator:\n")
+		literals("rgw-nats-nats", b.secret)
+	}
 	if len(b.patches) > 0 {
 		y.WriteString("patches:\n")
 		for _, p := range b.patches {

@@ -88,7 +88,6 @@ func TestServingBurst(t *testing.T) {
 		key: func(n int64) string { return fmt.Sprintf("k/%d", (n+1)/2) }} // every key uploaded twice
 	ctx, stop := context.WithCancel(context.Background())
 	var maxReady atomic.Int64
-	var revisions = map[string]bool{}
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
@@ -96,9 +95,6 @@ func TestServingBurst(t *testing.T) {
 			ps := l.pods(t, ns, "rgw-nats")
 			if n := int64(readyPods(ps)); n > maxReady.Load() {
 				maxReady.Store(n)
-			}
-			for _, p := range ps {
-				revisions[p.Revision] = true
 			}
 			time.Sleep(time.Second)
 		}

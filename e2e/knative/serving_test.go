@@ -335,6 +335,8 @@ func (l *klab) waitZero(t *testing.T, ns string, d time.Duration) {
 // activator are timed beside ten of the bare process.
 func TestServingScaleToZero(t *testing.T) {
 	l := needLab(t)
+	bareBin := make(chan string, 1)
+	go func() { bareBin <- buildBare(t) }()
 	cephReady := make(chan *ceph, 1)
 	go func() {
 		cephOnce.Do(func() { theCeph, cephErr = startCeph() })
@@ -364,7 +366,7 @@ func TestServingScaleToZero(t *testing.T) {
 		c.CloseIdleConnections()
 	}
 	slices.Sort(cold)
-	bare := bareColdStarts(t, l, nl, 10)
+	bare := bareColdStarts(t, <-bareBin, nl, 10)
 	slices.Sort(bare)
 	l.figure(t, "cold start, POST at zero -> 202 through ingress+activator: p50 %s p95 %s (n=%d, min %s, max %s)",
 		percentile(cold, .5).Round(time.Millisecond), percentile(cold, .95).Round(time.Millisecond), len(cold),
@@ -429,13 +431,23 @@ func TestServingScaleToZero(t *testing.T) {
 	}
 }
 
-// bareColdStarts times the shipped configuration as a plain process: exec
-// until a POST is answered 202, against the same NATS server.
-func bareColdStarts(t *testing.T, l *klab, nl *natsLab, runs int) []time.Duration {
-	t.Helper()
+// buildBare builds the binary as it ships (scripts/build.sh); "" when that
+// failed (reported).
+func buildBare(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "rgw-nats")
 	if out, err := exec.Command(filepath.Join(repoRoot, "scripts/build.sh"), bin).CombinedOutput(); err != nil {
-		t.Fatalf("scripts/build.sh: %v\n%s", err, out)
+		t.Errorf("scripts/build.sh: %v\n%s", err, out)
+		return ""
+	}
+	return bin
+}
+
+// bareColdStarts times the shipped configuration as a plain process: exec
+// until a POST is answered 202, against the same NATS server.
+func bareColdStarts(t *testing.T, bin string, nl *natsLab, runs int) []time.Duration {
+	t.Helper()
+	if bin == "" {
+		t.FailNow()
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "LUA_SCRIPT=" + mustAbs(filepath.Join(repoRoot, "knative/config/lua"))}
 	cfg, err := os.ReadFile(filepath.Join(repoRoot, "knative/config/config.env"))
