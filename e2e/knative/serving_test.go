@@ -103,6 +103,20 @@ func TestServing(t *testing.T) {
 		t.Errorf("subject %s, want rgw.ke2e-serving.created (route.lua)", got[0].Subject)
 	}
 
+	// Bad input through Knative: a raw POST that cannot be a notification
+	// is refused with 415, one that is not RGW JSON with 400; nothing more
+	// is published.
+	xml := http.Header{"Content-Type": {"application/xml"}}
+	if code, answer, err = l.post(context.Background(), c, svc.host, []byte("<Event/>"), xml); err != nil || code != http.StatusUnsupportedMediaType {
+		t.Errorf("raw XML POST: %d %q %v, want 415", code, answer, err)
+	}
+	if code, answer, err = l.post(context.Background(), c, svc.host, []byte(`{"Records":[`), nil); err != nil || code != http.StatusBadRequest {
+		t.Errorf("truncated JSON POST: %d %q %v, want 400", code, answer, err)
+	}
+	if n := len(readStream(t, nc, "RGW", 0, 0)); n != 1 {
+		t.Errorf("%d events in the stream after the refused POSTs, want 1", n)
+	}
+
 	// What the README says about probes and the grace period, on the pod
 	// Knative made.
 	var pods struct{ Items []podSpec }
