@@ -30,7 +30,7 @@ type klab struct {
 	dir     string
 	env     map[string]string // what lab.env exports
 	kubectl string
-	hostIP  string // the host's address on the lab bridge: pods reach the test's listeners there
+	hostIP  string // the host's address on the lab bridge (KNATIVE_LAB_NODE_IP): pods reach the test's listeners there
 	ingress *url.URL
 	image   string // the rgw-nats image built from this work tree
 }
@@ -89,6 +89,9 @@ func openLab(dir string) (*klab, error) {
 		return nil, fmt.Errorf("KNATIVE_LAB_INGRESS %s is not on 127.0.0.1", l.ingress)
 	}
 	l.hostIP = l.env["KNATIVE_LAB_HOST_IP"]
+	if l.hostIP == "" {
+		l.hostIP = l.env["KNATIVE_LAB_NODE_IP"]
+	}
 	if l.hostIP == "" {
 		// The lab's own NATS listens on the host's bridge address.
 		if u, err := url.Parse(l.env["KNATIVE_LAB_NATS_URL"]); err == nil && net.ParseIP(u.Hostname()) != nil {
@@ -296,10 +299,11 @@ func (l *klab) apply(t *testing.T, ns string, b build) {
 
 // splitImage splits host:port/path:tag or host:port/path@sha256:... .
 func splitImage(ref string) (name, tag, digest string) {
-	if n, d, ok := strings.Cut(ref, "@"); ok {
-		return n, "", d
-	}
+	ref, digest, _ = strings.Cut(ref, "@")
 	slash := strings.LastIndex(ref, "/")
+	if colon := strings.LastIndex(ref, ":"); colon > slash && digest != "" {
+		return ref[:colon], "", digest
+	}
 	if colon := strings.LastIndex(ref, ":"); colon > slash {
 		return ref[:colon], ref[colon+1:], ""
 	}

@@ -49,7 +49,8 @@ func (l *klab) eventingFeature(t *testing.T, key, value string) {
 // TestEventingOIDC: with Eventing's authentication-oidc on, the Broker's
 // deliveries carry a token for rgw-nats' audience and are accepted; a POST
 // without a token, or with a token for another audience, is refused with
-// 401 and a Bearer challenge.
+// 401 and a Bearer challenge; a token for the audience from a subject the
+// allowed list (an EventPolicy's sub values) leaves out gets 403.
 func TestEventingOIDC(t *testing.T) {
 	l := needEventing(t)
 	if !oidcSupported() {
@@ -63,7 +64,9 @@ func TestEventingOIDC(t *testing.T) {
 	ns := l.namespace(t, "oidc")
 	nl := l.startNATS(t)
 	dls := l.receiver(t)
-	audience := "rgw-nats." + ns
+	// The form Knative gives its own resources' audiences.
+	audience := "serving.knative.dev/service/" + ns + "/rgw-nats"
+	triggerSA := "system:serviceaccount:" + ns + ":rgw-nats-xray-created-oidc-eventing.knative.dev-trigger"
 	b := eventingBuild("knative/overlays/eventing", nl, dls)
 	b.config = map[string]string{
 		"AUTH_OIDC_ISSUER":        disc.Issuer,
@@ -71,6 +74,8 @@ func TestEventingOIDC(t *testing.T) {
 		"AUTH_OIDC_DISCOVERY_URL": "https://kubernetes.default.svc",
 		"AUTH_OIDC_CA":            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
 		"AUTH_OIDC_TOKEN_FILE":    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+		// What an EventPolicy would allow: the Trigger's OIDC service account.
+		"AUTH_OIDC_SUBJECTS": triggerSA,
 	}
 	// A Knative Service publishes no audience: the Trigger names it.
 	b.patches = append(b.patches, fmt.Sprintf(`- target:
@@ -116,6 +121,9 @@ func TestEventingOIDC(t *testing.T) {
 	other := strings.TrimSpace(l.k(t, "create", "token", "default", "-n", ns, "--audience", "someone-else"))
 	try("no token", "", http.StatusUnauthorized)
 	try("another audience's token", other, http.StatusUnauthorized)
+	// The right audience, but a subject the EventPolicy does not list.
+	right := strings.TrimSpace(l.k(t, "create", "token", "default", "-n", ns, "--audience", audience))
+	try("the right audience from another subject", right, http.StatusForbidden)
 
 	broker := "http://" + l.portForward(t, "knative-eventing", "svc/broker-ingress", "80") + "/" + ns + "/rgw"
 	e := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/broker.jpeg", "ObjectCreated:Put", true)
