@@ -1,7 +1,6 @@
 package knativee2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -80,38 +78,17 @@ func (r *receiver) all() []received {
 	return append([]received(nil), r.got...)
 }
 
-// portForward forwards a port on 127.0.0.1 to a Service of the cluster
-// (kubectl port-forward) and returns the local address.
-func (l *klab) portForward(t *testing.T, ns, target, port string) string {
+// brokerURL is the address of the Broker rgw of ns at the broker ingress's
+// ClusterIP: an address of the lab's service range, which the lab routes
+// to its bridge (kubectl port-forward was seen to drop its connection in
+// the middle of a test).
+func (l *klab) brokerURL(t *testing.T, ns string) string {
 	t.Helper()
-	cmd := l.cmd("port-forward", "-n", ns, target, "--address", "127.0.0.1", ":"+port)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	ip := strings.TrimSpace(l.k(t, "get", "svc", "-n", "knative-eventing", "broker-ingress", "-o", "jsonpath={.spec.clusterIP}"))
+	if net.ParseIP(ip) == nil {
+		t.Fatalf("broker-ingress ClusterIP %q", ip)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	re := regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+)`)
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		return a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("kubectl port-forward %s: no port in 30 s: %s", target, stderr.String())
-		return ""
-	}
+	return "http://" + ip + "/" + ns + "/rgw"
 }
 
 // ce is a CloudEvent to put into a Broker, in binary mode.
@@ -240,7 +217,7 @@ func TestEventing(t *testing.T) {
 	l.waitBound(t, ns)
 	l.waitResources(t, ns, 3*time.Minute, "trigger/rgw-nats-xray-created")
 	nc := nl.conn(t)
-	broker := "http://" + l.portForward(t, "knative-eventing", "svc/broker-ingress", "80") + "/" + ns + "/rgw"
+	broker := l.brokerURL(t, ns)
 	c := newClient(4, 30*time.Second)
 	send := func(t *testing.T, e ce) {
 		t.Helper()
@@ -456,7 +433,7 @@ func TestEventingSequence(t *testing.T) {
 	l.waitBound(t, ns)
 	l.waitResources(t, ns, 3*time.Minute, "sequence/rgw-nats-publish", "trigger/rgw-nats-xray-created")
 	nc := nl.conn(t)
-	broker := "http://" + l.portForward(t, "knative-eventing", "svc/broker-ingress", "80") + "/" + ns + "/rgw"
+	broker := l.brokerURL(t, ns)
 	c := newClient(2, 30*time.Second)
 	id := "seq-" + randHex(4)
 	e := rgwCE(id, "xraylab-0001", "seq/one.jpeg", "ObjectCreated:Put", true)

@@ -551,3 +551,29 @@ func (l *klab) autoscaler(t *testing.T, kv map[string]string) {
 		}
 	})
 }
+
+// failures counts the rgw-nats log's "request failed" lines of a Service's
+// pods by status and reason (up to the first colon): what was behind the
+// non-2xx answers a test saw. The log is rate-limited during retry storms,
+// so these are lines, not requests.
+func (l *klab) failures(t *testing.T, ns, svc string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, line := range strings.Split(l.logsOf(t, ns, svc), "\n") {
+		i := strings.Index(line, "{")
+		if i < 0 {
+			continue
+		}
+		var m struct {
+			Msg    string
+			Status int
+			Reason string
+		}
+		if json.Unmarshal([]byte(line[i:]), &m) != nil || m.Msg != "request failed" {
+			continue
+		}
+		reason, _, _ := strings.Cut(m.Reason, ":")
+		out[fmt.Sprintf("%d %s", m.Status, reason)]++
+	}
+	return out
+}

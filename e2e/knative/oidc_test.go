@@ -125,7 +125,7 @@ func TestEventingOIDC(t *testing.T) {
 	right := strings.TrimSpace(l.k(t, "create", "token", "default", "-n", ns, "--audience", audience))
 	try("the right audience from another subject", right, http.StatusForbidden)
 
-	broker := "http://" + l.portForward(t, "knative-eventing", "svc/broker-ingress", "80") + "/" + ns + "/rgw"
+	broker := l.brokerURL(t, ns)
 	e := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/broker.jpeg", "ObjectCreated:Put", true)
 	if code, err := postCE(context.Background(), c, broker, e); err != nil || code/100 != 2 {
 		t.Fatalf("broker ingress: %d %v", code, err)

@@ -120,6 +120,9 @@ func TestServingBurst(t *testing.T) {
 	elapsed := time.Since(start)
 	l.figure(t, "burst: %d workers for %s -> at most %d ready replicas (%d events acknowledged, %d sent twice; %s)",
 		workers, elapsed.Round(time.Second), maxReady.Load(), len(st.acked), st.resends, st.s)
+	if f := l.failures(t, ns, "rgw-nats"); len(f) > 0 {
+		t.Logf("rgw-nats' failure log lines (rate-limited) by status and reason: %v", f)
+	}
 	if maxReady.Load() < 3 {
 		t.Errorf("scaled to %d ready replicas, want at least 3", maxReady.Load())
 	}
