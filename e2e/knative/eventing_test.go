@@ -405,6 +405,7 @@ func TestEventing(t *testing.T) {
 		if n := len(dls.all()) - before; n != 0 {
 			t.Errorf("%d events of the outage went to the dead-letter sink", n)
 		}
+		t.Logf("rgw-nats' failure log lines (rate-limited) by status and reason: %v", l.failures(t, ns, "rgw-nats"))
 	})
 }
 

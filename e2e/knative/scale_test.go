@@ -196,19 +196,23 @@ func TestServingRollout(t *testing.T) {
 	}
 	l.waitReady(t, ns, "rgw-nats", 2*time.Minute)
 	readyAt := time.Since(patched)
-	// Until the old revision's pods are gone.
-	if !waitUntil(3*time.Minute, time.Second, func() bool {
-		for _, p := range l.pods(t, ns, "rgw-nats") {
-			if p.Revision == first {
-				return false
-			}
-		}
-		return true
+	// Until the route sends everything to the new revision. The old
+	// revision's last pod stays up for the Service's
+	// scale-to-zero-pod-retention-period (5m), idle.
+	if !waitUntil(2*time.Minute, time.Second, func() bool {
+		tr := l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", `jsonpath={range .status.traffic[*]}{.revisionName}={.percent} {end}`)
+		return strings.TrimSpace(tr) == second+"=100"
 	}) {
-		t.Errorf("revision %s still has pods 3 minutes after the rollout", first)
+		t.Errorf("the route does not send 100%% to %s", second)
 	}
 	oldGone := time.Since(patched)
-	time.Sleep(10 * time.Second)
+	oldPods := 0
+	for _, p := range l.pods(t, ns, "rgw-nats") {
+		if p.Revision == first && !p.Terminating {
+			oldPods++
+		}
+	}
+	time.Sleep(15 * time.Second)
 	stop()
 	<-done
 
@@ -216,8 +220,8 @@ func TestServingRollout(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	got = readStream(t, nc, "RGW", 0, 0)
 	r, bad := exactlyOnce(st.acked, got)
-	l.figure(t, "rollout %s -> %s during a stream: new revision Ready %s after the change, old pods gone after %s; %s; %s",
-		first, second, readyAt.Round(time.Second), oldGone.Round(time.Second), r, st.s)
+	l.figure(t, "rollout %s -> %s during a stream: new revision Ready %s after the change, all traffic on it after %s (%d old pods left idle); %s; %s",
+		first, second, readyAt.Round(time.Second), oldGone.Round(time.Second), oldPods, r, st.s)
 	if r.lost+r.dup != 0 {
 		t.Errorf("%s: %v", r, bad)
 	}
