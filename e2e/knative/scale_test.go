@@ -196,23 +196,28 @@ func TestServingRollout(t *testing.T) {
 	}
 	l.waitReady(t, ns, "rgw-nats", 2*time.Minute)
 	readyAt := time.Since(patched)
-	// Until the route sends everything to the new revision. The old
-	// revision's last pod stays up for the Service's
-	// scale-to-zero-pod-retention-period (5m), idle.
+	// Until the route sends everything to the new revision, and then until
+	// the old revision's pods are gone (drained and stopped while the stream
+	// goes on); its last pod may stay for the retention period (5m).
 	if !waitUntil(2*time.Minute, time.Second, func() bool {
 		tr := l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", `jsonpath={range .status.traffic[*]}{.revisionName}={.percent} {end}`)
 		return strings.TrimSpace(tr) == second+"=100"
 	}) {
 		t.Errorf("the route does not send 100%% to %s", second)
 	}
-	oldGone := time.Since(patched)
-	oldPods := 0
-	for _, p := range l.pods(t, ns, "rgw-nats") {
-		if p.Revision == first && !p.Terminating {
-			oldPods++
+	allNew := time.Since(patched)
+	if !waitUntil(6*time.Minute, time.Second, func() bool {
+		for _, p := range l.pods(t, ns, "rgw-nats") {
+			if p.Revision == first {
+				return false
+			}
 		}
+		return true
+	}) {
+		t.Errorf("revision %s still has pods 6 minutes after the rollout", first)
 	}
-	time.Sleep(15 * time.Second)
+	oldGone := time.Since(patched)
+	time.Sleep(10 * time.Second)
 	stop()
 	<-done
 
@@ -220,8 +225,8 @@ func TestServingRollout(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	got = readStream(t, nc, "RGW", 0, 0)
 	r, bad := exactlyOnce(st.acked, got)
-	l.figure(t, "rollout %s -> %s during a stream: new revision Ready %s after the change, all traffic on it after %s (%d old pods left idle); %s; %s",
-		first, second, readyAt.Round(time.Second), oldGone.Round(time.Second), oldPods, r, st.s)
+	l.figure(t, "rollout %s -> %s during a stream: new revision Ready %s after the change, all traffic on it after %s, old pods gone after %s; %s; %s",
+		first, second, readyAt.Round(time.Second), allNew.Round(time.Second), oldGone.Round(time.Second), r, st.s)
 	if r.lost+r.dup != 0 {
 		t.Errorf("%s: %v", r, bad)
 	}
