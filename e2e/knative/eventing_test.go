@@ -367,11 +367,20 @@ func TestEventing(t *testing.T) {
 	t.Run("503 while NATS is stopped: retried, delivered once NATS is back", func(t *testing.T) {
 		before := len(dls.all())
 		nl.stop()
+		// An InMemoryChannel hands an event on synchronously: the Broker's
+		// ingress answers its sender only once the Trigger's subscriber took
+		// the event, retries included. So each send waits here, in parallel,
+		// for as long as the Trigger may retry (10 times from 0.5 s: ~8.5 min).
 		var evs []ce
+		answers := make(chan string, 10)
+		slow := newClient(10, 10*time.Minute)
 		for i := range 10 {
 			e := rgwCE(fmt.Sprintf("outage-%d-%s", i, run), "xraylab-0001", fmt.Sprintf("outage/%d.jpeg", i), "ObjectCreated:Put", true)
 			evs = append(evs, e)
-			send(t, e)
+			go func() {
+				code, err := postCE(context.Background(), slow, broker, e)
+				answers <- fmt.Sprintf("%d %v", code, err)
+			}()
 		}
 		time.Sleep(15 * time.Second)
 		nl.start()
@@ -387,6 +396,11 @@ func TestEventing(t *testing.T) {
 			return true
 		})
 		delivered := time.Since(back)
+		for range evs {
+			if a := <-answers; a != "202 <nil>" {
+				t.Errorf("the broker ingress answered %s", a)
+			}
+		}
 		time.Sleep(5 * time.Second)
 		seen = byKey()
 		lost, dup := 0, 0
