@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -84,7 +85,11 @@ func TestServingBurst(t *testing.T) {
 	nc := nl.conn(t)
 
 	const workers = 150
-	st := &stream{s: l.newSender(svc.host, workers), bucket: "ke2e-burst", resend: 0.05,
+	resend := 0.05 // KNATIVE_E2E_BURST_RESEND overrides it, for diagnosis
+	if v := os.Getenv("KNATIVE_E2E_BURST_RESEND"); v != "" {
+		fmt.Sscan(v, &resend)
+	}
+	st := &stream{s: l.newSender(svc.host, workers), bucket: "ke2e-burst", resend: resend,
 		key: func(n int64) string { return fmt.Sprintf("k/%d", (n+1)/2) }} // every key uploaded twice
 	ctx, stop := context.WithCancel(context.Background())
 	var maxReady atomic.Int64
