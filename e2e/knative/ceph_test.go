@@ -50,13 +50,33 @@ func startCeph() (*ceph, error) {
 	if out, err := exec.Command(cephScript(), "--release", "pacific", "install").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ceph-lab.sh install: %v: %s", err, tailStr(string(out), 1000))
 	}
-	dir, err := os.MkdirTemp("", "ke2e-ceph-")
-	if err != nil {
-		return nil, err
-	}
-	cephDir = dir
-	if out, err := exec.Command(cephScript(), "--release", "pacific", "start", dir).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ceph-lab.sh start: %v: %s", err, tailStr(string(out), 2000))
+	// A start that fails is tried once more in a fresh directory: on this
+	// shared machine one was seen to fail without a word and the next to
+	// come up.
+	var dir string
+	for attempt := 1; ; attempt++ {
+		d, err := os.MkdirTemp("", "ke2e-ceph-")
+		if err != nil {
+			return nil, err
+		}
+		cephDir = d
+		out, err := exec.Command(cephScript(), "--release", "pacific", "start", d).CombinedOutput()
+		if err == nil {
+			dir = d
+			break
+		}
+		var logs strings.Builder
+		for _, f := range []string{"log/mon.a.log", "log/osd.0.log", "log/client.rgw.lab.log"} {
+			b, _ := os.ReadFile(filepath.Join(d, f))
+			fmt.Fprintf(&logs, "%s (tail): %s\n", f, tailStr(string(b), 600))
+		}
+		exec.Command(cephScript(), "stop", d).Run()
+		os.RemoveAll(d)
+		cephDir = ""
+		if attempt == 2 {
+			return nil, fmt.Errorf("ceph-lab.sh start: %v: %s\n%s", err, tailStr(string(out), 2000), logs.String())
+		}
+		fmt.Fprintf(os.Stderr, "ceph-lab.sh start (attempt %d): %v: %s\n%s", attempt, err, tailStr(string(out), 2000), logs.String())
 	}
 	c := &ceph{dir: dir, env: map[string]string{}}
 	b, err := os.ReadFile(filepath.Join(dir, "lab.env"))
