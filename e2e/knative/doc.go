@@ -12,7 +12,8 @@
 // short for a full run, which says so at once instead of timing out. Without KNATIVE_LAB every test skips with one line.
 // KNATIVE_LAB_SCRIPT names the lab script when it is not this repository's
 // scripts/knative-lab.sh; KNATIVE_E2E_FIGURES names the file the measured
-// figures are appended to (default DIR/ke2e-figures.txt);
+// figures are appended to (default $TMPDIR/ke2e-figures.txt: the lab's
+// start wipes DIR);
 // KNATIVE_E2E_BURST_RESEND sets the share of notifications the burst sends
 // twice (default 0.05; 0 showed the KV table exact without resends).
 //

@@ -496,15 +496,16 @@ func waitUntil(d, interval time.Duration, cond func() bool) bool {
 	}
 }
 
-// figures appends measured figures to KNATIVE_E2E_FIGURES (default
-// DIR/ke2e-figures.txt), one line each, for the README.
+// figure appends a measured figure to KNATIVE_E2E_FIGURES (default
+// ke2e-figures.txt in the temporary directory: the lab's start wipes DIR),
+// one line each, for the README.
 func (l *klab) figure(t *testing.T, format string, args ...any) {
 	t.Helper()
 	line := fmt.Sprintf(format, args...)
 	t.Log(line)
 	path := os.Getenv("KNATIVE_E2E_FIGURES")
 	if path == "" {
-		path = filepath.Join(l.dir, "ke2e-figures.txt")
+		path = filepath.Join(os.TempDir(), "ke2e-figures.txt")
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
