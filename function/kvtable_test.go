@@ -3,6 +3,7 @@ package function_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +16,10 @@ import (
 
 // TestRGWTableInKVAcrossReplicas: two rgw-nats instances on one NATS share
 // the RGW table through LUA_RGW_TABLE_KV: the first upload of a key through
-// one is routed as the first, the same upload through the other as a repeat,
-// and a third instance started later goes on counting.
+// one is routed as the first, later uploads of it through the other as
+// repeats, a resend of an upload to the other instance (RGW resending to
+// another replica) is not counted again, and a third instance started later
+// goes on counting.
 func TestRGWTableInKVAcrossReplicas(t *testing.T) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
@@ -25,8 +28,12 @@ func TestRGWTableInKVAcrossReplicas(t *testing.T) {
 	a := startAdapter(t, cfg, s.ClientURL())
 	b := startAdapter(t, cfg, s.ClientURL())
 	ch := a.subscribe(t, "uploads.>")
+	// Each upload of the key is another RGW record: another eventId.
+	upload := func(n int) []byte {
+		return []byte(strings.Replace(string(fixture(t, putFixture)), `"eventId":"`, `"eventId":"upload`+strconv.Itoa(n)+`-`, 1))
+	}
 	for i, target := range []*adapter{a, b, a} {
-		if resp := post(t, target.url, nil, fixture(t, putFixture)); resp.code != 202 {
+		if resp := post(t, target.url, nil, upload(i)); resp.code != 202 {
 			t.Fatalf("upload %d: %d %q", i, resp.code, resp.body)
 		}
 	}
@@ -36,13 +43,21 @@ func TestRGWTableInKVAcrossReplicas(t *testing.T) {
 			t.Errorf("upload %d went to %s, want uploads.nb-main.%s", i, got, want)
 		}
 	}
+	// The resend reaches b, whose duplicate window never saw it: the
+	// script runs again there, and sees the counts the first run saw.
+	if resp := post(t, b.url, nil, upload(2)); resp.code != 202 {
+		t.Fatalf("resend of upload 2: %d %q", resp.code, resp.body)
+	}
+	if ev := decode(t, receive(t, ch, 1)[0]); ev.Extensions()["uploads"] != int32(3) {
+		t.Errorf("the resend of upload 2 carries the count %v, want 3 (the first run's)", ev.Extensions()["uploads"])
+	}
 	c := startAdapter(t, cfg, s.ClientURL())
-	if resp := post(t, c.url, nil, fixture(t, putFixture)); resp.code != 202 {
+	if resp := post(t, c.url, nil, upload(3)); resp.code != 202 {
 		t.Fatalf("upload through a new instance: %d %q", resp.code, resp.body)
 	}
 	ev := decode(t, receive(t, ch, 1)[0])
 	if ev.Extensions()["uploads"] != int32(4) {
-		t.Errorf("a new instance counts from %v, want 4", ev.Extensions()["uploads"])
+		t.Errorf("a new instance counts from %v, want 4 (the resend is not an upload)", ev.Extensions()["uploads"])
 	}
 }
 

@@ -17,7 +17,9 @@ import (
 )
 
 // The RGW table of a Lua engine kept in a NATS KV bucket: what one process
-// counts, the next one started on the same bucket goes on counting.
+// counts, the next one started on the same bucket goes on counting; an event
+// resent to the next one (event 2 here) is not counted again, and its script
+// sees what it saw the first time.
 func Example() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
@@ -34,6 +36,7 @@ function transform(ev)
 end`), 0o644)
 
 	ctx := context.Background()
+	events := [][]string{{"1", "2"}, {"2", "3"}} // by process
 	for process := 1; process <= 2; process++ {
 		nc, err := nats.Connect(srv.ClientURL())
 		if err != nil {
@@ -52,9 +55,9 @@ end`), 0o644)
 		if err != nil {
 			log.Fatal(err)
 		}
-		for range 2 {
+		for _, id := range events[process-1] {
 			ev := event.New()
-			ev.SetID("1")
+			ev.SetID(id)
 			ev.SetSource("ceph")
 			ev.SetType("ObjectCreated:Put")
 			ev.SetExtension("bucket", "photos")
@@ -62,15 +65,15 @@ end`), 0o644)
 			if err != nil {
 				log.Fatal(err)
 			}
-			fmt.Println("process", process, "uploads", outs[0].Event.Extensions()["uploads"])
+			fmt.Println("process", process, "event", id, "uploads", outs[0].Event.Extensions()["uploads"])
 		}
 		engine.Close()
 		table.Close()
 		nc.Close()
 	}
 	// Output:
-	// process 1 uploads 1
-	// process 1 uploads 2
-	// process 2 uploads 3
-	// process 2 uploads 4
+	// process 1 event 1 uploads 1
+	// process 1 event 2 uploads 2
+	// process 2 event 2 uploads 2
+	// process 2 event 3 uploads 3
 }

@@ -125,7 +125,14 @@ func newEngine(tb testing.TB, src string, table lua.Table, opts ...lua.Option) *
 	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	e, err := lua.New(context.Background(), p, append([]lua.Option{lua.WithReload(0), lua.WithTimeout(testTimeout), lua.WithTable(table)}, opts...)...)
+	return loadEngine(tb, p, table, opts...)
+}
+
+// loadEngine loads the script, or the chain of scripts of a directory, at
+// path over table.
+func loadEngine(tb testing.TB, path string, table lua.Table, opts ...lua.Option) *lua.Engine {
+	tb.Helper()
+	e, err := lua.New(context.Background(), path, append([]lua.Option{lua.WithReload(0), lua.WithTimeout(testTimeout), lua.WithTable(table)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

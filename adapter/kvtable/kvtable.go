@@ -7,8 +7,11 @@
 // they cost no round trip, and may lag another replica's write by the watch
 // delay. Writes go to the bucket before they return, so an event is answered
 // only after its script's writes are stored. Increments compare and set on
-// the key's revision, retried on conflict: no count is ever lost. Values keep
-// their Lua type through the bucket (see encodeValue).
+// the key's revision, retried on conflict: no count is ever lost. A write a
+// script makes for an event is made once, however many processes run the
+// script on that event within the bucket's duplicate window (see write.go):
+// no count is made twice by a resend either. Values keep their Lua type
+// through the bucket (see encodeValue).
 //
 // It builds on nats.go and its jetstream package and on adapter/lua's Table
 // interface and limits. It must not import nats-server, the HTTP side or the
@@ -102,7 +105,7 @@ type Table struct {
 	stripes [stripes]stripe
 
 	stats struct {
-		writes, conflicts, watches atomic.Uint64
+		writes, conflicts, watches, duplicates atomic.Uint64
 	}
 
 	stop      chan struct{}
@@ -219,8 +222,11 @@ func (t *Table) Close() error {
 type Stats struct {
 	Writes    uint64 // writes the bucket stored (puts, creates, updates, deletes)
 	Conflicts uint64 // compare-and-set rounds an increment lost to another writer
-	Watches   uint64 // watchers started (1, plus one per recovery)
-	Entries   int    // entries in the local copy
+	// Writes the bucket had already: made for the same event by a script
+	// call of another process (or of this one, before a failure).
+	Duplicates uint64
+	Watches    uint64 // watchers started (1, plus one per recovery)
+	Entries    int    // entries in the local copy
 }
 
 // Stats returns a snapshot of the counters.
@@ -228,7 +234,7 @@ func (t *Table) Stats() Stats {
 	t.mu.RLock()
 	n := t.live
 	t.mu.RUnlock()
-	return Stats{Writes: t.stats.writes.Load(), Conflicts: t.stats.conflicts.Load(),
+	return Stats{Writes: t.stats.writes.Load(), Conflicts: t.stats.conflicts.Load(), Duplicates: t.stats.duplicates.Load(),
 		Watches: t.stats.watches.Load(), Entries: n}
 }
 
@@ -492,7 +498,7 @@ func (t *Table) Snapshot() (map[string]any, error) {
 
 // Set stores value under key in the bucket (the last writer wins).
 func (t *Table) Set(ctx context.Context, key string, value any) error {
-	kv, err := t.handle(key)
+	_, err := t.handle(key)
 	if err != nil {
 		return err
 	}
@@ -503,9 +509,15 @@ func (t *Table) Set(ctx context.Context, key string, value any) error {
 	data := encodeValue(value)
 	done := t.writing(key, string(data))
 	defer done()
-	rev, err := kv.Put(ctx, encodeKey(key), data)
+	rev, dup, err := t.write(ctx, encodeKey(key), data, false, false, 0, lua.WriteID(ctx))
 	if err != nil {
 		return t.unavailable(key, err)
+	}
+	if dup {
+		// Made for this event before, maybe followed by other writes:
+		// the watcher brings what the key holds.
+		t.stats.duplicates.Add(1)
+		return nil
 	}
 	t.stats.writes.Add(1)
 	t.store(key, value, rev)
@@ -513,22 +525,31 @@ func (t *Table) Set(ctx context.Context, key string, value any) error {
 }
 
 // Delete removes key from the bucket. A key the local copy does not hold is
-// left alone: deleting it would add a delete marker to the bucket for
-// nothing, and a write of it by another replica that this one has not seen
-// yet is as good as one made just after the delete.
+// left alone when the delete is made for no event: deleting it would add a
+// delete marker to the bucket for nothing, and a write of it by another
+// replica that this one has not seen yet is as good as one made just after
+// the delete. A delete made for an event is always written: its marker
+// records the write's identity, without which a resend of the event to a
+// replica that still sees the key would delete it again, after later writes.
 func (t *Table) Delete(ctx context.Context, key string) error {
-	kv, err := t.handle(key)
+	_, err := t.handle(key)
 	if err != nil {
 		return err
 	}
+	id := lua.WriteID(ctx)
 	cur, rev, _ := t.local(key)
-	if cur == nil {
+	if cur == nil && id == "" {
 		return nil
 	}
 	done := t.writing(key, deleted)
 	defer done()
-	if err := kv.Delete(ctx, encodeKey(key)); err != nil {
+	_, dup, err := t.write(ctx, encodeKey(key), nil, true, false, 0, id)
+	if err != nil {
 		return t.unavailable(key, err)
+	}
+	if dup {
+		t.stats.duplicates.Add(1)
+		return nil
 	}
 	t.stats.writes.Add(1)
 	t.mu.Lock()
@@ -560,6 +581,7 @@ func (t *Table) Add(ctx context.Context, key string, delta float64) (float64, er
 	defer func() { <-lock }()
 
 	k := encodeKey(key)
+	id := lua.WriteID(ctx)
 	cur, rev, n := t.local(key)
 	for attempt := 1; ; attempt++ {
 		if err := lua.CheckTableAdd(key, cur, n); err != nil {
@@ -568,15 +590,20 @@ func (t *Table) Add(ctx context.Context, key string, delta float64) (float64, er
 		num, _ := cur.(float64)
 		next := num + delta
 		var newRev uint64
+		var dup bool
 		data := encodeValue(next)
 		done := t.writing(key, string(data))
 		start := time.Now()
 		if cur == nil {
-			newRev, err = kv.Create(ctx, k, data)
+			newRev, dup, err = t.create(ctx, k, data, id)
 		} else {
-			newRev, err = kv.Update(ctx, k, data, rev)
+			newRev, dup, err = t.write(ctx, k, data, false, true, rev, id)
 		}
 		done()
+		if err == nil && dup {
+			t.stats.duplicates.Add(1)
+			return t.firstValue(ctx, kv, key, k, newRev), nil
+		}
 		if err == nil {
 			t.stats.writes.Add(1)
 			t.store(key, next, newRev)

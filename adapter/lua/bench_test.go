@@ -46,7 +46,7 @@ func benchSample(b *testing.B, name string, fresh, envelope bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := st.call(ctx, Output{Event: in}, nil); err != nil {
+		if _, err := st.call(ctx, callSite{origin: in}, Output{Event: in}, nil); err != nil {
 			b.Fatal(err)
 		}
 		st.close()

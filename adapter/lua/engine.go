@@ -321,12 +321,12 @@ func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, erro
 		return nil, ErrClosed
 	}
 	in := [1]Output{{Event: ev}}
-	outs, err := c.scripts[0].apply(ctx, in[:])
+	outs, err := c.scripts[0].apply(ctx, ev, in[:])
 	for _, s := range c.scripts[1:] {
 		if err != nil || len(outs) == 0 {
 			break
 		}
-		outs, err = s.apply(ctx, outs)
+		outs, err = s.apply(ctx, ev, outs)
 	}
 	if err == nil && len(c.scripts) > 1 {
 		err = e.checkChain(c, ev.ID(), outs)
@@ -337,10 +337,11 @@ func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, erro
 	return outs, nil
 }
 
-// apply runs the script on every event of ins; raw outputs pass unchanged.
-func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
+// apply runs the script on every event of ins, which came from the event
+// origin; raw outputs pass unchanged.
+func (s *script) apply(ctx context.Context, origin *event.Event, ins []Output) ([]Output, error) {
 	outs := make([]Output, 0, len(ins))
-	for _, in := range ins {
+	for i, in := range ins {
 		if in.Event == nil {
 			outs = append(outs, in)
 			continue
@@ -353,10 +354,10 @@ func (s *script) apply(ctx context.Context, ins []Output) ([]Output, error) {
 		e := s.eng
 		if e.cfg.observe != nil {
 			start := time.Now()
-			outs, err = s.run(ctx, in, outs)
+			outs, err = s.run(ctx, callSite{origin, i}, in, outs)
 			e.cfg.observe(time.Since(start))
 		} else {
-			outs, err = s.run(ctx, in, outs)
+			outs, err = s.run(ctx, callSite{origin, i}, in, outs)
 		}
 		if err == nil {
 			e.stats.ok.Add(1)

@@ -120,7 +120,7 @@ func (s *script) retire() {
 
 // run calls the script on one event and appends what it produced to outs.
 // A state whose call failed in any way is closed, never reused.
-func (s *script) run(ctx context.Context, in Output, outs []Output) ([]Output, error) {
+func (s *script) run(ctx context.Context, site callSite, in Output, outs []Output) ([]Output, error) {
 	s.eng.stats.calls.Add(1)
 	st, err := s.acquire(ctx, in.Event.ID())
 	if err != nil {
@@ -134,7 +134,7 @@ func (s *script) run(ctx context.Context, in Output, outs []Output) ([]Output, e
 	}
 	live := &s.eng.stats.live
 	live.Add(1)
-	outs, err = st.call(ctx, in, outs)
+	outs, err = st.call(ctx, site, in, outs)
 	live.Add(-1)
 	if err != nil || st.deadline.expired.Load() {
 		// Also a state the memory guard stopped just as its call ended:

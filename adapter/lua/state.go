@@ -56,7 +56,9 @@ type state struct {
 // call is what a running script call can reach from Go functions.
 type call struct {
 	ctx      context.Context
-	deadline time.Time // of the call, for what waits on the network (the RGW table)
+	site     callSite
+	writes   map[string]int // table writes so far, by key (see writeID)
+	deadline time.Time      // of the call, for what waits on the network (the RGW table)
 	in       Output
 	id       string
 	outputs  []Output    // raw publishes, in order
@@ -156,7 +158,7 @@ func (st *state) close() {
 }
 
 // call runs the script on one event. On error the state must be closed.
-func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, error) {
+func (st *state) call(ctx context.Context, site callSite, in Output, outs []Output) ([]Output, error) {
 	s := st.s
 	d := s.eng.cfg.timeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -166,7 +168,7 @@ func (st *state) call(ctx context.Context, in Output, outs []Output) ([]Output, 
 	}
 	st.gen++
 	c := &st.callBuf
-	c.ctx, c.in, c.id, c.request = ctx, in, in.Event.ID(), nil
+	c.ctx, c.site, c.in, c.id, c.request = ctx, site, in, in.Event.ID(), nil
 	c.deadline = time.Now().Add(d)
 	st.cur = c
 	st.tables.reset()

@@ -2,11 +2,16 @@ package lua
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -300,6 +305,49 @@ func (st *state) tableGet(L *glua.LState, key string) glua.LValue {
 	return toLua(v)
 }
 
+// callSite is where a script call stands in a Transform: the event handed
+// to the engine, and the place of the call's input among the inputs of its
+// script (a chain's later scripts run on each output of the one before).
+type callSite struct {
+	origin *event.Event
+	ord    int
+}
+
+type writeIDKey struct{}
+
+// WriteID returns the identity of the table write made with ctx, "" for a
+// write made outside a script call on an event (a script's main chunk). It
+// is the same for the same write (the same key, the same how-many-th write
+// of the key) of the same script on the same event, in any process: a
+// Table shared by several processes uses it to apply a write once when a
+// sender hands one event to two of them (RGW resending to another replica
+// of the Service), where the engine alone would run the script twice.
+func WriteID(ctx context.Context) string {
+	id, _ := ctx.Value(writeIDKey{}).(string)
+	return id
+}
+
+// writeCtx is ctx carrying the identity of the call's next write of key.
+func (st *state) writeCtx(ctx context.Context, key string) context.Context {
+	c := st.cur
+	if c == nil || c.site.origin == nil {
+		return ctx
+	}
+	if c.writes == nil {
+		c.writes = make(map[string]int)
+	}
+	c.writes[key]++
+	h := sha256.New()
+	for _, part := range []string{c.site.origin.Source(), c.site.origin.ID(), st.s.name,
+		strconv.Itoa(c.site.ord), key, strconv.Itoa(c.writes[key])} {
+		// Each part with its length: no two lists of parts hash alike.
+		h.Write(strconv.AppendInt(nil, int64(len(part)), 10))
+		h.Write([]byte{0})
+		h.Write([]byte(part))
+	}
+	return context.WithValue(ctx, writeIDKey{}, "rgw-table-"+hex.EncodeToString(h.Sum(nil)[:16]))
+}
+
 // tableSet is RGW[key] = v; nil deletes.
 func (st *state) tableSet(L *glua.LState, key string, v glua.LValue) {
 	var value any
@@ -316,6 +364,7 @@ func (st *state) tableSet(L *glua.LState, key string, v glua.LValue) {
 	}
 	ctx, cancel := st.tableCtx()
 	defer cancel()
+	ctx = st.writeCtx(ctx, key)
 	var err error
 	if value == nil {
 		err = st.s.eng.table.Delete(ctx, key)
@@ -330,7 +379,7 @@ func (st *state) tableSet(L *glua.LState, key string, v glua.LValue) {
 func (st *state) tableAdd(L *glua.LState, key string, delta float64) glua.LValue {
 	ctx, cancel := st.tableCtx()
 	defer cancel()
-	n, err := st.s.eng.table.Add(ctx, key, delta)
+	n, err := st.s.eng.table.Add(st.writeCtx(ctx, key), key, delta)
 	if err != nil {
 		st.tableRaise(L, err)
 	}
