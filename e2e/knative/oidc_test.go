@@ -62,6 +62,11 @@ func TestEventingOIDC(t *testing.T) {
 		t.Fatalf("the API server's OIDC discovery: %v %+v", err, disc)
 	}
 	ns := l.namespace(t, "oidc")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("rgw-nats' log:\n%s", tailStr(l.logsOf(t, ns, "rgw-nats"), 6000))
+		}
+	})
 	nl := l.startNATS(t)
 	dls := l.receiver(t)
 	// The form Knative gives its own resources' audiences.
