@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,10 @@ import (
 // Issuer is a real OIDC issuer for tests: an HTTPS listener on 127.0.0.1
 // serving /.well-known/openid-configuration and its JWKS, with RSA keys
 // generated for the test. Like the Kubernetes API server it answers the
-// discovery and key requests only with its bearer token (TokenFile).
+// discovery and key requests only with its bearer token (TokenFile), and
+// negotiates media types as strictly: discovery only as application/json,
+// the keys only as application/jwk-set+json (406 Not Acceptable to an
+// Accept header that allows neither).
 type Issuer struct {
 	Name      string // the iss its tokens carry
 	URL       string // where it serves discovery (the discovery base URL)
@@ -49,7 +53,7 @@ func NewIssuer(tb testing.TB, name string) *Issuer {
 	iss := &Issuer{token: rand.Text()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		if !iss.authorized(w, r) {
+		if !iss.authorized(w, r) || !negotiate(w, r, "application/json") {
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]any{
@@ -61,7 +65,7 @@ func NewIssuer(tb testing.TB, name string) *Issuer {
 		})
 	})
 	mux.HandleFunc("/openid/v1/jwks", func(w http.ResponseWriter, r *http.Request) {
-		if !iss.authorized(w, r) {
+		if !iss.authorized(w, r) || !negotiate(w, r, "application/jwk-set+json") {
 			return
 		}
 		iss.jwksFetches.Add(1)
@@ -99,6 +103,26 @@ func (iss *Issuer) authorized(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return false
 	}
+	return true
+}
+
+// negotiate sets the Content-Type to ctype if the request's Accept header
+// allows it (or has none), else answers 406 as the API server does.
+func negotiate(w http.ResponseWriter, r *http.Request, ctype string) bool {
+	accept := r.Header.Get("Accept")
+	ok := accept == ""
+	for _, a := range strings.Split(accept, ",") {
+		m, _, _ := strings.Cut(a, ";")
+		switch m = strings.TrimSpace(m); m {
+		case ctype, "*/*", ctype[:strings.Index(ctype, "/")] + "/*":
+			ok = true
+		}
+	}
+	if !ok {
+		http.Error(w, "406: Not Acceptable: available representations: "+ctype, http.StatusNotAcceptable)
+		return false
+	}
+	w.Header().Set("Content-Type", ctype)
 	return true
 }
 

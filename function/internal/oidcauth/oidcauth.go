@@ -419,7 +419,7 @@ func (k *keySet) fetch(ctx context.Context, old *keyState, now time.Time) *keySt
 			JWKSURI string `json:"jwks_uri"`
 		}
 		u := strings.TrimSuffix(k.v.cfg.DiscoveryURL, "/") + "/.well-known/openid-configuration"
-		if s.err = k.v.getJSON(ctx, u, &doc); s.err != nil {
+		if s.err = k.v.getJSON(ctx, u, acceptDiscovery, &doc); s.err != nil {
 			return s
 		}
 		switch {
@@ -433,7 +433,7 @@ func (k *keySet) fetch(ctx context.Context, old *keyState, now time.Time) *keySt
 		s.jwksURL = doc.JWKSURI
 	}
 	var set jose.JSONWebKeySet
-	if s.err = k.v.getJSON(ctx, s.jwksURL, &set); s.err != nil {
+	if s.err = k.v.getJSON(ctx, s.jwksURL, acceptJWKS, &set); s.err != nil {
 		return s
 	}
 	keys := make([]jose.JSONWebKey, 0, len(set.Keys))
@@ -452,12 +452,21 @@ func (k *keySet) fetch(ctx context.Context, old *keyState, now time.Time) *keySt
 	return s
 }
 
-func (v *Verifier) getJSON(ctx context.Context, u string, into any) error {
+// The media types asked for. The Kubernetes API server negotiates strictly:
+// it serves its keys only as application/jwk-set+json (RFC 7517) and
+// answers 406 to Accept: application/json, and its discovery document only
+// as application/json; other issuers serve keys as application/json.
+const (
+	acceptDiscovery = "application/json"
+	acceptJWKS      = "application/jwk-set+json, application/json"
+)
+
+func (v *Verifier) getJSON(ctx context.Context, u, accept string, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	if v.cfg.TokenFile != "" {
 		tok, err := os.ReadFile(v.cfg.TokenFile)
 		if err != nil {
