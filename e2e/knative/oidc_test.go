@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,10 +48,12 @@ func (l *klab) eventingFeature(t *testing.T, key, value string) {
 	})
 }
 
-// TestEventingOIDC: with Eventing's authentication-oidc on, the Broker's
-// deliveries carry a token for rgw-nats' audience and are accepted; a POST
-// without a token, or with a token for another audience, is refused with
-// 401 and a Bearer challenge; a token for the audience from a subject the
+// TestEventingOIDC: the shipped eventing-oidc overlay with Eventing's
+// authentication-oidc on. The Broker's deliveries carry a token the API
+// server issued to the Trigger's service account for rgw-nats' audience and
+// are accepted (published once, nothing dead-lettered); a POST without a
+// token, or with a token for another audience, is refused with 401 and a
+// Bearer challenge saying why; a token for the audience from a subject the
 // allowed list (an EventPolicy's sub values) leaves out gets 403.
 func TestEventingOIDC(t *testing.T) {
 	l := needEventing(t)
@@ -69,20 +73,24 @@ func TestEventingOIDC(t *testing.T) {
 	})
 	nl := l.startNATS(t)
 	dls := l.receiver(t)
-	// The form Knative gives its own resources' audiences.
+	// The form Knative gives its own resources' audiences, with this
+	// namespace in place of the overlay's "default".
 	audience := "serving.knative.dev/service/" + ns + "/rgw-nats"
-	triggerSA := "system:serviceaccount:" + ns + ":rgw-nats-xray-created-oidc-eventing.knative.dev-trigger"
-	b := eventingBuild("knative/overlays/eventing", nl, dls)
+	triggerSA := "rgw-nats-xray-created-oidc-eventing.knative.dev-trigger"
+	b := eventingBuild("knative/overlays/eventing-oidc", nl, dls)
 	b.config = map[string]string{
-		"AUTH_OIDC_ISSUER":        disc.Issuer,
-		"AUTH_OIDC_AUDIENCE":      audience,
-		"AUTH_OIDC_DISCOVERY_URL": "https://kubernetes.default.svc",
-		"AUTH_OIDC_CA":            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
-		"AUTH_OIDC_TOKEN_FILE":    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+		"AUTH_OIDC_AUDIENCE": audience,
 		// What an EventPolicy would allow: the Trigger's OIDC service account.
-		"AUTH_OIDC_SUBJECTS": triggerSA,
+		"AUTH_OIDC_SUBJECTS": "system:serviceaccount:" + ns + ":" + triggerSA,
 	}
-	// A Knative Service publishes no audience: the Trigger names it.
+	// The overlay's issuer is what kubeadm and kind call theirs; a cluster
+	// whose API server was told otherwise needs it set, as a user would.
+	if disc.Issuer != "https://kubernetes.default.svc.cluster.local" {
+		t.Logf("the lab's issuer is %s: set in AUTH_OIDC_ISSUER", disc.Issuer)
+		b.config["AUTH_OIDC_ISSUER"] = disc.Issuer
+	}
+	// The overlay copies its AUTH_OIDC_AUDIENCE into the Trigger before
+	// this overlay merges its own: name the audience there too.
 	b.patches = append(b.patches, fmt.Sprintf(`- target:
     group: eventing.knative.dev
     kind: Trigger
@@ -99,49 +107,114 @@ func TestEventingOIDC(t *testing.T) {
 	svc := l.waitReady(t, ns, "rgw-nats", time.Minute)
 	nc := nl.conn(t)
 
+	// What Knative made of it: the Trigger sends as its own service account,
+	// for the audience it names; the Broker has an audience of its own.
+	var trig struct {
+		Status struct {
+			Auth               struct{ ServiceAccountName string }
+			SubscriberAudience string
+		}
+	}
+	l.jsonOf(t, &trig, "get", "-n", ns, "trigger/rgw-nats-xray-created")
+	if trig.Status.Auth.ServiceAccountName != triggerSA || trig.Status.SubscriberAudience != audience {
+		t.Fatalf("Trigger status: service account %q, audience %q; want %q, %q",
+			trig.Status.Auth.ServiceAccountName, trig.Status.SubscriberAudience, triggerSA, audience)
+	}
+	var brokerAudience string
+	waitUntil(time.Minute, time.Second, func() bool {
+		brokerAudience = strings.TrimSpace(l.k(t, "get", "-n", ns, "broker/rgw", "-o", "jsonpath={.status.address.audience}"))
+		return brokerAudience != ""
+	})
+	if brokerAudience == "" {
+		t.Fatal("the Broker has no status.address.audience with authentication-oidc on")
+	}
+
 	c := newClient(2, 60*time.Second)
 	body := rgwBody("xraylab-0001", "oidc/direct.jpeg", "ObjectCreated:Put", "oidc-direct-"+randHex(4))
-	try := func(name, token string, want int) {
+	// try POSTs an RGW notification straight to rgw-nats through the lab's
+	// ingress and wants the answer code and a WWW-Authenticate containing
+	// each of challenge.
+	try := func(name, token string, want int, challenge ...string) {
 		t.Helper()
-		h := http.Header{}
-		if token != "" {
-			h.Set("Authorization", "Bearer "+token)
-		}
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, l.ingress.String()+"/", bytes.NewReader(body))
 		req.Host = svc.host
-		req.Header = h
 		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1000))
 		resp.Body.Close()
+		got := resp.Header.Get("WWW-Authenticate")
+		t.Logf("%s: %d, WWW-Authenticate: %s", name, resp.StatusCode, got)
 		if resp.StatusCode != want {
-			t.Errorf("%s: %d, want %d", name, resp.StatusCode, want)
+			t.Errorf("%s: %d %q, want %d", name, resp.StatusCode, strings.TrimSpace(string(msg)), want)
 		}
-		if want == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
-			t.Errorf("%s: WWW-Authenticate %q, want a Bearer challenge", name, resp.Header.Get("WWW-Authenticate"))
+		for _, w := range challenge {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: WWW-Authenticate %q, want it to contain %q", name, got, w)
+			}
+		}
+		if token != "" && (strings.Contains(got, token) || strings.Contains(string(msg), token)) {
+			t.Errorf("%s: the answer contains the token", name)
 		}
 	}
-	other := strings.TrimSpace(l.k(t, "create", "token", "default", "-n", ns, "--audience", "someone-else"))
-	try("no token", "", http.StatusUnauthorized)
-	try("another audience's token", other, http.StatusUnauthorized)
+	token := func(sa, aud string) string {
+		return strings.TrimSpace(l.k(t, "create", "token", sa, "-n", ns, "--audience", aud))
+	}
+	try("no token", "", http.StatusUnauthorized, `Bearer realm="rgw-nats"`)
+	try("another audience's token", token("default", "someone-else"), http.StatusUnauthorized,
+		`Bearer realm="rgw-nats"`, `error="invalid_token"`, "expected audience")
 	// The right audience, but a subject the EventPolicy does not list.
-	right := strings.TrimSpace(l.k(t, "create", "token", "default", "-n", ns, "--audience", audience))
-	try("the right audience from another subject", right, http.StatusForbidden)
+	try("the right audience from another subject", token("default", audience), http.StatusForbidden,
+		`Bearer realm="rgw-nats"`, `error="insufficient_scope"`, "system:serviceaccount:"+ns+":default")
+	if t.Failed() {
+		t.FailNow()
+	}
 
+	// With OIDC on, broker-ingress wants a token for the Broker's audience
+	// (and, by default-authorization-mode allow-same-namespace, from this
+	// namespace): the default service account's.
 	broker := l.brokerURL(t, ns)
 	e := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/broker.jpeg", "ObjectCreated:Put", true)
-	if code, err := postCE(context.Background(), c, broker, e); err != nil || code/100 != 2 {
-		t.Fatalf("broker ingress: %d %v", code, err)
+	if code, err := postCE(context.Background(), c, broker, e); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("broker ingress without a token: %d %v, want 401 (is authentication-oidc on?)", code, err)
+	}
+	code, err := postCEWith(context.Background(), c, broker, e, http.Header{"Authorization": {"Bearer " + token("default", brokerAudience)}})
+	if err != nil || code/100 != 2 {
+		t.Fatalf("broker ingress with a token for %s: %d %v", brokerAudience, code, err)
 	}
 	var got []published
 	waitUntil(90*time.Second, time.Second, func() bool {
 		got = readStream(t, nc, "RGW", 0, 0)
 		return len(got) > 0
 	})
-	if len(got) != 1 || got[0].Ext["objectkey"] != "oidc/broker.jpeg" {
-		t.Fatalf("published %d events, want the Broker's delivery once; dead letters: %d", len(got), len(dls.all()))
+	// A redelivery would come within Knative's retry backoff: wait a few
+	// seconds more before counting.
+	time.Sleep(5 * time.Second)
+	got = readStream(t, nc, "RGW", 0, 0)
+	// rgw-nats' id of an RGW record: its eventId, then its configurationId.
+	if len(got) != 1 || !strings.HasPrefix(got[0].ID, e.id+".") || got[0].Ext["objectkey"] != "oidc/broker.jpeg" {
+		for _, p := range got {
+			t.Logf("published %s on %s, objectkey %v", p.ID, p.Subject, p.Ext["objectkey"])
+		}
+		t.Fatalf("published %d events, want the Broker's delivery (event %s) once", len(got), e.id)
 	}
-	t.Logf("the Broker's delivery with its OIDC token for %s was accepted; no token and another audience's: 401", audience)
+	if n := len(dls.all()); n != 0 {
+		t.Errorf("%d events reached the dead-letter sink, want 0", n)
+	}
+	// Nothing but the three direct POSTs was refused: the delivery was
+	// accepted at once, not after 401s or 503s.
+	byStatus := map[string]int{}
+	for k, n := range l.failures(t, ns, "rgw-nats") {
+		status, _, _ := strings.Cut(k, " ")
+		byStatus[status] += n
+	}
+	if want := map[string]int{"401": 2, "403": 1}; !maps.Equal(byStatus, want) {
+		t.Errorf("rgw-nats logged refusals %v, want %v (the three direct POSTs)", byStatus, want)
+	}
+	t.Logf("the Broker's delivery (Trigger service account %s, audience %s) was accepted and published once; no token and another audience's token: 401, a subject not allowed: 403", triggerSA, audience)
 }
