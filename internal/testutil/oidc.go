@@ -36,12 +36,14 @@ type Issuer struct {
 	CAFile    string // PEM of its TLS certificate
 	TokenFile string // the bearer token it wants on discovery and JWKS requests
 
-	srv         *httptest.Server
-	token       string
-	mu          sync.Mutex
-	keys        []*rsa.PrivateKey // published, in order; the last one signs
-	kids        []string
-	jwksFetches atomic.Int64
+	srv          *httptest.Server
+	token        string
+	mu           sync.Mutex
+	keys         []*rsa.PrivateKey // published, in order; the last one signs
+	kids         []string
+	hold         chan struct{} // non-nil: key set answers wait until it is closed
+	jwksRequests atomic.Int64
+	jwksFetches  atomic.Int64
 }
 
 // NewIssuer starts an issuer with one key. name is the iss of its tokens;
@@ -65,6 +67,13 @@ func NewIssuer(tb testing.TB, name string) *Issuer {
 		})
 	})
 	mux.HandleFunc("/openid/v1/jwks", func(w http.ResponseWriter, r *http.Request) {
+		iss.jwksRequests.Add(1)
+		iss.mu.Lock()
+		hold := iss.hold
+		iss.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
 		if !iss.authorized(w, r) || !negotiate(w, r, "application/jwk-set+json") {
 			return
 		}
@@ -153,6 +162,29 @@ func (iss *Issuer) Kid() string {
 
 // JWKSFetches counts the key set requests answered.
 func (iss *Issuer) JWKSFetches() int64 { return iss.jwksFetches.Load() }
+
+// JWKSRequests counts the key set requests received, answered or not.
+func (iss *Issuer) JWKSRequests() int64 { return iss.jwksRequests.Load() }
+
+// HoldJWKS makes key set requests wait (a slow issuer) until release is
+// called, or the test ends.
+func (iss *Issuer) HoldJWKS(tb testing.TB) (release func()) {
+	ch := make(chan struct{})
+	iss.mu.Lock()
+	iss.hold = ch
+	iss.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			iss.mu.Lock()
+			iss.hold = nil
+			iss.mu.Unlock()
+			close(ch)
+		})
+	}
+	tb.Cleanup(release)
+	return release
+}
 
 // Claims are the claims of a good token for aud from sub, valid for an hour
 // from now, as Kubernetes' TokenRequest issues them.

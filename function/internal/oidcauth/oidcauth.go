@@ -184,7 +184,7 @@ func New(cfg Config) (*Verifier, error) {
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	v := &Verifier{cfg: cfg, client: &http.Client{Transport: tr, Timeout: fetchTimeout}, now: time.Now}
-	v.keys = &keySet{v: v}
+	v.keys = &keySet{v: v, refresh: make(chan struct{}, 1)}
 	v.verifier = oidc.NewVerifier(cfg.Issuer, v.keys, &oidc.Config{
 		ClientID:             cfg.Audience,
 		SupportedSigningAlgs: algNames(),
@@ -298,7 +298,7 @@ func clean(s string) string {
 // keySet is go-oidc's KeySet: the issuer's keys, fetched when missing.
 type keySet struct {
 	v       *Verifier
-	refresh sync.Mutex // one fetch at a time
+	refresh chan struct{} // held by the one fetch at a time
 	state   atomic.Pointer[keyState]
 }
 
@@ -367,7 +367,14 @@ func (k *keySet) get(ctx context.Context, kid string) ([]jose.JSONWebKey, error)
 	s := k.state.Load()
 	fetched := false
 	if due(s) {
-		k.refresh.Lock()
+		// A request that finds a fetch running (the one right after start,
+		// say) waits for its outcome, at most fetchTimeout, rather than
+		// being answered 503 before the keys had a chance to arrive.
+		select {
+		case k.refresh <- struct{}{}:
+		case <-ctx.Done():
+			return nil, &Error{Kind: Unavailable, Description: "the issuer's keys were still being fetched when the request ended", err: ctx.Err()}
+		}
 		if s = k.state.Load(); due(s) {
 			byKid := s != nil && s.keys != nil && unknown(s)
 			s = k.fetch(ctx, s, now)
@@ -377,7 +384,7 @@ func (k *keySet) get(ctx context.Context, kid string) ([]jose.JSONWebKey, error)
 			k.state.Store(s)
 			fetched = true
 		}
-		k.refresh.Unlock()
+		<-k.refresh
 	}
 	switch {
 	case s.keys == nil:

@@ -136,6 +136,47 @@ func TestIssuerDown(t *testing.T) {
 	}
 }
 
+// TestFirstFetchWaits: a token that arrives while the keys are being
+// fetched (the fetch right after start) waits for that fetch and is
+// verified with its keys, one fetch for both, instead of a 503 before the
+// keys had a chance to arrive; a request that ends first is Unavailable.
+func TestFirstFetchWaits(t *testing.T) {
+	iss := testutil.NewIssuer(t, "")
+	v, _ := newVerifier(t, iss)
+	tok := iss.Sign(t, iss.Claims("system:serviceaccount:lab:sender", aud))
+	release := iss.HoldJWKS(t)
+	prefetched := make(chan error, 1)
+	go func() { prefetched <- v.Prefetch(context.Background()) }()
+	for iss.JWKSRequests() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := v.Verify(short, tok); kind(err) != Unavailable || !strings.Contains(err.Error(), "still being fetched") {
+		t.Fatalf("request that ended during the fetch: %v, want Unavailable", err)
+	}
+	verified := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(context.Background(), tok)
+		verified <- err
+	}()
+	select {
+	case err := <-verified:
+		t.Fatalf("answered while the keys were still being fetched: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	if err := <-verified; err != nil {
+		t.Fatalf("token that waited for the first fetch: %v", err)
+	}
+	if err := <-prefetched; err != nil {
+		t.Fatal(err)
+	}
+	if n := iss.JWKSRequests(); n != 1 {
+		t.Errorf("%d key set requests, want 1 (the request waited for the running fetch)", n)
+	}
+}
+
 func sumOf(s string) [sha256.Size]byte { return sha256.Sum256([]byte(s)) }
 
 // FuzzVerify: whatever a sender puts after "Bearer ", Verify refuses it
