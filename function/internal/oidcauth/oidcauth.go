@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,6 +241,11 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (Ident
 		var exp *oidc.TokenExpiredError
 		var e *Error
 		switch {
+		case errors.As(sigErr, &e) && e.Kind == Unavailable:
+			if r := v.refusedByClaims(raw, now); r != nil {
+				return Identity{}, r
+			}
+			return Identity{}, e
 		case errors.As(sigErr, &e):
 			return Identity{}, e
 		case errors.As(err, &exp):
@@ -264,6 +270,53 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (Ident
 		return Identity{}, &Error{Kind: Invalid, Description: "token has no subject"}
 	}
 	return Identity{Subject: tok.Subject, Expiry: tok.Expiry}, nil
+}
+
+// refusedByClaims is for when the signature cannot be checked (no keys
+// yet, issuer unreachable, a kid not fetched yet). The signature comes
+// first, and nothing is ever accepted without it; but a token whose claims
+// refuse it (another iss, aud without ours, expired, not yet valid) gets
+// 401 whatever its signature says: with a good one, for its claims, with a
+// bad one, for the signature. So it is refused now rather than answered
+// 503, which Knative would retry for a delivery that can never pass. Claims
+// that do not decode, or lack exp, leave the answer to the signature.
+func (v *Verifier) refusedByClaims(raw string, now time.Time) *Error {
+	jws, err := jose.ParseSigned(raw, algorithms)
+	if err != nil {
+		return nil
+	}
+	var c struct {
+		Iss string          `json:"iss"`
+		Aud json.RawMessage `json:"aud"`
+		Exp *float64        `json:"exp"`
+		Nbf *float64        `json:"nbf"`
+	}
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c) != nil || c.Exp == nil {
+		return nil
+	}
+	var aud []string
+	if json.Unmarshal(c.Aud, &aud) != nil {
+		var one string
+		if json.Unmarshal(c.Aud, &one) != nil {
+			return nil
+		}
+		aud = []string{one}
+	}
+	var why string
+	exp := time.Unix(int64(*c.Exp), 0)
+	switch {
+	case c.Iss != v.cfg.Issuer:
+		why = fmt.Sprintf("id token issued by a different provider, expected %q got %q", v.cfg.Issuer, c.Iss)
+	case !slices.Contains(aud, v.cfg.Audience):
+		why = fmt.Sprintf("expected audience %q got %q", v.cfg.Audience, aud)
+	case now.Add(-ClockSkew).After(exp):
+		why = "token expired at " + exp.UTC().Format(time.RFC3339)
+	case c.Nbf != nil && now.Add(ClockSkew).Before(time.Unix(int64(*c.Nbf), 0)):
+		why = "token not valid before " + time.Unix(int64(*c.Nbf), 0).UTC().Format(time.RFC3339)
+	default:
+		return nil
+	}
+	return &Error{Kind: Invalid, Description: clean(why + " (signature not checked: no keys from the issuer)")}
 }
 
 // allowed applies the subject list as Knative applies an EventPolicy's:
