@@ -217,4 +217,38 @@ func TestEventingOIDC(t *testing.T) {
 		t.Errorf("rgw-nats logged refusals %v, want %v (the three direct POSTs)", byStatus, want)
 	}
 	t.Logf("the Broker's delivery (Trigger service account %s, audience %s) was accepted and published once; no token and another audience's token: 401, a subject not allowed: 403", triggerSA, audience)
+
+	// Without subscriber.audience (a Knative Service publishes none) the
+	// Trigger delivers without a token: rgw-nats answers 401, which Knative
+	// does not retry but dead-letters, once.
+	l.k(t, "patch", "-n", ns, "trigger/rgw-nats-xray-created", "--type=json", "-p", `[{"op":"remove","path":"/spec/subscriber/audience"}]`)
+	if !waitUntil(time.Minute, time.Second, func() bool {
+		out, err := l.kubectlOut("get", "-n", ns, "trigger/rgw-nats-xray-created", "-o", "jsonpath={.status.subscriberAudience}")
+		return err == nil && strings.TrimSpace(out) == ""
+	}) {
+		t.Fatal("the Trigger still has a subscriber audience a minute after its spec lost it")
+	}
+	e2 := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/no-audience.jpeg", "ObjectCreated:Put", true)
+	posted := time.Now()
+	code, err = postCEWith(context.Background(), c, broker, e2, http.Header{"Authorization": {"Bearer " + token("default", brokerAudience)}})
+	if err != nil || code/100 != 2 {
+		t.Fatalf("broker ingress with a token for %s: %d %v", brokerAudience, code, err)
+	}
+	var dead []received
+	waitUntil(90*time.Second, time.Second, func() bool {
+		dead = dls.all()
+		return len(dead) > 0
+	})
+	time.Sleep(5 * time.Second)
+	dead = dls.all()
+	if len(dead) != 1 || dead[0].attr("id") != e2.id {
+		t.Fatalf("%d events reached the dead-letter sink, want the delivery without audience (event %s) once", len(dead), e2.id)
+	}
+	if got = readStream(t, nc, "RGW", 0, 0); len(got) != 1 {
+		t.Errorf("%d events published, want still 1", len(got))
+	}
+	if f := l.failures(t, ns, "rgw-nats"); f["401 missing credentials"] != 2 {
+		t.Errorf("rgw-nats logged refusals %v, want 2 \"401 missing credentials\" (the direct POST and the delivery without a token)", f)
+	}
+	t.Logf("a Trigger without subscriber.audience: no token sent, rgw-nats answered 401, dead-lettered once (%s after the POST)", dead[0].at.Sub(posted).Round(time.Millisecond))
 }
