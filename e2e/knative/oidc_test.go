@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,28 +23,31 @@ func oidcSupported() bool {
 	return err == nil && bytes.Contains(b, []byte(`"AUTH_OIDC_ISSUER"`))
 }
 
-// eventingFeature sets a key of knative-eventing/config-features for the
-// test and puts the old value back when it ends.
-func (l *klab) eventingFeature(t *testing.T, key, value string) {
+// eventingOIDC turns Eventing's authentication-oidc on for the test with
+// the lab's own switch (knative-lab.sh oidc DIR on|off) and off again when
+// the test ends, unless the lab had it on already. The switch's off also
+// removes the EventPolicies Brokers made while it was on: Eventing 1.21
+// leaves them, not Ready, and their Brokers' channels stop working.
+func (l *klab) eventingOIDC(t *testing.T) {
 	t.Helper()
 	var cm struct{ Data map[string]string }
 	l.jsonOf(t, &cm, "get", "configmap", "-n", "knative-eventing", "config-features")
-	old, had := cm.Data[key]
-	set := func(v any) error {
-		b, _ := json.Marshal(map[string]any{"data": map[string]any{key: v}})
-		_, err := l.kubectlOut("patch", "configmap", "-n", "knative-eventing", "config-features", "--type=merge", "-p", string(b))
-		return err
+	if cm.Data["authentication-oidc"] == "enabled" {
+		return
 	}
-	if err := set(value); err != nil {
+	set := func(v string) error {
+		out, err := exec.Command(labScript(), "oidc", l.dir, v).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s oidc %s %s: %v\n%s", labScript(), l.dir, v, err, tailStr(string(out), 2000))
+		}
+		return nil
+	}
+	if err := set("on"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		var v any = old
-		if !had {
-			v = nil
-		}
-		if err := set(v); err != nil {
-			t.Errorf("restoring config-features %s: %v", key, err)
+		if err := set("off"); err != nil {
+			t.Errorf("turning authentication-oidc off again: %v", err)
 		}
 	})
 }
@@ -60,7 +64,7 @@ func TestEventingOIDC(t *testing.T) {
 	if !oidcSupported() {
 		t.Skip("e2e/knative: this work tree's rgw-nats has no OIDC sink authentication (no AUTH_OIDC_ISSUER in function/config.go)")
 	}
-	l.eventingFeature(t, "authentication-oidc", "enabled")
+	l.eventingOIDC(t)
 	var disc struct{ Issuer string }
 	if err := json.Unmarshal([]byte(l.k(t, "get", "--raw", "/.well-known/openid-configuration")), &disc); err != nil || disc.Issuer == "" {
 		t.Fatalf("the API server's OIDC discovery: %v %+v", err, disc)
