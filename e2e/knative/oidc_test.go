@@ -133,6 +133,25 @@ func TestEventingOIDC(t *testing.T) {
 		t.Fatal("the Broker has no status.address.audience with authentication-oidc on")
 	}
 
+	// The pod reached the issuer (discovery at kubernetes.default.svc with
+	// its service-account CA and token, keys at the jwks_uri it names).
+	var took []string
+	waitUntil(30*time.Second, time.Second, func() bool {
+		took = took[:0]
+		for _, line := range strings.Split(l.logsOf(t, ns, "rgw-nats"), "\n") {
+			if i := strings.Index(line, "{"); i >= 0 && strings.Contains(line, "OIDC issuer keys fetched") {
+				var m struct{ Took string }
+				json.Unmarshal([]byte(line[i:]), &m)
+				took = append(took, m.Took)
+			}
+		}
+		return len(took) > 0
+	})
+	if len(took) == 0 {
+		t.Fatal("no pod of rgw-nats logged \"OIDC issuer keys fetched\" within 30 s of being Ready")
+	}
+	l.figure(t, "oidc: the issuer's discovery and keys fetched from the pod in %s after start (per pod)", strings.Join(took, ", "))
+
 	c := newClient(2, 60*time.Second)
 	body := rgwBody("xraylab-0001", "oidc/direct.jpeg", "ObjectCreated:Put", "oidc-direct-"+randHex(4))
 	// try POSTs an RGW notification straight to rgw-nats through the lab's
