@@ -82,9 +82,13 @@ func (a *authenticator) prefetch(log *slog.Logger) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		start := time.Now()
 		if err := a.oidc.Prefetch(ctx); err != nil {
 			log.Warn("OIDC issuer keys not fetched yet; requests with a token will try again", "error", err.Error())
+			return
 		}
+		// Once per process: says the issuer is usable, and how soon.
+		log.Info("OIDC issuer keys fetched", "audience", a.oidc.Audience(), "took", time.Since(start).Round(time.Millisecond).String())
 	}()
 }
 

@@ -203,13 +203,15 @@ func TestOIDCKeyRotation(t *testing.T) {
 	}
 }
 
-// TestOIDCIssuerUnreachable: when the keys cannot be fetched, a token can
-// be neither accepted nor refused: the answer is 503 + Retry-After, which
-// Knative retries, not a 401 it would dead-letter.
+// TestOIDCIssuerUnreachable: when the keys cannot be fetched, a token
+// whose claims are fine can be neither accepted nor refused: the answer is
+// 503 + Retry-After, which Knative retries, not a 401 it would dead-letter.
+// One for another audience is refused (401) whatever its signature.
 func TestOIDCIssuerUnreachable(t *testing.T) {
 	s := runNATS(t)
 	iss := testutil.NewIssuer(t, "")
 	tok := iss.Sign(t, iss.Claims("system:serviceaccount:knative-eventing:mt-broker-filter", oidcAudience))
+	other := iss.Sign(t, iss.Claims("system:serviceaccount:knative-eventing:mt-broker-filter", "someone-else"))
 	iss.Close()
 	cfg := testConfig(t, s.ClientURL())
 	oidcConfig(&cfg, iss)
@@ -218,7 +220,11 @@ func TestOIDCIssuerUnreachable(t *testing.T) {
 	if r.code != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "could not be fetched") {
 		t.Fatalf("issuer down: %d %v %q, want 503 + Retry-After", r.code, r.header, r.body)
 	}
-	if strings.Contains(a.log.String(), tok) {
+	r = post(t, a.url, bearer(other), fixture(t, putFixture))
+	if c := r.header.Get("WWW-Authenticate"); r.code != 401 || !strings.Contains(c, `error="invalid_token"`) || !strings.Contains(c, "expected audience") {
+		t.Fatalf("issuer down, another audience's token: %d %q, want 401 invalid_token", r.code, c)
+	}
+	if strings.Contains(a.log.String(), tok) || strings.Contains(a.log.String(), other) {
 		t.Error("the token is in the log")
 	}
 }

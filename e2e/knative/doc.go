@@ -15,7 +15,9 @@
 // figures are appended to (default $TMPDIR/ke2e-figures.txt: the lab's
 // start wipes DIR);
 // KNATIVE_E2E_BURST_RESEND sets the share of notifications the burst sends
-// twice (default 0.05; 0 showed the KV table exact without resends).
+// twice (default 0.05; 0 showed the KV table exact without resends);
+// KNATIVE_E2E_NS_PREFIX starts the names of the tests' namespaces (default
+// ke2e-); KNATIVE_E2E_KEEP=1 keeps a failed test's namespace.
 //
 // Kubernetes is driven through the lab's kubectl (os/exec): this package
 // links no Kubernetes client, so the root module never compiles one. It

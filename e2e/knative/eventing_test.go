@@ -111,9 +111,17 @@ func rgwCE(id, bucket, key, eventName string, withExt bool) ce {
 }
 
 func postCE(ctx context.Context, c *http.Client, url string, e ce) (int, error) {
+	return postCEWith(ctx, c, url, e, nil)
+}
+
+// postCEWith is postCE with more headers (e.g. Authorization).
+func postCEWith(ctx context.Context, c *http.Client, url string, e ce, h http.Header) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.data))
 	if err != nil {
 		return 0, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	req.Header.Set("Ce-Specversion", "1.0")
 	req.Header.Set("Ce-Id", e.id)

@@ -214,10 +214,16 @@ func randHex(n int) string {
 }
 
 // namespace creates a namespace for one test and deletes it when the test
-// ends (without waiting: Knative's finalizers take their time).
+// ends (without waiting: Knative's finalizers take their time). Its name
+// starts with KNATIVE_E2E_NS_PREFIX (default ke2e-), so that sessions
+// sharing a lab can tell their namespaces apart.
 func (l *klab) namespace(t *testing.T, name string) string {
 	t.Helper()
-	ns := "ke2e-" + name + "-" + randHex(3)
+	prefix := os.Getenv("KNATIVE_E2E_NS_PREFIX")
+	if prefix == "" {
+		prefix = "ke2e-"
+	}
+	ns := prefix + name + "-" + randHex(3)
 	l.k(t, "create", "namespace", ns)
 	t.Cleanup(func() {
 		if t.Failed() && os.Getenv("KNATIVE_E2E_KEEP") != "" {

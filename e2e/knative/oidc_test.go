@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,64 +23,78 @@ func oidcSupported() bool {
 	return err == nil && bytes.Contains(b, []byte(`"AUTH_OIDC_ISSUER"`))
 }
 
-// eventingFeature sets a key of knative-eventing/config-features for the
-// test and puts the old value back when it ends.
-func (l *klab) eventingFeature(t *testing.T, key, value string) {
+// eventingOIDC turns Eventing's authentication-oidc on for the test with
+// the lab's own switch (knative-lab.sh oidc DIR on|off) and off again when
+// the test ends, unless the lab had it on already. The switch's off also
+// removes the EventPolicies Brokers made while it was on: Eventing 1.21
+// leaves them, not Ready, and their Brokers' channels stop working.
+func (l *klab) eventingOIDC(t *testing.T) {
 	t.Helper()
 	var cm struct{ Data map[string]string }
 	l.jsonOf(t, &cm, "get", "configmap", "-n", "knative-eventing", "config-features")
-	old, had := cm.Data[key]
-	set := func(v any) error {
-		b, _ := json.Marshal(map[string]any{"data": map[string]any{key: v}})
-		_, err := l.kubectlOut("patch", "configmap", "-n", "knative-eventing", "config-features", "--type=merge", "-p", string(b))
-		return err
+	if cm.Data["authentication-oidc"] == "enabled" {
+		return
 	}
-	if err := set(value); err != nil {
+	set := func(v string) error {
+		out, err := exec.Command(labScript(), "oidc", l.dir, v).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s oidc %s %s: %v\n%s", labScript(), l.dir, v, err, tailStr(string(out), 2000))
+		}
+		return nil
+	}
+	if err := set("on"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		var v any = old
-		if !had {
-			v = nil
-		}
-		if err := set(v); err != nil {
-			t.Errorf("restoring config-features %s: %v", key, err)
+		if err := set("off"); err != nil {
+			t.Errorf("turning authentication-oidc off again: %v", err)
 		}
 	})
 }
 
-// TestEventingOIDC: with Eventing's authentication-oidc on, the Broker's
-// deliveries carry a token for rgw-nats' audience and are accepted; a POST
-// without a token, or with a token for another audience, is refused with
-// 401 and a Bearer challenge; a token for the audience from a subject the
+// TestEventingOIDC: the shipped eventing-oidc overlay with Eventing's
+// authentication-oidc on. The Broker's deliveries carry a token the API
+// server issued to the Trigger's service account for rgw-nats' audience and
+// are accepted (published once, nothing dead-lettered); a POST without a
+// token, or with a token for another audience, is refused with 401 and a
+// Bearer challenge saying why; a token for the audience from a subject the
 // allowed list (an EventPolicy's sub values) leaves out gets 403.
 func TestEventingOIDC(t *testing.T) {
 	l := needEventing(t)
 	if !oidcSupported() {
 		t.Skip("e2e/knative: this work tree's rgw-nats has no OIDC sink authentication (no AUTH_OIDC_ISSUER in function/config.go)")
 	}
-	l.eventingFeature(t, "authentication-oidc", "enabled")
+	l.eventingOIDC(t)
 	var disc struct{ Issuer string }
 	if err := json.Unmarshal([]byte(l.k(t, "get", "--raw", "/.well-known/openid-configuration")), &disc); err != nil || disc.Issuer == "" {
 		t.Fatalf("the API server's OIDC discovery: %v %+v", err, disc)
 	}
 	ns := l.namespace(t, "oidc")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("rgw-nats' log:\n%s", tailStr(l.logsOf(t, ns, "rgw-nats"), 6000))
+		}
+	})
 	nl := l.startNATS(t)
 	dls := l.receiver(t)
-	// The form Knative gives its own resources' audiences.
+	// The form Knative gives its own resources' audiences, with this
+	// namespace in place of the overlay's "default".
 	audience := "serving.knative.dev/service/" + ns + "/rgw-nats"
-	triggerSA := "system:serviceaccount:" + ns + ":rgw-nats-xray-created-oidc-eventing.knative.dev-trigger"
-	b := eventingBuild("knative/overlays/eventing", nl, dls)
+	triggerSA := "rgw-nats-xray-created-oidc-eventing.knative.dev-trigger"
+	b := eventingBuild("knative/overlays/eventing-oidc", nl, dls)
 	b.config = map[string]string{
-		"AUTH_OIDC_ISSUER":        disc.Issuer,
-		"AUTH_OIDC_AUDIENCE":      audience,
-		"AUTH_OIDC_DISCOVERY_URL": "https://kubernetes.default.svc",
-		"AUTH_OIDC_CA":            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
-		"AUTH_OIDC_TOKEN_FILE":    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+		"AUTH_OIDC_AUDIENCE": audience,
 		// What an EventPolicy would allow: the Trigger's OIDC service account.
-		"AUTH_OIDC_SUBJECTS": triggerSA,
+		"AUTH_OIDC_SUBJECTS": "system:serviceaccount:" + ns + ":" + triggerSA,
 	}
-	// A Knative Service publishes no audience: the Trigger names it.
+	// The overlay's issuer is what kubeadm and kind call theirs; a cluster
+	// whose API server was told otherwise needs it set, as a user would.
+	if disc.Issuer != "https://kubernetes.default.svc.cluster.local" {
+		t.Logf("the lab's issuer is %s: set in AUTH_OIDC_ISSUER", disc.Issuer)
+		b.config["AUTH_OIDC_ISSUER"] = disc.Issuer
+	}
+	// The overlay copies its AUTH_OIDC_AUDIENCE into the Trigger before
+	// this overlay merges its own: name the audience there too.
 	b.patches = append(b.patches, fmt.Sprintf(`- target:
     group: eventing.knative.dev
     kind: Trigger
@@ -94,49 +111,167 @@ func TestEventingOIDC(t *testing.T) {
 	svc := l.waitReady(t, ns, "rgw-nats", time.Minute)
 	nc := nl.conn(t)
 
+	// What Knative made of it: the Trigger sends as its own service account,
+	// for the audience it names; the Broker has an audience of its own.
+	var trig struct {
+		Status struct {
+			Auth               struct{ ServiceAccountName string }
+			SubscriberAudience string
+		}
+	}
+	l.jsonOf(t, &trig, "get", "-n", ns, "trigger/rgw-nats-xray-created")
+	if trig.Status.Auth.ServiceAccountName != triggerSA || trig.Status.SubscriberAudience != audience {
+		t.Fatalf("Trigger status: service account %q, audience %q; want %q, %q",
+			trig.Status.Auth.ServiceAccountName, trig.Status.SubscriberAudience, triggerSA, audience)
+	}
+	var brokerAudience string
+	waitUntil(time.Minute, time.Second, func() bool {
+		brokerAudience = strings.TrimSpace(l.k(t, "get", "-n", ns, "broker/rgw", "-o", "jsonpath={.status.address.audience}"))
+		return brokerAudience != ""
+	})
+	if brokerAudience == "" {
+		t.Fatal("the Broker has no status.address.audience with authentication-oidc on")
+	}
+
+	// The pod reached the issuer (discovery at kubernetes.default.svc with
+	// its service-account CA and token, keys at the jwks_uri it names).
+	var took []string
+	waitUntil(30*time.Second, time.Second, func() bool {
+		took = took[:0]
+		for _, line := range strings.Split(l.logsOf(t, ns, "rgw-nats"), "\n") {
+			if i := strings.Index(line, "{"); i >= 0 && strings.Contains(line, "OIDC issuer keys fetched") {
+				var m struct{ Took string }
+				json.Unmarshal([]byte(line[i:]), &m)
+				took = append(took, m.Took)
+			}
+		}
+		return len(took) > 0
+	})
+	if len(took) == 0 {
+		t.Fatal("no pod of rgw-nats logged \"OIDC issuer keys fetched\" within 30 s of being Ready")
+	}
+	l.figure(t, "oidc: the issuer's discovery and keys fetched from the pod in %s after start (per pod)", strings.Join(took, ", "))
+
 	c := newClient(2, 60*time.Second)
 	body := rgwBody("xraylab-0001", "oidc/direct.jpeg", "ObjectCreated:Put", "oidc-direct-"+randHex(4))
-	try := func(name, token string, want int) {
+	// try POSTs an RGW notification straight to rgw-nats through the lab's
+	// ingress and wants the answer code and a WWW-Authenticate containing
+	// each of challenge.
+	try := func(name, token string, want int, challenge ...string) {
 		t.Helper()
-		h := http.Header{}
-		if token != "" {
-			h.Set("Authorization", "Bearer "+token)
-		}
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, l.ingress.String()+"/", bytes.NewReader(body))
 		req.Host = svc.host
-		req.Header = h
 		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1000))
 		resp.Body.Close()
+		got := resp.Header.Get("WWW-Authenticate")
+		t.Logf("%s: %d, WWW-Authenticate: %s", name, resp.StatusCode, got)
 		if resp.StatusCode != want {
-			t.Errorf("%s: %d, want %d", name, resp.StatusCode, want)
+			t.Errorf("%s: %d %q, want %d", name, resp.StatusCode, strings.TrimSpace(string(msg)), want)
 		}
-		if want == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
-			t.Errorf("%s: WWW-Authenticate %q, want a Bearer challenge", name, resp.Header.Get("WWW-Authenticate"))
+		for _, w := range challenge {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: WWW-Authenticate %q, want it to contain %q", name, got, w)
+			}
+		}
+		if token != "" && (strings.Contains(got, token) || strings.Contains(string(msg), token)) {
+			t.Errorf("%s: the answer contains the token", name)
 		}
 	}
-	other := strings.TrimSpace(l.k(t, "create", "token", "default", "-n", ns, "--audience", "someone-else"))
-	try("no token", "", http.StatusUnauthorized)
-	try("another audience's token", other, http.StatusUnauthorized)
+	token := func(sa, aud string) string {
+		return strings.TrimSpace(l.k(t, "create", "token", sa, "-n", ns, "--audience", aud))
+	}
+	try("no token", "", http.StatusUnauthorized, `Bearer realm="rgw-nats"`)
+	try("another audience's token", token("default", "someone-else"), http.StatusUnauthorized,
+		`Bearer realm="rgw-nats"`, `error="invalid_token"`, "expected audience")
 	// The right audience, but a subject the EventPolicy does not list.
-	right := strings.TrimSpace(l.k(t, "create", "token", "default", "-n", ns, "--audience", audience))
-	try("the right audience from another subject", right, http.StatusForbidden)
+	try("the right audience from another subject", token("default", audience), http.StatusForbidden,
+		`Bearer realm="rgw-nats"`, `error="insufficient_scope"`, "system:serviceaccount:"+ns+":default")
+	if t.Failed() {
+		t.FailNow()
+	}
 
+	// With OIDC on, broker-ingress wants a token for the Broker's audience
+	// (and, by default-authorization-mode allow-same-namespace, from this
+	// namespace): the default service account's.
 	broker := l.brokerURL(t, ns)
 	e := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/broker.jpeg", "ObjectCreated:Put", true)
-	if code, err := postCE(context.Background(), c, broker, e); err != nil || code/100 != 2 {
-		t.Fatalf("broker ingress: %d %v", code, err)
+	if code, err := postCE(context.Background(), c, broker, e); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("broker ingress without a token: %d %v, want 401 (is authentication-oidc on?)", code, err)
+	}
+	code, err := postCEWith(context.Background(), c, broker, e, http.Header{"Authorization": {"Bearer " + token("default", brokerAudience)}})
+	if err != nil || code/100 != 2 {
+		t.Fatalf("broker ingress with a token for %s: %d %v", brokerAudience, code, err)
 	}
 	var got []published
 	waitUntil(90*time.Second, time.Second, func() bool {
 		got = readStream(t, nc, "RGW", 0, 0)
 		return len(got) > 0
 	})
-	if len(got) != 1 || got[0].Ext["objectkey"] != "oidc/broker.jpeg" {
-		t.Fatalf("published %d events, want the Broker's delivery once; dead letters: %d", len(got), len(dls.all()))
+	// A redelivery would come within Knative's retry backoff: wait a few
+	// seconds more before counting.
+	time.Sleep(5 * time.Second)
+	got = readStream(t, nc, "RGW", 0, 0)
+	// rgw-nats' id of an RGW record: its eventId, then its configurationId.
+	if len(got) != 1 || !strings.HasPrefix(got[0].ID, e.id+".") || got[0].Ext["objectkey"] != "oidc/broker.jpeg" {
+		for _, p := range got {
+			t.Logf("published %s on %s, objectkey %v", p.ID, p.Subject, p.Ext["objectkey"])
+		}
+		t.Fatalf("published %d events, want the Broker's delivery (event %s) once", len(got), e.id)
 	}
-	t.Logf("the Broker's delivery with its OIDC token for %s was accepted; no token and another audience's: 401", audience)
+	if n := len(dls.all()); n != 0 {
+		t.Errorf("%d events reached the dead-letter sink, want 0", n)
+	}
+	// Nothing but the three direct POSTs was refused: the delivery was
+	// accepted at once, not after 401s or 503s.
+	byStatus := map[string]int{}
+	for k, n := range l.failures(t, ns, "rgw-nats") {
+		status, _, _ := strings.Cut(k, " ")
+		byStatus[status] += n
+	}
+	if want := map[string]int{"401": 2, "403": 1}; !maps.Equal(byStatus, want) {
+		t.Errorf("rgw-nats logged refusals %v, want %v (the three direct POSTs)", byStatus, want)
+	}
+	t.Logf("the Broker's delivery (Trigger service account %s, audience %s) was accepted and published once; no token and another audience's token: 401, a subject not allowed: 403", triggerSA, audience)
+
+	// Without subscriber.audience (a Knative Service publishes none) the
+	// Trigger delivers without a token: rgw-nats answers 401, which Knative
+	// does not retry but dead-letters, once.
+	l.k(t, "patch", "-n", ns, "trigger/rgw-nats-xray-created", "--type=json", "-p", `[{"op":"remove","path":"/spec/subscriber/audience"}]`)
+	if !waitUntil(time.Minute, time.Second, func() bool {
+		out, err := l.kubectlOut("get", "-n", ns, "trigger/rgw-nats-xray-created", "-o", "jsonpath={.status.subscriberAudience}")
+		return err == nil && strings.TrimSpace(out) == ""
+	}) {
+		t.Fatal("the Trigger still has a subscriber audience a minute after its spec lost it")
+	}
+	e2 := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/no-audience.jpeg", "ObjectCreated:Put", true)
+	posted := time.Now()
+	code, err = postCEWith(context.Background(), c, broker, e2, http.Header{"Authorization": {"Bearer " + token("default", brokerAudience)}})
+	if err != nil || code/100 != 2 {
+		t.Fatalf("broker ingress with a token for %s: %d %v", brokerAudience, code, err)
+	}
+	var dead []received
+	waitUntil(90*time.Second, time.Second, func() bool {
+		dead = dls.all()
+		return len(dead) > 0
+	})
+	time.Sleep(5 * time.Second)
+	dead = dls.all()
+	if len(dead) != 1 || dead[0].attr("id") != e2.id {
+		t.Fatalf("%d events reached the dead-letter sink, want the delivery without audience (event %s) once", len(dead), e2.id)
+	}
+	if got = readStream(t, nc, "RGW", 0, 0); len(got) != 1 {
+		t.Errorf("%d events published, want still 1", len(got))
+	}
+	if f := l.failures(t, ns, "rgw-nats"); f["401 missing credentials"] != 2 {
+		t.Errorf("rgw-nats logged refusals %v, want 2 \"401 missing credentials\" (the direct POST and the delivery without a token)", f)
+	}
+	t.Logf("a Trigger without subscriber.audience: no token sent, rgw-nats answered 401, dead-lettered once (%s after the POST)", dead[0].at.Sub(posted).Round(time.Millisecond))
 }

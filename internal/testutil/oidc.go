@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,19 +26,24 @@ import (
 // Issuer is a real OIDC issuer for tests: an HTTPS listener on 127.0.0.1
 // serving /.well-known/openid-configuration and its JWKS, with RSA keys
 // generated for the test. Like the Kubernetes API server it answers the
-// discovery and key requests only with its bearer token (TokenFile).
+// discovery and key requests only with its bearer token (TokenFile), and
+// negotiates media types as strictly: discovery only as application/json,
+// the keys only as application/jwk-set+json (406 Not Acceptable to an
+// Accept header that allows neither).
 type Issuer struct {
 	Name      string // the iss its tokens carry
 	URL       string // where it serves discovery (the discovery base URL)
 	CAFile    string // PEM of its TLS certificate
 	TokenFile string // the bearer token it wants on discovery and JWKS requests
 
-	srv         *httptest.Server
-	token       string
-	mu          sync.Mutex
-	keys        []*rsa.PrivateKey // published, in order; the last one signs
-	kids        []string
-	jwksFetches atomic.Int64
+	srv          *httptest.Server
+	token        string
+	mu           sync.Mutex
+	keys         []*rsa.PrivateKey // published, in order; the last one signs
+	kids         []string
+	hold         chan struct{} // non-nil: key set answers wait until it is closed
+	jwksRequests atomic.Int64
+	jwksFetches  atomic.Int64
 }
 
 // NewIssuer starts an issuer with one key. name is the iss of its tokens;
@@ -49,7 +55,7 @@ func NewIssuer(tb testing.TB, name string) *Issuer {
 	iss := &Issuer{token: rand.Text()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		if !iss.authorized(w, r) {
+		if !iss.authorized(w, r) || !negotiate(w, r, "application/json") {
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]any{
@@ -61,7 +67,14 @@ func NewIssuer(tb testing.TB, name string) *Issuer {
 		})
 	})
 	mux.HandleFunc("/openid/v1/jwks", func(w http.ResponseWriter, r *http.Request) {
-		if !iss.authorized(w, r) {
+		iss.jwksRequests.Add(1)
+		iss.mu.Lock()
+		hold := iss.hold
+		iss.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
+		if !iss.authorized(w, r) || !negotiate(w, r, "application/jwk-set+json") {
 			return
 		}
 		iss.jwksFetches.Add(1)
@@ -102,6 +115,26 @@ func (iss *Issuer) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// negotiate sets the Content-Type to ctype if the request's Accept header
+// allows it (or has none), else answers 406 as the API server does.
+func negotiate(w http.ResponseWriter, r *http.Request, ctype string) bool {
+	accept := r.Header.Get("Accept")
+	ok := accept == ""
+	for _, a := range strings.Split(accept, ",") {
+		m, _, _ := strings.Cut(a, ";")
+		switch m = strings.TrimSpace(m); m {
+		case ctype, "*/*", ctype[:strings.Index(ctype, "/")] + "/*":
+			ok = true
+		}
+	}
+	if !ok {
+		http.Error(w, "406: Not Acceptable: available representations: "+ctype, http.StatusNotAcceptable)
+		return false
+	}
+	w.Header().Set("Content-Type", ctype)
+	return true
+}
+
 // Close stops serving: the issuer is unreachable from now on.
 func (iss *Issuer) Close() { iss.srv.Close() }
 
@@ -129,6 +162,29 @@ func (iss *Issuer) Kid() string {
 
 // JWKSFetches counts the key set requests answered.
 func (iss *Issuer) JWKSFetches() int64 { return iss.jwksFetches.Load() }
+
+// JWKSRequests counts the key set requests received, answered or not.
+func (iss *Issuer) JWKSRequests() int64 { return iss.jwksRequests.Load() }
+
+// HoldJWKS makes key set requests wait (a slow issuer) until release is
+// called, or the test ends.
+func (iss *Issuer) HoldJWKS(tb testing.TB) (release func()) {
+	ch := make(chan struct{})
+	iss.mu.Lock()
+	iss.hold = ch
+	iss.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			iss.mu.Lock()
+			iss.hold = nil
+			iss.mu.Unlock()
+			close(ch)
+		})
+	}
+	tb.Cleanup(release)
+	return release
+}
 
 // Claims are the claims of a good token for aud from sub, valid for an hour
 // from now, as Kubernetes' TokenRequest issues them.

@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,7 +185,7 @@ func New(cfg Config) (*Verifier, error) {
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	v := &Verifier{cfg: cfg, client: &http.Client{Transport: tr, Timeout: fetchTimeout}, now: time.Now}
-	v.keys = &keySet{v: v}
+	v.keys = &keySet{v: v, refresh: make(chan struct{}, 1)}
 	v.verifier = oidc.NewVerifier(cfg.Issuer, v.keys, &oidc.Config{
 		ClientID:             cfg.Audience,
 		SupportedSigningAlgs: algNames(),
@@ -240,6 +241,11 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (Ident
 		var exp *oidc.TokenExpiredError
 		var e *Error
 		switch {
+		case errors.As(sigErr, &e) && e.Kind == Unavailable:
+			if r := v.refusedByClaims(raw, now); r != nil {
+				return Identity{}, r
+			}
+			return Identity{}, e
 		case errors.As(sigErr, &e):
 			return Identity{}, e
 		case errors.As(err, &exp):
@@ -264,6 +270,53 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (Ident
 		return Identity{}, &Error{Kind: Invalid, Description: "token has no subject"}
 	}
 	return Identity{Subject: tok.Subject, Expiry: tok.Expiry}, nil
+}
+
+// refusedByClaims is for when the signature cannot be checked (no keys
+// yet, issuer unreachable, a kid not fetched yet). The signature comes
+// first, and nothing is ever accepted without it; but a token whose claims
+// refuse it (another iss, aud without ours, expired, not yet valid) gets
+// 401 whatever its signature says: with a good one, for its claims, with a
+// bad one, for the signature. So it is refused now rather than answered
+// 503, which Knative would retry for a delivery that can never pass. Claims
+// that do not decode, or lack exp, leave the answer to the signature.
+func (v *Verifier) refusedByClaims(raw string, now time.Time) *Error {
+	jws, err := jose.ParseSigned(raw, algorithms)
+	if err != nil {
+		return nil
+	}
+	var c struct {
+		Iss string          `json:"iss"`
+		Aud json.RawMessage `json:"aud"`
+		Exp *float64        `json:"exp"`
+		Nbf *float64        `json:"nbf"`
+	}
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c) != nil || c.Exp == nil {
+		return nil
+	}
+	var aud []string
+	if json.Unmarshal(c.Aud, &aud) != nil {
+		var one string
+		if json.Unmarshal(c.Aud, &one) != nil {
+			return nil
+		}
+		aud = []string{one}
+	}
+	var why string
+	exp := time.Unix(int64(*c.Exp), 0)
+	switch {
+	case c.Iss != v.cfg.Issuer:
+		why = fmt.Sprintf("id token issued by a different provider, expected %q got %q", v.cfg.Issuer, c.Iss)
+	case !slices.Contains(aud, v.cfg.Audience):
+		why = fmt.Sprintf("expected audience %q got %q", v.cfg.Audience, aud)
+	case now.Add(-ClockSkew).After(exp):
+		why = "token expired at " + exp.UTC().Format(time.RFC3339)
+	case c.Nbf != nil && now.Add(ClockSkew).Before(time.Unix(int64(*c.Nbf), 0)):
+		why = "token not valid before " + time.Unix(int64(*c.Nbf), 0).UTC().Format(time.RFC3339)
+	default:
+		return nil
+	}
+	return &Error{Kind: Invalid, Description: clean(why + " (signature not checked: no keys from the issuer)")}
 }
 
 // allowed applies the subject list as Knative applies an EventPolicy's:
@@ -298,7 +351,7 @@ func clean(s string) string {
 // keySet is go-oidc's KeySet: the issuer's keys, fetched when missing.
 type keySet struct {
 	v       *Verifier
-	refresh sync.Mutex // one fetch at a time
+	refresh chan struct{} // held by the one fetch at a time
 	state   atomic.Pointer[keyState]
 }
 
@@ -367,7 +420,14 @@ func (k *keySet) get(ctx context.Context, kid string) ([]jose.JSONWebKey, error)
 	s := k.state.Load()
 	fetched := false
 	if due(s) {
-		k.refresh.Lock()
+		// A request that finds a fetch running (the one right after start,
+		// say) waits for its outcome, at most fetchTimeout, rather than
+		// being answered 503 before the keys had a chance to arrive.
+		select {
+		case k.refresh <- struct{}{}:
+		case <-ctx.Done():
+			return nil, &Error{Kind: Unavailable, Description: "the issuer's keys were still being fetched when the request ended", err: ctx.Err()}
+		}
 		if s = k.state.Load(); due(s) {
 			byKid := s != nil && s.keys != nil && unknown(s)
 			s = k.fetch(ctx, s, now)
@@ -377,7 +437,7 @@ func (k *keySet) get(ctx context.Context, kid string) ([]jose.JSONWebKey, error)
 			k.state.Store(s)
 			fetched = true
 		}
-		k.refresh.Unlock()
+		<-k.refresh
 	}
 	switch {
 	case s.keys == nil:
@@ -419,7 +479,7 @@ func (k *keySet) fetch(ctx context.Context, old *keyState, now time.Time) *keySt
 			JWKSURI string `json:"jwks_uri"`
 		}
 		u := strings.TrimSuffix(k.v.cfg.DiscoveryURL, "/") + "/.well-known/openid-configuration"
-		if s.err = k.v.getJSON(ctx, u, &doc); s.err != nil {
+		if s.err = k.v.getJSON(ctx, u, acceptDiscovery, &doc); s.err != nil {
 			return s
 		}
 		switch {
@@ -433,7 +493,7 @@ func (k *keySet) fetch(ctx context.Context, old *keyState, now time.Time) *keySt
 		s.jwksURL = doc.JWKSURI
 	}
 	var set jose.JSONWebKeySet
-	if s.err = k.v.getJSON(ctx, s.jwksURL, &set); s.err != nil {
+	if s.err = k.v.getJSON(ctx, s.jwksURL, acceptJWKS, &set); s.err != nil {
 		return s
 	}
 	keys := make([]jose.JSONWebKey, 0, len(set.Keys))
@@ -452,12 +512,21 @@ func (k *keySet) fetch(ctx context.Context, old *keyState, now time.Time) *keySt
 	return s
 }
 
-func (v *Verifier) getJSON(ctx context.Context, u string, into any) error {
+// The media types asked for. The Kubernetes API server negotiates strictly:
+// it serves its keys only as application/jwk-set+json (RFC 7517) and
+// answers 406 to Accept: application/json, and its discovery document only
+// as application/json; other issuers serve keys as application/json.
+const (
+	acceptDiscovery = "application/json"
+	acceptJWKS      = "application/jwk-set+json, application/json"
+)
+
+func (v *Verifier) getJSON(ctx context.Context, u, accept string, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	if v.cfg.TokenFile != "" {
 		tok, err := os.ReadFile(v.cfg.TokenFile)
 		if err != nil {

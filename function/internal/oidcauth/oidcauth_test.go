@@ -123,7 +123,9 @@ func TestIssuerDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := wrong.Verify(context.Background(), tok); kind(err) != Unavailable || !strings.Contains(err.Error(), "names the issuer") {
+	claims := iss.Claims("system:serviceaccount:lab:sender", aud)
+	claims["iss"] = "https://other.example"
+	if _, err := wrong.Verify(context.Background(), iss.Sign(t, claims)); kind(err) != Unavailable || !strings.Contains(err.Error(), "names the issuer") {
 		t.Fatalf("discovery of another issuer: %v", err)
 	}
 	// Without its token the issuer refuses discovery, as the API server does.
@@ -133,6 +135,95 @@ func TestIssuerDown(t *testing.T) {
 	}
 	if _, err := noToken.Verify(context.Background(), tok); kind(err) != Unavailable || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("no token for the issuer: %v", err)
+	}
+}
+
+// TestIssuerDownClaims: without keys, a token whose claims refuse it
+// whatever its signature is Invalid at once (a 401, not a 503 Knative would
+// retry in vain), saying the signature was not checked; a token whose
+// claims are fine, or within the clock skew, stays Unavailable, forged or
+// not: only the signature can tell.
+func TestIssuerDownClaims(t *testing.T) {
+	iss := testutil.NewIssuer(t, "")
+	stranger, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down, err := New(Config{Issuer: iss.Name, Audience: aud, DiscoveryURL: "https://127.0.0.1:1", CAFile: iss.CAFile, TokenFile: iss.TokenFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := "system:serviceaccount:lab:sender"
+	now := time.Now()
+	with := func(k string, v any) map[string]any { c := iss.Claims(sub, aud); c[k] = v; return c }
+	cases := []struct {
+		name string
+		tok  string
+		want Kind
+		why  string
+	}{
+		{"other audience", iss.Sign(t, iss.Claims(sub, "someone-else")), Invalid, "expected audience"},
+		{"audience as a string", iss.Sign(t, with("aud", "someone-else")), Invalid, "expected audience"},
+		{"other issuer", iss.Sign(t, with("iss", "https://other.example")), Invalid, "different provider"},
+		{"expired", iss.Sign(t, with("exp", now.Add(-2*time.Minute).Unix())), Invalid, "token expired at"},
+		{"not yet valid", iss.Sign(t, with("nbf", now.Add(2*time.Minute).Unix())), Invalid, "not valid before"},
+		{"other audience, forged", testutil.SignRS256(t, stranger, iss.Kid(), iss.Claims(sub, "someone-else")), Invalid, "expected audience"},
+		{"good claims", iss.Sign(t, iss.Claims(sub, aud)), Unavailable, "could not be fetched"},
+		{"good claims, forged", testutil.SignRS256(t, stranger, iss.Kid(), iss.Claims(sub, aud)), Unavailable, "could not be fetched"},
+		{"expired within the skew", iss.Sign(t, with("exp", now.Add(-ClockSkew/2).Unix())), Unavailable, "could not be fetched"},
+		{"no exp", iss.Sign(t, with("exp", nil)), Unavailable, "could not be fetched"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := down.Verify(context.Background(), tc.tok)
+			if kind(err) != tc.want || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("%v, want kind %d saying %q", err, tc.want, tc.why)
+			}
+			if tc.want == Invalid && !strings.Contains(err.Error(), "signature not checked") {
+				t.Errorf("%v does not say the signature was not checked", err)
+			}
+		})
+	}
+}
+
+// TestFirstFetchWaits: a token that arrives while the keys are being
+// fetched (the fetch right after start) waits for that fetch and is
+// verified with its keys, one fetch for both, instead of a 503 before the
+// keys had a chance to arrive; a request that ends first is Unavailable.
+func TestFirstFetchWaits(t *testing.T) {
+	iss := testutil.NewIssuer(t, "")
+	v, _ := newVerifier(t, iss)
+	tok := iss.Sign(t, iss.Claims("system:serviceaccount:lab:sender", aud))
+	release := iss.HoldJWKS(t)
+	prefetched := make(chan error, 1)
+	go func() { prefetched <- v.Prefetch(context.Background()) }()
+	for iss.JWKSRequests() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := v.Verify(short, tok); kind(err) != Unavailable || !strings.Contains(err.Error(), "still being fetched") {
+		t.Fatalf("request that ended during the fetch: %v, want Unavailable", err)
+	}
+	verified := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(context.Background(), tok)
+		verified <- err
+	}()
+	select {
+	case err := <-verified:
+		t.Fatalf("answered while the keys were still being fetched: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	if err := <-verified; err != nil {
+		t.Fatalf("token that waited for the first fetch: %v", err)
+	}
+	if err := <-prefetched; err != nil {
+		t.Fatal(err)
+	}
+	if n := iss.JWKSRequests(); n != 1 {
+		t.Errorf("%d key set requests, want 1 (the request waited for the running fetch)", n)
 	}
 }
 
