@@ -59,12 +59,23 @@ func (le *luaEvent) writable() *event.Event {
 
 // copyEvent copies the context (extensions included); data bytes are shared,
 // as they are only ever replaced, never written in place.
+//
+// The same holds for a CloudEvents 1.0 context: its setters replace its
+// time, source and schema, never write into them, so a copy of the struct
+// and of the extensions map (SetExtension writes into that one) is a copy.
+// sdk-go's Clone copies every attribute deeply besides, which was most of
+// what changing one attribute cost a script (6 allocations of 8).
 func copyEvent(src *event.Event) *event.Event {
 	m := *src
-	if src.Context != nil {
-		m.Context = src.Context.Clone()
-	} else {
+	switch c := src.Context.(type) {
+	case nil:
 		m.Context = (&event.EventContextV1{}).AsV1()
+	case *event.EventContextV1:
+		cc := *c
+		cc.Extensions = maps.Clone(c.Extensions)
+		m.Context = &cc
+	default:
+		m.Context = src.Context.Clone()
 	}
 	return &m
 }
