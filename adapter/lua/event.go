@@ -533,6 +533,12 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			if !binding.IsJSON(ev.DataMediaType()) {
 				return fail("ev.data: data of content type %q must be a string, not a %s", ev.DataContentType(), v.Type())
 			}
+			if t, ok := v.(*glua.LTable); ok && !ev.DataBase64 && st.json.unchangedText(t, ev.DataEncoded) {
+				// Only read: the data stays, shared, and the event
+				// unchanged, without encoding it to find that out.
+				raw = ev.DataEncoded
+				break
+			}
 			var b []byte
 			var err error
 			// Large data is encoded into a buffer of its own, handed to

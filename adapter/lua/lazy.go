@@ -615,6 +615,52 @@ func (c *jsonCodec) spliceArray(ln *lazyNode, depth int) error {
 	return nil
 }
 
+// unchanged reports whether t is a view that its script left as it came,
+// all the way down: then the output's data is the text itself, neither
+// spliced nor compared (a script that only reads, like a router, is the
+// common case). It errs on the side of false: a view made full, or a table
+// with anything assigned raw, is spliced as before.
+func (c *jsonCodec) unchanged(t *glua.LTable, depth int) bool {
+	ln := c.views.node(t)
+	if ln == nil || depth > maxJSONDepth {
+		return false
+	}
+	if ln.arr {
+		if t.Len() != len(ln.mem) {
+			return false
+		}
+		for i := range ln.mem {
+			m := &ln.mem[i]
+			v := t.RawGetInt(i + 1)
+			if v != m.orig {
+				return false
+			}
+			if e, ok := v.(*glua.LTable); ok && !c.unchanged(e, depth+1) {
+				return false
+			}
+		}
+		// Keys other than 1..n (which splicing leaves out) are changes too.
+		return ltLayout && len(fieldsOf(t).strdict) == 0 && len(fieldsOf(t).dict) == 0
+	}
+	if ln.full {
+		return false
+	}
+	if k, _ := t.Next(glua.LNil); k != glua.LNil {
+		return false // a key the script added
+	}
+	for i := range ln.mem {
+		switch m := &ln.mem[i]; m.state {
+		case written:
+			return false
+		case cached:
+			if e, ok := m.orig.(*glua.LTable); !ok || !c.unchanged(e, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // plain encodes a view as the old path did: all of it, keys sorted.
 func (c *jsonCodec) plain(ln *lazyNode, depth int) error {
 	c.fill(ln)
@@ -714,4 +760,11 @@ func (st *state) present(t *glua.LTable, key string) bool {
 		return m.state != written || m.val != glua.LNil
 	}
 	return false
+}
+
+// unchangedText reports whether t is the view of the whole of raw (not of a
+// part of it), left as it came.
+func (c *jsonCodec) unchangedText(t *glua.LTable, raw []byte) bool {
+	ln := c.views.node(t)
+	return ln != nil && ln.at == 0 && sameBytes(ln.doc.raw, raw) && c.unchanged(t, 0)
 }

@@ -194,6 +194,51 @@ func TestViewUnchangedDataIsShared(t *testing.T) {
 	}
 }
 
+// Data a script only read goes out as the very bytes it came as, however
+// the script read it (arrays and nested objects included, spaces kept);
+// data a script changed anywhere is encoded. The text has spaces and line
+// breaks that splicing would drop. (An object with escaped or repeated keys
+// is a plain table: its record is spliced.)
+func TestViewOnlyReadIsShared(t *testing.T) {
+	data := strings.NewReplacer(`"dup":{"a":1,"a":2},`, "", `"esc\"key":{"x":1},`, "").Replace(viewData)
+	if !strings.Contains(data, "\n") || strings.Contains(data, "dup") || strings.Contains(data, "esc") {
+		t.Fatalf("test data: %s", data)
+	}
+	for _, tc := range []struct {
+		name, body string
+		shared     bool
+	}{
+		{"record", `local r = ev.record`, true},
+		{"nested reads", `local o = ev.record.s3.object; ev.ext.k = o.key .. o.eTag .. tostring(o.size)`, true},
+		{"arrays read", `for _, kv in ipairs(ev.record.s3.object.metadata) do local _ = kv.key end; local _ = #ev.record.s3.object.nested[1]`, true},
+		{"attribute changed", `ev.subject = ev.record.s3.object.key .. "/x"`, true},
+		{"member written", `ev.record.s3.object.key = "k"`, false},
+		{"member written back", `local o = ev.record.s3.object; o.key = o.key`, false},
+		{"member removed", `ev.record.requestParameters = nil`, false},
+		{"key added", `ev.record.s3.x = 1`, false},
+		{"array element added", `table.insert(ev.record.s3.object.metadata, {key = "a", val = "b"})`, false},
+		{"array element replaced", `ev.record.s3.object.nested[1][1] = 9`, false},
+		{"array key added", `ev.record.s3.object.metadata.x = 1`, false},
+		{"object in an array changed", `ev.record.s3.object.metadata[1].val = "v"`, false},
+		{"pairs", `for _ in pairs(ev.record.s3) do end`, false}, // full views are spliced
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, "function transform(ev)\ndo\n"+tc.body+"\nend\nreturn ev\nend\n")
+			in := viewEvent(t, data)
+			out := one(t, transformOne(t, e, in))
+			if shared := sameBytes(out.Data(), in.Data()); shared != tc.shared {
+				t.Errorf("data shared: %v, want %v (%s)", shared, tc.shared, out.Data())
+			}
+			if !tc.shared && string(out.Data()) == string(in.Data()) {
+				t.Errorf("changed data came out as it came in")
+			}
+			if string(in.Data()) != data {
+				t.Fatal("the input's data changed")
+			}
+		})
+	}
+}
+
 // A view is read during its call only: its text's index is reused by the
 // next one. Keeping it fails with a reason instead of reading nothing.
 func TestViewKeptBetweenCallsFails(t *testing.T) {
@@ -285,9 +330,13 @@ func FuzzJSONView(f *testing.F) {
 		if out := spliced(); canonical(t, c, out) != want {
 			t.Fatalf("%q spliced to %q: %s, want %s", data, out, canonical(t, c, out), want)
 		}
+		top, isTable := v.(*glua.LTable)
+		if isTable && c.views.node(top) != nil && !c.unchangedText(top, data) {
+			t.Fatalf("%q: a view nobody touched is not unchanged", data)
+		}
 		// Change the top object (op picks what) through the view and the
 		// same in the decoded tables.
-		if top, ok := v.(*glua.LTable); ok {
+		if isTable {
 			if ln := c.views.node(top); ln != nil && !ln.arr && len(ln.mem) > 0 {
 				i := int(op) % len(ln.mem)
 				key, _ := c.keyOf(ln.doc, &ln.doc.tape[ln.mem[i].at])
@@ -311,6 +360,9 @@ func FuzzJSONView(f *testing.F) {
 					dv.(*glua.LTable).RawSetString("zz-added", glua.LNumber(1))
 				}
 				dv.(*glua.LTable).RawSetString(key, nv)
+				if c.unchangedText(top, data) {
+					t.Fatalf("%q op %#x: a changed view is unchanged", data, op)
+				}
 				eb, err := c.encode(dv)
 				if err != nil {
 					t.Fatal(err)
