@@ -33,6 +33,7 @@ type luaEvent struct {
 
 	data      glua.LValue // ev.data once read or assigned
 	dataSet   bool
+	checked   bool // src's data is valid JSON: the caller checked it
 	dataDirty bool // data must be encoded into the output
 
 	subject  string       // NATS subject; "" = the service's template
@@ -81,7 +82,7 @@ func copyEvent(src *event.Event) *event.Event {
 }
 
 func (st *state) newEvent(in Output) *glua.LUserData {
-	le := &luaEvent{gen: st.gen, src: in.Event, subject: in.Subject, inHeader: in.Header}
+	le := &luaEvent{gen: st.gen, src: in.Event, subject: in.Subject, inHeader: in.Header, checked: in.DataJSON}
 	le.ud = glua.LUserData{Value: le, Env: st.globals, Metatable: st.eventMT}
 	return &le.ud
 }
@@ -260,7 +261,7 @@ func (st *state) loadData(L *glua.LState, le *luaEvent) glua.LValue {
 		if st.s.eng.cfg.eagerData {
 			v, err = st.json.decode(raw, st.null)
 		} else {
-			v, err = st.json.view(raw, st.null)
+			v, err = st.json.view(raw, st.null, le.checked && sameBytes(raw, le.src.DataEncoded))
 		}
 		if err != nil {
 			L.RaiseError("ev.data: %s", err.Error())
@@ -308,7 +309,7 @@ func (st *state) evClone(L *glua.LState) int {
 		n = len(v)
 	}
 	st.charge(L, 1, n)
-	c := &luaEvent{gen: st.gen, src: le.src, subject: le.subject, inHeader: le.inHeader}
+	c := &luaEvent{gen: st.gen, src: le.src, subject: le.subject, inHeader: le.inHeader, checked: le.checked}
 	if le.mod != nil {
 		c.mod = copyEvent(le.mod)
 	}
@@ -584,6 +585,8 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			dataJSON = binding.IsJSON(ev.DataMediaType())
 		}
 	}
+	// Data kept as it came is as valid as it came.
+	dataJSON = dataJSON || le.checked && sameBytes(le.current().DataEncoded, le.src.DataEncoded)
 	o := Output{Event: le.current(), Subject: le.subject, DataJSON: dataJSON}
 	n := len(o.Event.Data())
 	switch {

@@ -60,6 +60,7 @@ type jsonCodec struct {
 	// view is written from its text wherever it is unchanged.
 	views  lazyViews
 	splice bool
+	open   []int32 // scratch: the containers open during structure
 }
 
 // decode parses one JSON text. null is what JSON null becomes (the sentinel,
