@@ -1,7 +1,6 @@
 package lua
 
 import (
-	"bytes"
 	"slices"
 	"strings"
 
@@ -346,19 +345,19 @@ func (c *jsonCodec) expand(doc *lazyDoc, at int32) {
 	obj := n.kind == '{'
 	end := int(n.end) - 1 // the closing bracket
 	for i := int(n.start) + 1; ; {
-		if i = jsonstr.Space(raw, i); i >= end {
+		if i = space(raw, i); i >= end {
 			break
 		}
 		var k0, k1 int
 		esc := false
 		if obj {
-			j := jsonstr.Skip(raw, i)
+			var j int
+			j, esc = skipString(raw, i)
 			k0, k1 = min(i+1, j), max(j-1, i+1)
-			esc = bytes.IndexByte(raw[k0:k1], '\\') >= 0
-			if i = jsonstr.Space(raw, j) + 1; i >= end { // past ':'
+			if i = space(raw, j) + 1; i >= end { // past ':'
 				break
 			}
-			i = jsonstr.Space(raw, i)
+			i = space(raw, i)
 		}
 		s := i
 		var kind byte
@@ -366,7 +365,8 @@ func (c *jsonCodec) expand(doc *lazyDoc, at int32) {
 		case '{', '[':
 			kind, i = raw[i], int(doc.endOf(int32(i)))
 		case '"':
-			kind, i = '"', jsonstr.Skip(raw, i)
+			kind = '"'
+			i, _ = skipString(raw, i)
 		case 't', 'n':
 			kind, i = 'l', i+4
 		case 'f':
@@ -379,11 +379,29 @@ func (c *jsonCodec) expand(doc *lazyDoc, at int32) {
 		i = min(max(i, s+1), end)
 		next := int32(len(doc.tape)) + 1
 		doc.tape = append(doc.tape, jnode{start: int32(s), end: int32(i), key0: int32(k0), key1: int32(k1), next: next, kind: kind, keyEsc: esc})
-		if i = jsonstr.Space(raw, i); i < end && raw[i] == ',' {
+		if i = space(raw, i); i < end && raw[i] == ',' {
 			i++
 		}
 	}
 	doc.tape[at].kid0, doc.tape[at].kidEnd = first, int32(len(doc.tape))
+}
+
+// space is jsonstr.Space without the call where there is no space, which
+// is nearly always in what ingress wrote.
+func space(raw []byte, i int) int {
+	if i < len(raw) && raw[i] > ' ' {
+		return i
+	}
+	return jsonstr.Space(raw, i)
+}
+
+// skipString returns the end of the string whose quote is at raw[i] and
+// whether it holds escapes: one search for the common string without.
+func skipString(raw []byte, i int) (int, bool) {
+	if q := jsonstr.Quote(raw, i+1); q < len(raw) && raw[q] == '"' {
+		return q + 1, false
+	}
+	return jsonstr.Skip(raw, i), true
 }
 
 func (d *jsonDecoder) scanObject(depth int, tape *[]jnode) error {
