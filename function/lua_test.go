@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
 )
@@ -152,15 +154,21 @@ func TestRGWScriptSharesTheConnection(t *testing.T) {
 	none(t, ch)
 }
 
-// TestAnonymizeEndToEnd: the X-ray key carries patient data; what reaches
-// NATS must not.
-func TestAnonymizeEndToEnd(t *testing.T) {
+// anonymizing starts rgw-nats with samples/lua/anonymize.lua on a NATS of its
+// own and subscribes to all it publishes.
+func anonymizing(t *testing.T) (*adapter, chan *nats.Msg) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
 	cfg.LuaScript = filepath.Join("..", "samples", "lua", "anonymize.lua")
 	cfg.LuaHMACKey = "test-key-not-secret"
 	a := startAdapter(t, cfg, s.ClientURL())
-	ch := a.subscribe(t, ">")
+	return a, a.subscribe(t, ">")
+}
+
+// TestAnonymizeEndToEnd: the X-ray key carries patient data; what reaches
+// NATS must not.
+func TestAnonymizeEndToEnd(t *testing.T) {
+	a, ch := anonymizing(t)
 	if resp := post(t, a.url, nil, fixture(t, "downstream-xraylab-put-capture.json")); resp.code != 202 {
 		t.Fatalf("%d %q", resp.code, resp.body)
 	}
@@ -180,12 +188,7 @@ func TestAnonymizeEndToEnd(t *testing.T) {
 // read): anonymized all the same, and what the script did not touch
 // arrives as it was.
 func TestAnonymizeLargeRecordEndToEnd(t *testing.T) {
-	s := runNATS(t)
-	cfg := testConfig(t, s.ClientURL())
-	cfg.LuaScript = filepath.Join("..", "samples", "lua", "anonymize.lua")
-	cfg.LuaHMACKey = "test-key-not-secret"
-	a := startAdapter(t, cfg, s.ClientURL())
-	ch := a.subscribe(t, ">")
+	a, ch := anonymizing(t)
 	var body map[string]any
 	if err := json.Unmarshal(fixture(t, "downstream-xraylab-put-capture.json"), &body); err != nil {
 		t.Fatal(err)
