@@ -325,9 +325,21 @@ func (doc *lazyDoc) endOf(pos int32) int32 {
 
 // kids returns the range of the nodes of a container's members, indexing
 // them first if need be.
+//
+// An array is indexed whole, its elements' members too: an array is read
+// whole (viewArray), and its objects (metadata, tags) are small and all
+// read by a script that reads one (a loop over kv.key), so one pass of the
+// indexer beats a pass per element that reads its strings again.
 func (c *jsonCodec) kids(doc *lazyDoc, at int32) (int32, int32) {
-	if doc.tape[at].kid0 == 0 {
-		c.expand(doc, at)
+	if n := doc.tape[at]; n.kid0 == 0 {
+		k := int32(len(doc.tape))
+		d := jsonDecoder{c: c, data: doc.raw[:n.end], pos: int(n.start), null: doc.null}
+		if n.kind != '[' || d.scan(0, &doc.tape) != nil {
+			doc.tape = doc.tape[:k]
+			c.expand(doc, at)
+		} else {
+			doc.tape[at].kid0, doc.tape[at].kidEnd = doc.tape[k].kid0, doc.tape[k].kidEnd
+		}
 	}
 	n := &doc.tape[at]
 	return n.kid0, n.kidEnd
