@@ -91,7 +91,7 @@ func (d *jsonDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("json: offset %d: %s", d.pos, fmt.Sprintf(format, args...))
 }
 
-func (d *jsonDecoder) skipSpace() { d.pos = jsonstr.Space(d.data, d.pos) }
+func (d *jsonDecoder) skipSpace() { d.pos = space(d.data, d.pos) }
 
 func (d *jsonDecoder) value(depth int) (glua.LValue, error) {
 	if depth > maxJSONDepth {

@@ -399,7 +399,7 @@ func (c *jsonCodec) expand(doc *lazyDoc, at int32) {
 }
 
 // space is jsonstr.Space without the call where there is no space, which
-// is nearly always in what ingress wrote.
+// is nearly always in what ingress wrote (compact JSON).
 func space(raw []byte, i int) int {
 	if i < len(raw) && raw[i] > ' ' {
 		return i
