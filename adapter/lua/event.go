@@ -585,8 +585,10 @@ func (st *state) output(le *luaEvent, left int) (Output, int, error) {
 			dataJSON = binding.IsJSON(ev.DataMediaType())
 		}
 	}
-	// Data kept as it came is as valid as it came.
-	dataJSON = dataJSON || le.checked && sameBytes(le.current().DataEncoded, le.src.DataEncoded)
+	// JSON data kept as it came is as valid as it came.
+	if cur := le.current(); le.checked && !cur.DataBase64 && binding.IsJSON(cur.DataMediaType()) && sameBytes(cur.DataEncoded, le.src.DataEncoded) {
+		dataJSON = true
+	}
 	o := Output{Event: le.current(), Subject: le.subject, DataJSON: dataJSON}
 	n := len(o.Event.Data())
 	switch {

@@ -504,3 +504,38 @@ func TestViewTrustedIsIndexedAsRead(t *testing.T) {
 		})
 	}
 }
+
+// A chain under TransformChecked: the data the first script kept or wrote
+// is vouched for to the next (DataJSON), with the old path's results.
+func TestChainChecked(t *testing.T) {
+	for _, first := range []string{
+		`function transform(ev) ev.nats.subject = "k." .. #ev.record.s3.object.metadata return ev end`,
+		`function transform(ev) ev.record.s3.object.eTag = "e" return ev end`,
+	} {
+		scripts := map[string]string{
+			"10-first.lua":  first,
+			"20-second.lua": `function transform(ev) ev.record.s3.object.key = "x" .. ev.record.s3.object.key return ev end`,
+		}
+		ctx := context.Background()
+		eager, err := New(ctx, chainDir(t, scripts), WithReload(0), WithTimeout(testTimeout), withEagerData())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer eager.Close()
+		checked, err := New(ctx, chainDir(t, scripts), WithReload(0), WithTimeout(testTimeout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer checked.Close()
+		in := largeFixture(t, 32<<10)
+		eo, eerr := eager.Transform(ctx, in)
+		co, cerr := checked.TransformChecked(ctx, in)
+		if eerr != nil || cerr != nil || len(co) != 1 {
+			t.Fatalf("errors %v, %v; %d outputs", eerr, cerr, len(co))
+		}
+		sameOutputs(t, "chain", eo, co)
+		if !co[0].DataJSON {
+			t.Error("the chain's output data is not marked valid")
+		}
+	}
+}
