@@ -15,7 +15,10 @@ import (
 //
 //   - One pass over the text checks it with the decoder's own rules and
 //     writes an index (a tape: one jnode per value, with its byte span, its
-//     key's span and where its subtree ends). Nothing is decoded yet.
+//     key's span and where its subtree ends). Nothing is decoded yet. A
+//     large text the caller checked already is not checked again: the pass
+//     only finds where its containers end, and members are indexed as
+//     they are read (lazyDoc, structure, expand).
 //   - An object becomes a real Lua table, empty at first, whose metatable's
 //     __index decodes a member when a script first reads it (found by its
 //     key in the tape). Objects and arrays are kept in the table once
