@@ -60,6 +60,13 @@ type Transformer interface {
 	Transform(ctx context.Context, ev *event.Event) ([]lua.Output, error)
 }
 
+// checkedTransformer is a Transformer that need not check again the data of
+// an event that passed binding.Check (*lua.Engine: a large record is then
+// stepped over, not indexed whole).
+type checkedTransformer interface {
+	TransformChecked(ctx context.Context, ev *event.Event) ([]lua.Output, error)
+}
+
 // Config is everything the pipeline needs to know, parsed and checked by
 // the caller (package function reads it from the environment).
 type Config struct {
@@ -489,16 +496,24 @@ func (p *Pipeline) startPublish(ev *event.Event, et *eventTrace) {
 }
 
 // transform runs the transformer, in a span of its own with a tracer.
-func (p *Pipeline) transform(ctx context.Context, ev *event.Event, et *eventTrace) ([]lua.Output, error) {
+// checked: ev passed binding.Check.
+func (p *Pipeline) transform(ctx context.Context, ev *event.Event, et *eventTrace, checked bool) ([]lua.Output, error) {
 	if p.cfg.Tracer == nil {
-		return p.tr.Transform(ctx, ev)
+		return p.callTransform(ctx, ev, checked)
 	}
 	sctx, span := p.cfg.Tracer.Start(ctx, "lua transform", trace.WithLinks(et.links...),
 		trace.WithAttributes(attribute.String("cloudevents.event_id", ev.ID())))
-	outs, err := p.tr.Transform(sctx, ev)
+	outs, err := p.callTransform(sctx, ev, checked)
 	span.SetAttributes(attribute.Int("rgwnats.outputs", len(outs)))
 	et.luaSpan, et.luaEnd, et.luaFailed = span, time.Now(), err != nil
 	return outs, err
+}
+
+func (p *Pipeline) callTransform(ctx context.Context, ev *event.Event, checked bool) ([]lua.Output, error) {
+	if ct, ok := p.tr.(checkedTransformer); ok && checked {
+		return ct.TransformChecked(ctx, ev)
+	}
+	return p.tr.Transform(ctx, ev)
 }
 
 // produce appends the messages for one event: the transform's outputs, or
@@ -525,7 +540,7 @@ func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, 
 		ctx, cancel = context.WithTimeout(ctx, p.cfg.EventTimeout)
 		defer cancel()
 	}
-	outs, err := p.transform(ctx, ev, et)
+	outs, err := p.transform(ctx, ev, et, checked)
 	if err != nil {
 		return msgs, err
 	}

@@ -1,6 +1,8 @@
 package function_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/rgw-nats/rgw-nats/adapter/lua"
 	"github.com/rgw-nats/rgw-nats/adapter/natsout"
@@ -150,15 +154,21 @@ func TestRGWScriptSharesTheConnection(t *testing.T) {
 	none(t, ch)
 }
 
-// TestAnonymizeEndToEnd: the X-ray key carries patient data; what reaches
-// NATS must not.
-func TestAnonymizeEndToEnd(t *testing.T) {
+// anonymizing starts rgw-nats with samples/lua/anonymize.lua on a NATS of its
+// own and subscribes to all it publishes.
+func anonymizing(t *testing.T) (*adapter, chan *nats.Msg) {
 	s := runNATS(t)
 	cfg := testConfig(t, s.ClientURL())
 	cfg.LuaScript = filepath.Join("..", "samples", "lua", "anonymize.lua")
 	cfg.LuaHMACKey = "test-key-not-secret"
 	a := startAdapter(t, cfg, s.ClientURL())
-	ch := a.subscribe(t, ">")
+	return a, a.subscribe(t, ">")
+}
+
+// TestAnonymizeEndToEnd: the X-ray key carries patient data; what reaches
+// NATS must not.
+func TestAnonymizeEndToEnd(t *testing.T) {
+	a, ch := anonymizing(t)
 	if resp := post(t, a.url, nil, fixture(t, "downstream-xraylab-put-capture.json")); resp.code != 202 {
 		t.Fatalf("%d %q", resp.code, resp.body)
 	}
@@ -170,6 +180,50 @@ func TestAnonymizeEndToEnd(t *testing.T) {
 	}
 	if ev := decode(t, m); !strings.HasPrefix(ev.Subject(), "demo_XXX_") || !strings.HasSuffix(ev.Subject(), "_XXXX-XX-XX_2017-04-27.jpeg") {
 		t.Errorf("subject %q", ev.Subject())
+	}
+}
+
+// TestAnonymizeLargeRecordEndToEnd: a record of 32 KiB (metadata) takes the
+// path of data ingress checked (TransformChecked: stepped over, indexed as
+// read): anonymized all the same, and what the script did not touch
+// arrives as it was.
+func TestAnonymizeLargeRecordEndToEnd(t *testing.T) {
+	a, ch := anonymizing(t)
+	var body map[string]any
+	if err := json.Unmarshal(fixture(t, "downstream-xraylab-put-capture.json"), &body); err != nil {
+		t.Fatal(err)
+	}
+	obj := body["Records"].([]any)[0].(map[string]any)["s3"].(map[string]any)["object"].(map[string]any)
+	var meta []any
+	for i := range 300 {
+		meta = append(meta, map[string]any{"key": fmt.Sprintf("x-amz-meta-f%03d", i), "val": strings.Repeat("v", 90)})
+	}
+	obj["metadata"] = meta
+	large, err := json.Marshal(body)
+	if err != nil || len(large) < 32<<10 {
+		t.Fatalf("%d bytes, %v", len(large), err)
+	}
+	if resp := post(t, a.url, nil, large); resp.code != 202 {
+		t.Fatalf("%d %q", resp.code, resp.body)
+	}
+	ev := decode(t, receive(t, ch, 1)[0])
+	var rec struct {
+		UserIdentity struct{ PrincipalID string } `json:"userIdentity"`
+		S3           struct {
+			Object struct {
+				Key      string
+				Metadata []map[string]string
+			}
+		}
+	}
+	if err := json.Unmarshal(ev.Data(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rec.UserIdentity.PrincipalID, "anon-") || !strings.HasPrefix(rec.S3.Object.Key, "demo_XXX_") {
+		t.Errorf("not anonymized: %q %q", rec.UserIdentity.PrincipalID, rec.S3.Object.Key)
+	}
+	if len(rec.S3.Object.Metadata) != 300 || rec.S3.Object.Metadata[299]["key"] != "x-amz-meta-f299" {
+		t.Errorf("metadata: %d entries", len(rec.S3.Object.Metadata))
 	}
 }
 

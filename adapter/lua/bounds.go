@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -445,34 +444,19 @@ func (e *Engine) checkChain(c *chain, id string, outs []Output) error {
 // most two digits (checkFormat).
 func formatSize(L *glua.LState, f string) int {
 	size := len(f)
-	arg := 2
-	for i := 0; i < len(f); i++ {
-		if f[i] != '%' {
-			continue
-		}
-		i++
-		if i < len(f) && f[i] == '%' {
-			continue
-		}
-		for i < len(f) && strings.IndexByte("-+ #0123456789.", f[i]) >= 0 {
-			i++
-		}
-		verb := byte(0)
-		if i < len(f) {
-			verb = f[i]
-		}
+	for d := range formatDirectives(f) {
 		size += 100 // a number in a width of up to 99, or a "%!v(MISSING)"
-		if arg <= L.GetTop() {
-			if s, ok := L.Get(arg).(glua.LString); ok {
-				switch verb {
-				case 's':
-					size += len(s)
-				case 'q':
-					size += 4*len(s) + 2 // \xNN for a byte, at most
-				}
+		if d.arg+1 > L.GetTop() {
+			continue
+		}
+		if s, ok := L.Get(d.arg + 1).(glua.LString); ok {
+			switch d.verb {
+			case 's':
+				size += len(s)
+			case 'q':
+				size += 4*len(s) + 2 // \xNN for a byte, at most
 			}
 		}
-		arg++
 	}
 	return size
 }

@@ -28,10 +28,12 @@ type Output struct {
 	Subject string
 	// Header holds extra NATS headers set by the script (nil when none).
 	Header map[string][]string
-	// DataJSON: the engine wrote Event's data itself, as JSON (a table or
-	// a string encoded, the record's text spliced where it was changed):
-	// it is valid JSON whenever the text it came from was, so the caller
-	// need not check it again.
+	// DataJSON: Event's data is valid JSON, the caller need not check it
+	// again: the engine wrote it itself (a table or a string encoded, the
+	// record's text spliced where it was changed, from a text it checked
+	// or was vouched for), or it is the data of an event given to
+	// TransformChecked, kept as it came. (Between the scripts of a chain
+	// it tells the next script the same.)
 	DataJSON bool
 }
 
@@ -313,6 +315,19 @@ func New(ctx context.Context, path string, opts ...Option) (*Engine, error) {
 // Reject returns a *ScriptError (wrapping ErrTimeout on a deadline), Drop and
 // Passthrough return no error.
 func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, error) {
+	return e.transform(ctx, ev, false)
+}
+
+// TransformChecked is Transform for an event whose data, when it is
+// declared JSON, is valid JSON (it passed binding.Check, as every event
+// ingress decodes does): scripts read it without checking it again, and
+// what is not read is not even indexed. Data that is not valid JSON after
+// all gives wrong values to the script, never a crash.
+func (e *Engine) TransformChecked(ctx context.Context, ev *event.Event) ([]Output, error) {
+	return e.transform(ctx, ev, true)
+}
+
+func (e *Engine) transform(ctx context.Context, ev *event.Event, checked bool) ([]Output, error) {
 	if ev == nil {
 		return nil, errors.New("lua: Transform of a nil event")
 	}
@@ -320,7 +335,7 @@ func (e *Engine) Transform(ctx context.Context, ev *event.Event) ([]Output, erro
 	if c == nil {
 		return nil, ErrClosed
 	}
-	in := [1]Output{{Event: ev}}
+	in := [1]Output{{Event: ev, DataJSON: checked}}
 	outs, err := c.scripts[0].apply(ctx, ev, in[:])
 	for _, s := range c.scripts[1:] {
 		if err != nil || len(outs) == 0 {

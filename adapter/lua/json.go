@@ -60,6 +60,7 @@ type jsonCodec struct {
 	// view is written from its text wherever it is unchanged.
 	views  lazyViews
 	splice bool
+	open   []int32 // scratch: the containers open during structure
 }
 
 // decode parses one JSON text. null is what JSON null becomes (the sentinel,
@@ -90,7 +91,7 @@ func (d *jsonDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("json: offset %d: %s", d.pos, fmt.Sprintf(format, args...))
 }
 
-func (d *jsonDecoder) skipSpace() { d.pos = jsonstr.Space(d.data, d.pos) }
+func (d *jsonDecoder) skipSpace() { d.pos = space(d.data, d.pos) }
 
 func (d *jsonDecoder) value(depth int) (glua.LValue, error) {
 	if depth > maxJSONDepth {

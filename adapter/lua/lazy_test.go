@@ -64,6 +64,21 @@ func sameJSON(a, b []byte) bool {
 	return reflect.DeepEqual(x, y)
 }
 
+// sameChecked runs in through TransformChecked (data trusted, indexed as
+// it is read) on an engine of its own and fails unless it gives what the
+// old path gave. The data gets trailing spaces up to minStructure: the
+// same JSON value, and a text large enough to be stepped over.
+func sameChecked(t *testing.T, what string, e *Engine, in *event.Event, eo []Output, eerr error) {
+	t.Helper()
+	padded := in.Clone()
+	padded.DataEncoded = append(slices.Clone(in.Data()), strings.Repeat(" ", minStructure)...)
+	co, cerr := e.TransformChecked(context.Background(), &padded)
+	if fmt.Sprint(eerr) != fmt.Sprint(cerr) {
+		t.Fatalf("%s: errors %v vs %v (checked)", what, eerr, cerr)
+	}
+	sameOutputs(t, what+" (checked)", eo, co)
+}
+
 func bothPaths(t *testing.T, newEng func(...Option) *Engine) (eager, lazy *Engine) {
 	return newEng(withEagerData()), newEng()
 }
@@ -79,6 +94,7 @@ func TestViewsMatchEagerOnSamples(t *testing.T) {
 		name := filepath.Base(script)
 		t.Run(name, func(t *testing.T) {
 			eager, lazy := bothPaths(t, func(o ...Option) *Engine { return sample(t, name, append(o, mods)...) })
+			checked := sample(t, name, mods) // scripts may keep state: an engine of its own
 			for _, fx := range events.Names() {
 				for _, envelope := range []bool{false, true} {
 					what := fmt.Sprintf("%s envelope=%v", fx, envelope)
@@ -90,6 +106,7 @@ func TestViewsMatchEagerOnSamples(t *testing.T) {
 						t.Fatalf("%s: errors %v vs %v", what, eerr, lerr)
 					}
 					sameOutputs(t, what, eo, lo)
+					sameChecked(t, what, checked, in, eo, eerr)
 					if string(in.Data()) != before {
 						t.Fatalf("%s: the input's data changed", what)
 					}
@@ -162,6 +179,7 @@ func TestViewsMatchEagerOnTableUse(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := rn + "function transform(ev)\ndo\n" + tc.body + "\nend\nreturn ev\nend\n"
 			eager, lazy := bothPaths(t, func(o ...Option) *Engine { return newEngine(t, src, o...) })
+			checked := newEngine(t, src)
 			// Written for viewData; on the Reef record some fail (no
 			// Records, no nested arrays), the same way on both paths.
 			for i, in := range []*event.Event{viewEvent(t, viewData), fixture(t, "reef-put-capture.json", cloudevent.Options{})} {
@@ -171,6 +189,7 @@ func TestViewsMatchEagerOnTableUse(t *testing.T) {
 				if fmt.Sprint(eerr) != fmt.Sprint(lerr) {
 					t.Fatalf("errors %v vs %v", eerr, lerr)
 				}
+				sameChecked(t, tc.name, checked, in, eo, eerr)
 				if wantErr := strings.HasSuffix(tc.name, "fails"); i == 0 && (eerr != nil) != wantErr {
 					t.Fatalf("error %v", eerr)
 				}
@@ -191,6 +210,51 @@ func TestViewUnchangedDataIsShared(t *testing.T) {
 	out := one(t, transformOne(t, e, in))
 	if out != in || !sameBytes(out.Data(), in.Data()) {
 		t.Errorf("an unchanged event was copied")
+	}
+}
+
+// Data a script only read goes out as the very bytes it came as, however
+// the script read it (arrays and nested objects included, spaces kept);
+// data a script changed anywhere is encoded. The text has spaces and line
+// breaks that splicing would drop. (An object with escaped or repeated keys
+// is a plain table: its record is spliced.)
+func TestViewOnlyReadIsShared(t *testing.T) {
+	data := strings.NewReplacer(`"dup":{"a":1,"a":2},`, "", `"esc\"key":{"x":1},`, "").Replace(viewData)
+	if !strings.Contains(data, "\n") || strings.Contains(data, "dup") || strings.Contains(data, "esc") {
+		t.Fatalf("test data: %s", data)
+	}
+	for _, tc := range []struct {
+		name, body string
+		shared     bool
+	}{
+		{"record", `local r = ev.record`, true},
+		{"nested reads", `local o = ev.record.s3.object; ev.ext.k = o.key .. o.eTag .. tostring(o.size)`, true},
+		{"arrays read", `for _, kv in ipairs(ev.record.s3.object.metadata) do local _ = kv.key end; local _ = #ev.record.s3.object.nested[1]`, true},
+		{"attribute changed", `ev.subject = ev.record.s3.object.key .. "/x"`, true},
+		{"member written", `ev.record.s3.object.key = "k"`, false},
+		{"member written back", `local o = ev.record.s3.object; o.key = o.key`, false},
+		{"member removed", `ev.record.requestParameters = nil`, false},
+		{"key added", `ev.record.s3.x = 1`, false},
+		{"array element added", `table.insert(ev.record.s3.object.metadata, {key = "a", val = "b"})`, false},
+		{"array element replaced", `ev.record.s3.object.nested[1][1] = 9`, false},
+		{"array key added", `ev.record.s3.object.metadata.x = 1`, false},
+		{"object in an array changed", `ev.record.s3.object.metadata[1].val = "v"`, false},
+		{"pairs", `for _ in pairs(ev.record.s3) do end`, false}, // full views are spliced
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, "function transform(ev)\ndo\n"+tc.body+"\nend\nreturn ev\nend\n")
+			in := viewEvent(t, data)
+			out := one(t, transformOne(t, e, in))
+			if shared := sameBytes(out.Data(), in.Data()); shared != tc.shared {
+				t.Errorf("data shared: %v, want %v (%s)", shared, tc.shared, out.Data())
+			}
+			if !tc.shared && string(out.Data()) == string(in.Data()) {
+				t.Errorf("changed data came out as it came in")
+			}
+			if string(in.Data()) != data {
+				t.Fatal("the input's data changed")
+			}
+		})
 	}
 }
 
@@ -260,89 +324,109 @@ func FuzzJSONView(f *testing.F) {
 	for _, s := range []string{
 		viewData, `{"a":1}`, `[1,{"b":[]},"x"]`, `"s"`, `{"a":{"a":{"a":null}},"b":[true,false]}`,
 		`{"k":"\u00e9\ud83d\ude00","k2":"x\\y"}`, `{"a":1,"a":2}`, `{"e\"":{"x":[]}}`, ` { "s" : [ 1 , 2 ] } `, `{"a":`, `[1,]`,
+		`{"big":1e400,"a":[1]}`, `[-0.5e-3,123456789012345678901,{"x":" \\\" "}]`,
+		strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth),
+		strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1),
 	} {
 		f.Add([]byte(s), uint8(0))
 	}
 	c := viewCodec(f)
 	f.Fuzz(func(t *testing.T, data []byte, op uint8) {
-		defer c.views.reset()
-		dv, derr := c.decode(data, c.null)
-		v, err := c.view(data, c.null)
-		if fmt.Sprint(derr) != fmt.Sprint(err) {
-			t.Fatalf("%q: decoder says %v, view %v", data, derr, err)
-		}
-		if err != nil {
-			return
-		}
-		spliced := func() []byte {
-			out, err := c.encodeOutput(v, 1<<30, nil)
-			if err != nil {
-				t.Fatalf("%q: splice: %v", data, err)
-			}
-			return slices.Clone(out)
-		}
-		want := canonical(t, c, data)
-		if out := spliced(); canonical(t, c, out) != want {
-			t.Fatalf("%q spliced to %q: %s, want %s", data, out, canonical(t, c, out), want)
-		}
-		// Change the top object (op picks what) through the view and the
-		// same in the decoded tables.
-		if top, ok := v.(*glua.LTable); ok {
-			if ln := c.views.node(top); ln != nil && !ln.arr && len(ln.mem) > 0 {
-				i := int(op) % len(ln.mem)
-				key, _ := c.keyOf(ln.doc, &ln.doc.tape[ln.mem[i].at])
-				var nv glua.LValue = glua.LNil
-				if op&0x80 != 0 {
-					nv = glua.LString("changed")
-				}
-				switch op & 0x60 {
-				case 0x20:
-					_ = c.get(ln, glua.LString(key)) // read first
-				case 0x40:
-					c.fill(ln)
-				}
-				if ln.full {
-					top.RawSetString(key, nv)
-				} else {
-					c.set(ln, glua.LString(key), nv)
-				}
-				if op&0x10 != 0 {
-					c.set(ln, glua.LString("zz-added"), glua.LNumber(1))
-					dv.(*glua.LTable).RawSetString("zz-added", glua.LNumber(1))
-				}
-				dv.(*glua.LTable).RawSetString(key, nv)
-				eb, err := c.encode(dv)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want = canonical(t, c, slices.Clone(eb))
-				if out := spliced(); canonical(t, c, out) != want {
-					t.Fatalf("%q op %#x spliced to %q: %s, want %s", data, op, out, canonical(t, c, out), want)
-				}
-			}
-		}
-		// Filled whole, the view is the decoded tables: the same bytes.
-		eb, err := c.encode(dv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantBytes := string(eb)
-		fillAll(c, v, 0)
-		b, err := c.encode(v)
-		if err != nil {
-			t.Fatalf("%q: encode of the filled view: %v", data, err)
-		}
-		if string(b) != wantBytes {
-			t.Fatalf("%q: filled view encodes to %s, want %s", data, b, wantBytes)
+		fuzzView(t, c, data, op, false)
+		// A trusted text (valid JSON) is indexed as it is read: the same
+		// again, the depth and number errors of the decoder included. (Spaces
+		// make it large enough to be.)
+		if json.Valid(data) {
+			fuzzView(t, c, append(slices.Clone(data), strings.Repeat(" ", minStructure)...), op, true)
 		}
 	})
+}
+
+func fuzzView(t *testing.T, c *jsonCodec, data []byte, op uint8, trusted bool) {
+	defer c.views.reset()
+	dv, derr := c.decode(data, c.null)
+	v, err := c.view(data, c.null, trusted)
+	if fmt.Sprint(derr) != fmt.Sprint(err) {
+		t.Fatalf("%q (trusted %v): decoder says %v, view %v", data, trusted, derr, err)
+	}
+	if err != nil {
+		return
+	}
+	spliced := func() []byte {
+		out, err := c.encodeOutput(v, 1<<30, nil)
+		if err != nil {
+			t.Fatalf("%q: splice: %v", data, err)
+		}
+		return slices.Clone(out)
+	}
+	want := canonical(t, c, data)
+	if out := spliced(); canonical(t, c, out) != want {
+		t.Fatalf("%q spliced to %q: %s, want %s", data, out, canonical(t, c, out), want)
+	}
+	top, isTable := v.(*glua.LTable)
+	if isTable && c.views.node(top) != nil && !c.unchangedText(top, data) {
+		t.Fatalf("%q: a view nobody touched is not unchanged", data)
+	}
+	// Change the top object (op picks what) through the view and the
+	// same in the decoded tables.
+	if isTable {
+		if ln := c.views.node(top); ln != nil && !ln.arr && len(ln.mem) > 0 {
+			i := int(op) % len(ln.mem)
+			key, _ := c.keyOf(ln.doc, &ln.doc.tape[ln.mem[i].at])
+			var nv glua.LValue = glua.LNil
+			if op&0x80 != 0 {
+				nv = glua.LString("changed")
+			}
+			switch op & 0x60 {
+			case 0x20:
+				_ = c.get(ln, glua.LString(key)) // read first
+			case 0x40:
+				c.fill(ln)
+			}
+			if ln.full {
+				top.RawSetString(key, nv)
+			} else {
+				c.set(ln, glua.LString(key), nv)
+			}
+			if op&0x10 != 0 {
+				c.set(ln, glua.LString("zz-added"), glua.LNumber(1))
+				dv.(*glua.LTable).RawSetString("zz-added", glua.LNumber(1))
+			}
+			dv.(*glua.LTable).RawSetString(key, nv)
+			if c.unchangedText(top, data) {
+				t.Fatalf("%q op %#x: a changed view is unchanged", data, op)
+			}
+			eb, err := c.encode(dv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = canonical(t, c, slices.Clone(eb))
+			if out := spliced(); canonical(t, c, out) != want {
+				t.Fatalf("%q op %#x spliced to %q: %s, want %s", data, op, out, canonical(t, c, out), want)
+			}
+		}
+	}
+	// Filled whole, the view is the decoded tables: the same bytes.
+	eb, err := c.encode(dv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBytes := string(eb)
+	fillAll(c, v, 0)
+	b, err := c.encode(v)
+	if err != nil {
+		t.Fatalf("%q: encode of the filled view: %v", data, err)
+	}
+	if string(b) != wantBytes {
+		t.Fatalf("%q (trusted %v): filled view encodes to %s, want %s", data, trusted, b, wantBytes)
+	}
 }
 
 // What views keep between calls is bounded, however large the last text.
 func TestViewsKeepLittle(t *testing.T) {
 	c := viewCodec(t)
 	text := []byte(`{"list":[` + strings.Repeat(`{"a":{"b":[1,2]}},`, 4*maxKeptViews) + `{}]}`)
-	v, err := c.view(text, c.null)
+	v, err := c.view(text, c.null, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +451,7 @@ func TestViewsMatchEagerOnLargeRecord(t *testing.T) {
 	for _, name := range []string{"anonymize.lua", "route.lua", "fanout.lua", "xray.lua"} {
 		t.Run(name, func(t *testing.T) {
 			eager, lazy := bothPaths(t, func(o ...Option) *Engine { return sample(t, name, o...) })
+			checked := sample(t, name)
 			in := largeFixture(t, 32<<10)
 			before := string(in.Data())
 			eo, eerr := eager.Transform(context.Background(), in)
@@ -375,9 +460,82 @@ func TestViewsMatchEagerOnLargeRecord(t *testing.T) {
 				t.Fatalf("errors %v, %v", eerr, lerr)
 			}
 			sameOutputs(t, name, eo, lo)
+			sameChecked(t, name, checked, in, eo, eerr)
 			if string(in.Data()) != before {
 				t.Fatal("the input's data changed")
 			}
 		})
+	}
+}
+
+// A trusted text of minStructure bytes or more is stepped over: only what
+// is read is indexed. A smaller one, or one the caller did not vouch for,
+// is indexed whole; so is a trusted one the decoder refuses even so (it
+// gets the decoder's error).
+func TestViewTrustedIsIndexedAsRead(t *testing.T) {
+	large := largeFixture(t, 32<<10).Data()
+	deep := []byte(strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1) + strings.Repeat(" ", minStructure))
+	huge := []byte(`{"n":1e400}` + strings.Repeat(" ", minStructure))
+	for _, tc := range []struct {
+		name     string
+		raw      []byte
+		trusted  bool
+		stepped  bool
+		maxNodes int
+	}{
+		{"large, trusted", large, true, true, 16},
+		{"large", large, false, false, 1 << 20},
+		{"small, trusted", []byte(viewData), true, false, 1 << 20},
+		{"too deep, trusted", deep, true, false, 1 << 20},
+		{"number out of range, trusted", huge, true, false, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := viewCodec(t)
+			defer c.views.reset()
+			_, verr := c.view(tc.raw, c.null, tc.trusted)
+			_, derr := c.decode(tc.raw, c.null)
+			if fmt.Sprint(verr) != fmt.Sprint(derr) {
+				t.Fatalf("view: %v, decoder: %v", verr, derr)
+			}
+			doc := c.views.docs[0]
+			if doc.trusted != tc.stepped || len(doc.tape) > tc.maxNodes {
+				t.Errorf("stepped over %v, %d nodes; want %v, at most %d", doc.trusted, len(doc.tape), tc.stepped, tc.maxNodes)
+			}
+		})
+	}
+}
+
+// A chain under TransformChecked: the data the first script kept or wrote
+// is vouched for to the next (DataJSON), with the old path's results.
+func TestChainChecked(t *testing.T) {
+	for _, first := range []string{
+		`function transform(ev) ev.nats.subject = "k." .. #ev.record.s3.object.metadata return ev end`,
+		`function transform(ev) ev.record.s3.object.eTag = "e" return ev end`,
+	} {
+		scripts := map[string]string{
+			"10-first.lua":  first,
+			"20-second.lua": `function transform(ev) ev.record.s3.object.key = "x" .. ev.record.s3.object.key return ev end`,
+		}
+		ctx := context.Background()
+		eager, err := New(ctx, chainDir(t, scripts), WithReload(0), WithTimeout(testTimeout), withEagerData())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer eager.Close()
+		checked, err := New(ctx, chainDir(t, scripts), WithReload(0), WithTimeout(testTimeout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer checked.Close()
+		in := largeFixture(t, 32<<10)
+		eo, eerr := eager.Transform(ctx, in)
+		co, cerr := checked.TransformChecked(ctx, in)
+		if eerr != nil || cerr != nil || len(co) != 1 {
+			t.Fatalf("errors %v, %v; %d outputs", eerr, cerr, len(co))
+		}
+		sameOutputs(t, "chain", eo, co)
+		if !co[0].DataJSON {
+			t.Error("the chain's output data is not marked valid")
+		}
 	}
 }

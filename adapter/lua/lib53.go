@@ -156,23 +156,11 @@ func (st *state) tableMove(L *glua.LState) int {
 // checkIntegerFormats refuses, as 5.3 does, a non-integral number for the
 // integer conversions of string.format (%d, %i, %x, %X, %o, %c).
 func checkIntegerFormats(L *glua.LState, f string) {
-	arg := 1
-	for i := 0; i < len(f); i++ {
-		if f[i] != '%' {
-			continue
-		}
-		i++
-		if i < len(f) && f[i] == '%' {
-			continue
-		}
-		arg++
-		for i < len(f) && strings.IndexByte("-+ #0123456789.", f[i]) >= 0 {
-			i++
-		}
-		if i < len(f) && strings.IndexByte("dixXoc", f[i]) >= 0 {
-			if v, ok := L.Get(arg).(glua.LNumber); ok {
+	for d := range formatDirectives(f) {
+		if d.verb != 0 && strings.IndexByte("dixXoc", d.verb) >= 0 {
+			if v, ok := L.Get(d.arg + 1).(glua.LNumber); ok {
 				if _, ok := floatToInt(float64(v)); !ok {
-					L.ArgError(arg, "number has no integer representation")
+					L.ArgError(d.arg+1, "number has no integer representation")
 				}
 			}
 		}

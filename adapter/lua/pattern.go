@@ -296,12 +296,42 @@ func (m *matcher) maxExpand(s, p, ep int) int {
 	for m.single(s+i, p, ep) {
 		i++
 	}
+	// What follows may need one byte where it starts ("(.*/)"): the
+	// positions without it are not tried.
+	lit, must := m.literal(ep + 1)
 	for ; i >= 0; i-- {
+		if must && (s+i >= len(m.src) || m.src[s+i] != lit) {
+			continue
+		}
 		if r := m.match(s+i, ep+1); r != -1 {
 			return r
 		}
 	}
 	return -1
+}
+
+// literal reports whether the pattern item at p matches exactly one given
+// byte, at least once (a plain or escaped character, not followed by '*',
+// '-' or '?'), and which.
+func (m *matcher) literal(p int) (byte, bool) {
+	pat := m.pat
+	if p >= len(pat) {
+		return 0, false
+	}
+	c, end := pat[p], p+1
+	switch {
+	case c == '%':
+		if p+1 >= len(pat) || isAlpha(pat[p+1]) || isDigit(pat[p+1]) {
+			return 0, false // a class, %b, %f or a back reference
+		}
+		c, end = pat[p+1], p+2
+	case strings.IndexByte("^$*+?.([-])", c) >= 0:
+		return 0, false
+	}
+	if end < len(pat) && strings.IndexByte("*-?", pat[end]) >= 0 {
+		return 0, false
+	}
+	return c, true
 }
 
 func (m *matcher) minExpand(s, p, ep int) int {
@@ -459,7 +489,17 @@ func (st *state) find(L *glua.LState, find bool) int {
 		if anchor {
 			p = 1
 		}
+		// A pattern that starts with a given byte can only match where
+		// that byte is ("%.(%a+):").
+		lit, must := m.literal(p)
 		for s := init; ; s++ {
+			if must && !anchor {
+				j := strings.IndexByte(src[s:], lit)
+				if j < 0 {
+					return
+				}
+				s += j
+			}
 			m.level = 0
 			if e := m.match(s, p); e != -1 {
 				if find {

@@ -156,6 +156,8 @@ func FuzzPatternAgainstGopherLua(f *testing.F) {
 		{"hello world", "o w"}, {"key=value", "(%w+)=(%w+)"}, {"  x  ", "^%s*(.-)%s*$"},
 		{"f(a(b)c)d", "%b()"}, {"abcabc", "(abc)%1"}, {"a-b", "[a-]+"}, {"x^y", "[%^]"},
 		{"2024-01-02", "(%d+)-(%d+)"}, {"hello", "()ll()"}, {"aaa", "a-$"}, {"ab", "[^%a]"},
+		{"d/e/a.jpg", "^(.*/)([^/]*)$"}, {"a.jpg", "(.*/)"}, {"x.Created:P", "%.(%a+):"}, {"x%y%", "%%y"},
+		{"aab", "a*ab"}, {"ab]", ".*]"}, {"a.b", "a?%.b+"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -188,10 +190,12 @@ func FuzzPatternAgainstGopherLua(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src, pat string) {
 		// Keep the reference implementation's exponential cases out; %g,
 		// a class of Lua 5.2 and later (RGW's Lua) that gopher-lua lacks;
-		// and "--", where a set range ends in '-' and gopher-lua departs
-		// from Lua 5.1 (see TestPatterns).
+		// and "--" or a set with two '-', where a set range ends in '-' or
+		// is followed by one and gopher-lua departs from Lua 5.1 (see
+		// TestPatterns; "[0-0-0]" holds '0' in Lua, not in gopher-lua).
 		if len(src) > 12 || len(pat) > 10 || strings.Count(pat, "-")+strings.Count(pat, "*")+strings.Count(pat, "+") > 3 ||
-			strings.Contains(strings.ToLower(pat), "%g") || strings.Contains(pat, "--") {
+			strings.Contains(strings.ToLower(pat), "%g") || strings.Contains(pat, "--") ||
+			strings.Contains(pat, "[") && strings.Count(pat, "-") > 1 {
 			return
 		}
 		for _, fn := range []string{"find", "match"} {

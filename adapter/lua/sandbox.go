@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"iter"
 	"strings"
 
 	glua "github.com/yuin/gopher-lua"
@@ -301,39 +302,65 @@ func (st *state) strRep(L *glua.LState) int {
 	return 1
 }
 
-// checkFormat refuses what Lua 5.1 refuses and what could make fmt build a
-// huge string: widths and precisions of more than two digits, '*' widths and
-// Go's explicit argument indexes.
-func checkFormat(L *glua.LState, f string) {
-	for i := 0; i < len(f); i++ {
-		if f[i] != '%' {
-			continue
-		}
-		i++
-		if i < len(f) && f[i] == '%' {
-			continue
-		}
-		for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
-			i++
-		}
-		digits := 0
-		for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-			i++
-			digits++
-		}
-		if i < len(f) && f[i] == '.' {
-			i++
-			p := 0
-			for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-				i++
-				p++
+// formatDirective is one conversion of a string.format format: how many
+// digits its width and precision have (prec -1: no '.'), the verb that ends
+// it (0 when the format ends first) and the argument it takes (1 for the
+// first directive: the value after the format).
+type formatDirective struct {
+	arg, width, prec int
+	verb             byte
+}
+
+// formatDirectives yields the directives of a string.format format in
+// order ("%%" is none), read as Lua reads them: flags ("-+ #0"), width
+// digits, an optional '.' and precision digits, then the verb. The three
+// walkers of a format (checkFormat, checkIntegerFormats, formatSize) read
+// it through this one, so they cannot disagree on where a directive ends
+// or which argument it takes.
+func formatDirectives(f string) iter.Seq[formatDirective] {
+	return func(yield func(formatDirective) bool) {
+		arg := 0
+		for i := 0; i < len(f); i++ {
+			if f[i] != '%' {
+				continue
 			}
-			digits = max(digits, p)
+			if i++; i < len(f) && f[i] == '%' {
+				continue
+			}
+			arg++
+			d := formatDirective{arg: arg, prec: -1}
+			for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
+				i++
+			}
+			for ; i < len(f) && isDigit(f[i]); i++ {
+				d.width++
+			}
+			if i < len(f) && f[i] == '.' {
+				for i, d.prec = i+1, 0; i < len(f) && isDigit(f[i]); i++ {
+					d.prec++
+				}
+			}
+			if i < len(f) {
+				d.verb = f[i]
+			}
+			if !yield(d) {
+				return
+			}
 		}
-		if digits > 2 {
+	}
+}
+
+// checkFormat refuses what Lua refuses and what could make fmt build a
+// huge string: widths and precisions of more than two digits, '*' widths,
+// Go's explicit argument indexes, and a directive that a flag or a '.'
+// ends ("%5-d", "%1.2.3d": Lua 5.3 calls them invalid conversions; fmt
+// would print the argument into an error text).
+func checkFormat(L *glua.LState, f string) {
+	for d := range formatDirectives(f) {
+		if d.width > 2 || d.prec > 2 {
 			L.RaiseError("string.format: invalid format (width or precision too long)")
 		}
-		if i < len(f) && (f[i] == '*' || f[i] == '[') {
+		if d.verb != 0 && strings.IndexByte("*[-+ #.", d.verb) >= 0 {
 			L.RaiseError("string.format: invalid format %q", f)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +58,8 @@ func TestSandboxEscapesFail(t *testing.T) {
 		{"string.format width", `string.format("%999999999d", 1)`, "width or precision too long"},
 		{"string.format precision", `string.format("%.999999999f", 1)`, "width or precision too long"},
 		{"string.format star", `string.format("%*d", 5, 1)`, "invalid format"},
+		{"string.format flag after the width", `string.format("%5-d", 1)`, "invalid format"},
+		{"string.format second precision", `string.format("%1.2.3s", ("x"):rep(100))`, "invalid format"},
 		{"table.concat bomb", `local t = {} local s = ("x"):rep(500000) for i = 1, 100 do t[i] = s end table.concat(t)`, "table.concat"},
 		{"gsub bomb", `local s = ("x"):rep(100000) s:gsub("x", ("y"):rep(1000))`, "string.gsub"},
 		{"gsub function bomb", `local big = ("y"):rep(100000) ; ("x"):rep(1000):gsub("x", function() return big end)`, "string.gsub"},
@@ -278,6 +281,30 @@ func TestDeadlineInCallbacks(t *testing.T) {
 		e := newEngine(t, "function transform(ev) "+code+" return ev end", WithTimeout(50*time.Millisecond))
 		if _, err := e.Transform(context.Background(), fixture(t, "reef-put-capture.json", cloudevent.Options{})); !errors.Is(err, ErrTimeout) {
 			t.Errorf("%s: error %v", code, err)
+		}
+	}
+}
+
+// TestFormatDirectives: the one reading of a string.format format that its
+// checks and its size bound share.
+func TestFormatDirectives(t *testing.T) {
+	for _, tc := range []struct {
+		f    string
+		want []formatDirective
+	}{
+		{"plain", nil},
+		{"100%% %%d", nil},
+		{"%d", []formatDirective{{1, 0, -1, 'd'}}},
+		{"%-05.1f|%-3s|%x", []formatDirective{{1, 1, 1, 'f'}, {2, 1, -1, 's'}, {3, 0, -1, 'x'}}},
+		{"%999d%.0s%.s", []formatDirective{{1, 3, -1, 'd'}, {2, 0, 1, 's'}, {3, 0, 0, 's'}}},
+		{"%5-d", []formatDirective{{1, 1, -1, '-'}}},
+		{"%1.2.3d", []formatDirective{{1, 1, 1, '.'}}},
+		{"%*d %[1]d", []formatDirective{{1, 0, -1, '*'}, {2, 0, -1, '['}}},
+		{"ends in %-", []formatDirective{{1, 0, -1, 0}}},
+	} {
+		got := slices.Collect(formatDirectives(tc.f))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: %+v, want %+v", tc.f, got, tc.want)
 		}
 	}
 }

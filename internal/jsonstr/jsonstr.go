@@ -18,8 +18,7 @@ import "math/bits"
 func Stop[T ~string | ~[]byte](s T, i int) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	for ; i+8 <= len(s); i += 8 {
-		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		x := word(s[i : i+8])
 		// A byte's high bit is set in m where that byte is '"' or '\\'
 		// (x^c has a zero byte), below 0x20, or has its own high bit. A
 		// borrow can only mark bytes after a marked one, so the lowest mark
@@ -37,6 +36,14 @@ func Stop[T ~string | ~[]byte](s T, i int) int {
 	return i
 }
 
+// word reads eight bytes, little-endian: one load. (Indexing s itself at
+// i to i+7 costs eight bounds checks in the generic code: the compiler
+// cannot prove them, it can for a slice of eight.)
+func word[T ~string | ~[]byte](w T) uint64 {
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+}
+
 // Space returns the index of the first byte at or after i that is not JSON
 // white space; len(s) if there is none.
 func Space[T ~string | ~[]byte](s T, i int) int {
@@ -51,18 +58,38 @@ func Space[T ~string | ~[]byte](s T, i int) int {
 	return i
 }
 
+// Quote returns the index of the first quote or backslash at or after i;
+// i when i >= len(s), len(s) if there is none. It is Stop for text known
+// to be valid JSON, where only those two bytes matter: eight bytes at a
+// time, with half the tests.
+func Quote[T ~string | ~[]byte](s T, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(s); i += 8 {
+		x := word(s[i : i+8])
+		q, b := x^(ones*'"'), x^(ones*'\\')
+		if m := ((q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return i
+}
+
 // Skip returns the index after the string literal whose quote is at s[i],
 // without checking it; len(s) when it does not end.
 func Skip[T ~string | ~[]byte](s T, i int) int {
-	for i++; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case '"':
+	for i++; ; i += 2 { // past a backslash and the byte it escapes
+		if i = Quote(s, i); i >= len(s) {
+			return len(s)
+		}
+		if s[i] == '"' {
 			return i + 1
 		}
 	}
-	return len(s)
 }
 
 // Valid returns the index after the string literal whose quote is at s[i]

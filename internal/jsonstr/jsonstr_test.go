@@ -30,6 +30,27 @@ func TestStop(t *testing.T) {
 	}
 }
 
+// TestQuote: the same for the search of quotes and backslashes alone.
+func TestQuote(t *testing.T) {
+	for c := range 256 {
+		for pos := range 20 {
+			s := strings.Repeat("a", pos) + string([]byte{byte(c)}) + strings.Repeat("b", 19-pos)
+			for start := 0; start <= len(s)+1; start++ {
+				want := start
+				for want < len(s) && s[want] != '"' && s[want] != '\\' {
+					want++
+				}
+				if got := Quote(s, start); got != want {
+					t.Fatalf("string: byte %#x at %d, from %d: %d, want %d", c, pos, start, got, want)
+				}
+				if got := Quote([]byte(s), start); got != want {
+					t.Fatalf("bytes: byte %#x at %d, from %d: %d, want %d", c, pos, start, got, want)
+				}
+			}
+		}
+	}
+}
+
 func BenchmarkStop(b *testing.B) {
 	s := strings.Repeat("arn:aws:s3:::bucket-name/some/key.txt", 30) + `"`
 	for b.Loop() {
@@ -55,6 +76,9 @@ func TestScan(t *testing.T) {
 		{"\"a\x01\"", 0, 4, -1, 4},
 		{`"unterminated`, 0, 13, -1, 13},
 		{`"ends in \`, 0, 10, -1, 10},
+		{`"a\\\"b\\" x`, 0, 10, 10, 10},
+		{`"\"`, 0, 3, -1, 3},
+		{`"long enough for a word at a time \" and \\ too"x`, 0, 48, 48, 48},
 		{`{"a":[1,"]}"],"b":{}} tail`, 0, 1, -1, 21},
 		{`[1,[2,[3]]],`, 0, 1, -1, 11},
 		{`true,`, 0, 1, -1, 4},
