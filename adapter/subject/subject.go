@@ -194,7 +194,9 @@ func (t *Template) literals() string {
 // String returns the template text.
 func (t *Template) String() string { return t.text }
 
-// Execute fills the template from ev.
+// Execute fills the template from ev. Every value is one or more whole
+// tokens, but long values make a subject longer than MaxLen: check the
+// result with Valid before publishing.
 func (t *Template) Execute(ev *event.Event) string {
 	return t.fill(func(p part) string { return fieldValue(ev, p) })
 }

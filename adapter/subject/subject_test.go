@@ -193,10 +193,25 @@ func FuzzParse(f *testing.F) {
 		ev.SetExtension(cloudevent.ExtBucket, bucket)
 		ev.SetExtension(cloudevent.ExtObjectKey, key)
 		ev.SetExtension(cloudevent.ExtEventName, name)
-		if got := tm.Execute(&ev); !Valid(got) {
-			t.Fatalf("template %q made invalid subject %q", tmpl, got)
+		if got := tm.Execute(&ev); !Valid(got) && !(len(got) > MaxLen && tokensValid(got)) {
+			t.Fatalf("template %q made invalid subject %q", tmpl, Short(got))
 		}
 	})
+}
+
+// tokensValid reports whether every token of s is one Valid would accept
+// were it not too long: long values make long subjects, which the
+// publisher refuses as permanent (see natsout), never a malformed one.
+func tokensValid(s string) bool {
+	for _, tok := range strings.Split(s, ".") {
+		if len(tok) > MaxLen {
+			tok = tok[:MaxLen]
+		}
+		if !Valid(tok) {
+			return false
+		}
+	}
+	return true
 }
 
 func BenchmarkExecute(b *testing.B) {
