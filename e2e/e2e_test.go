@@ -256,32 +256,21 @@ end
 	}
 
 	// Persistent topics first: their queues need RGW's owner poll.
-	var tPersist, tJS, tPoison, tSync, tCE, tLua, tGood, tBad string
-	parallel(
-		func() {
-			tPersist = l.topic(t, "t-persist", map[string]string{"push-endpoint": main.url(""), "persistent": "true"}, false)
-		},
-		func() {
-			tJS = l.topic(t, "t-js", map[string]string{"push-endpoint": js.url(""), "persistent": "true"}, false)
-		},
-		func() {
-			tPoison = l.topic(t, "t-poison", map[string]string{"push-endpoint": bad.url(""), "persistent": "true"}, false)
-		},
+	persistent := l.topics(t,
+		topicSpec{"t-persist", map[string]string{"push-endpoint": main.url(""), "persistent": "true"}, false},
+		topicSpec{"t-js", map[string]string{"push-endpoint": js.url(""), "persistent": "true"}, false},
+		topicSpec{"t-poison", map[string]string{"push-endpoint": bad.url(""), "persistent": "true"}, false},
 	)
-	parallel(
-		func() { tSync = l.topic(t, "t-sync", map[string]string{"push-endpoint": main.url("")}, false) },
-		func() {
-			tCE = l.topic(t, "t-ce", map[string]string{"push-endpoint": main.url(""), "cloudevents": "true"}, false)
-		},
-		func() { tLua = l.topic(t, "t-lua", map[string]string{"push-endpoint": luaCmp.url("")}, false) },
+	others := l.topics(t,
+		topicSpec{"t-sync", map[string]string{"push-endpoint": main.url("")}, false},
+		topicSpec{"t-ce", map[string]string{"push-endpoint": main.url(""), "cloudevents": "true"}, false},
+		topicSpec{"t-lua", map[string]string{"push-endpoint": luaCmp.url("")}, false},
 		// Secrets in a push-endpoint only through RGW's TLS port.
-		func() {
-			tGood = l.topic(t, "t-tls-good", map[string]string{"push-endpoint": secure.url("rgw:right-pass"), "verify-ssl": "false"}, true)
-		},
-		func() {
-			tBad = l.topic(t, "t-tls-bad", map[string]string{"push-endpoint": secure.url("rgw:wrong-pass"), "verify-ssl": "false"}, true)
-		},
+		topicSpec{"t-tls-good", map[string]string{"push-endpoint": secure.url("rgw:right-pass"), "verify-ssl": "false"}, true},
+		topicSpec{"t-tls-bad", map[string]string{"push-endpoint": secure.url("rgw:wrong-pass"), "verify-ssl": "false"}, true},
 	)
+	tPersist, tJS, tPoison := persistent["t-persist"], persistent["t-js"], persistent["t-poison"]
+	tSync, tCE, tLua, tGood, tBad := others["t-sync"], others["t-ce"], others["t-lua"], others["t-tls-good"], others["t-tls-bad"]
 	topicsAt := time.Now()
 
 	var mk []func()

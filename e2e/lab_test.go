@@ -216,6 +216,57 @@ func (l *lab) topic(t *testing.T, name string, attrs map[string]string, tlsAPI b
 	return r.TopicArn
 }
 
+// topicSpec is an SNS topic a test needs.
+type topicSpec struct {
+	name   string
+	attrs  map[string]string
+	tlsAPI bool // its attributes hold a secret
+}
+
+// topics creates the topics at once and returns their ARNs by name. RGW
+// keeps a user's topics in one object that each create-topic reads and
+// writes back whole, so of concurrent calls that all succeeded only the
+// last writer's topic may be left (CI lost t-persist, and once t-js and
+// t-poison, that way: every put-bucket-notification-configuration naming
+// a lost topic then failed). What radosgw-admin does not list is created
+// again, one at a time.
+func (l *lab) topics(t *testing.T, specs ...topicSpec) map[string]string {
+	t.Helper()
+	arns := make(map[string]string, len(specs))
+	var mu sync.Mutex
+	var fs []func()
+	for _, s := range specs {
+		fs = append(fs, func() {
+			arn := l.topic(t, s.name, s.attrs, s.tlsAPI)
+			mu.Lock()
+			arns[s.name] = arn
+			mu.Unlock()
+		})
+	}
+	parallel(fs...)
+	for attempt := 0; ; attempt++ {
+		// Pacific's RGW answers awscli's ListTopics with an error: ask
+		// radosgw-admin, whose listing names each topic's ARN.
+		out := l.admin(t, "topic", "list")
+		var lost []topicSpec
+		for _, s := range specs {
+			if !strings.Contains(out, `"`+arns[s.name]+`"`) {
+				lost = append(lost, s)
+			}
+		}
+		if len(lost) == 0 {
+			return arns
+		}
+		if attempt == 3 {
+			t.Fatalf("topics still missing after creating them again 3 times: %v\n%s", lost, out)
+		}
+		for _, s := range lost {
+			t.Logf("topic %s created concurrently is not in radosgw-admin's list: creating it again", s.name)
+			arns[s.name] = l.topic(t, s.name, s.attrs, s.tlsAPI)
+		}
+	}
+}
+
 // parallel runs each f at once and waits for all: awscli spends a second
 // of CPU starting, so independent calls overlap.
 func parallel(fs ...func()) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // oidcSupported says whether the work tree the image is built from has
@@ -274,4 +276,90 @@ func TestEventingOIDC(t *testing.T) {
 		t.Errorf("rgw-nats logged refusals %v, want 2 \"401 missing credentials\" (the direct POST and the delivery without a token)", f)
 	}
 	t.Logf("a Trigger without subscriber.audience: no token sent, rgw-nats answered 401, dead-lettered once (%s after the POST)", dead[0].at.Sub(posted).Round(time.Millisecond))
+
+	l.oidcColdStart(t, ns, audience, broker, token("default", brokerAudience), nc, dls)
+}
+
+// oidcColdStart: the Service at zero with OIDC on. The Trigger's delivery
+// starts a pod, and the first request that pod sees carries a token before
+// the pod has the issuer's keys (it starts fetching them when it starts): it
+// must wait for that first fetch and be accepted at once, not answered 503
+// and retried, not refused.
+func (l *klab) oidcColdStart(t *testing.T, ns, audience, broker, brokerToken string, nc *nats.Conn, dls *receiver) {
+	t.Helper()
+	l.k(t, "patch", "-n", ns, "trigger/rgw-nats-xray-created", "--type=json", "-p",
+		fmt.Sprintf(`[{"op":"add","path":"/spec/subscriber/audience","value":%q}]`, audience))
+	if !waitUntil(time.Minute, time.Second, func() bool {
+		out, err := l.kubectlOut("get", "-n", ns, "trigger/rgw-nats-xray-created", "-o", "jsonpath={.status.subscriberAudience}")
+		return err == nil && strings.TrimSpace(out) == audience
+	}) {
+		t.Fatal("the Trigger has no subscriber audience a minute after its spec got it back")
+	}
+	// The shipped Service keeps its last pod 5 minutes: a new revision
+	// without that, and the autoscaler's windows shortened, reach zero in
+	// seconds (an unreachable old revision keeps no pod).
+	first := strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
+	l.k(t, "patch", "-n", ns, "ksvc/rgw-nats", "--type=json", "-p",
+		`[{"op":"replace","path":"/spec/template/metadata/annotations/autoscaling.knative.dev~1scale-to-zero-pod-retention-period","value":"0s"}]`)
+	if !waitUntil(3*time.Minute, time.Second, func() bool {
+		rev := strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
+		return rev != "" && rev != first
+	}) {
+		t.Fatalf("no new revision Ready 3 minutes after the change (still %s)", first)
+	}
+	l.waitReady(t, ns, "rgw-nats", 2*time.Minute)
+	shortScaleDown(t, l)
+	l.waitZero(t, ns, 6*time.Minute)
+
+	c := newClient(1, 90*time.Second)
+	e := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/cold.jpeg", "ObjectCreated:Put", true)
+	posted := time.Now()
+	// With the in-memory channel, the Broker answers once the subscriber
+	// has accepted the event, retries included.
+	code, err := postCEWith(context.Background(), c, broker, e, http.Header{"Authorization": {"Bearer " + brokerToken}})
+	answered := time.Since(posted)
+	if err != nil || code/100 != 2 {
+		t.Fatalf("broker ingress with a token, Service at zero: %d %v", code, err)
+	}
+	// Read the new pod's log now: the shortened windows take it back to
+	// zero within seconds of being idle.
+	log := l.logsOf(t, ns, "rgw-nats")
+	var got []published
+	waitUntil(90*time.Second, time.Second, func() bool {
+		got = readStream(t, nc, "RGW", 0, 0)
+		return len(got) >= 2
+	})
+	time.Sleep(5 * time.Second)
+	got = readStream(t, nc, "RGW", 0, 0)
+	if len(got) != 2 || !strings.HasPrefix(got[1].ID, e.id+".") {
+		for _, p := range got {
+			t.Logf("published %s on %s, objectkey %v", p.ID, p.Subject, p.Ext["objectkey"])
+		}
+		t.Fatalf("published %d events, want the cold start's delivery (event %s) once after the first", len(got), e.id)
+	}
+	if n := len(dls.all()); n != 1 {
+		t.Errorf("%d events in the dead-letter sink, want still 1", n)
+	}
+	var took string
+	refused := 0
+	for _, line := range strings.Split(log, "\n") {
+		i := strings.Index(line, "{")
+		if i < 0 {
+			continue
+		}
+		var m struct{ Msg, Took, Reason string }
+		json.Unmarshal([]byte(line[i:]), &m)
+		switch m.Msg {
+		case "OIDC issuer keys fetched":
+			took = m.Took
+		case "request failed":
+			refused++
+			t.Errorf("the cold pod refused a request: %s", line[i:])
+		}
+	}
+	if took == "" {
+		t.Errorf("the cold pod did not log \"OIDC issuer keys fetched\":\n%s", tailStr(log, 3000))
+	}
+	l.figure(t, "oidc cold start: Broker POST at zero -> answered (delivery accepted) %s; keys fetched %s after the pod started; refused %d",
+		answered.Round(time.Millisecond), took, refused)
 }
