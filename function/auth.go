@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,12 +60,79 @@ func (c *Config) oidc() *oidcauth.Config {
 	return oc
 }
 
+// namespacePlaceholder in AUTH_OIDC_SUBJECTS stands for the pod's own
+// namespace, so that one shipped value, system:serviceaccount:{namespace}:*,
+// says what Knative's default authorization says (allow-same-namespace)
+// wherever the overlay is applied. Serving forbids the downward API by
+// default; the namespace comes from the service-account volume instead, the
+// file "namespace" beside AUTH_OIDC_TOKEN_FILE.
+const namespacePlaceholder = "{namespace}"
+
+var errNamespaceFile = errors.New(namespacePlaceholder + ` is read from the file "namespace" beside AUTH_OIDC_TOKEN_FILE, which is not set`)
+
+// placeNamespace puts the pod's namespace into the allowed subjects that
+// name the placeholder.
+func placeNamespace(oc *oidcauth.Config) error {
+	if !slices.ContainsFunc(oc.Subjects, func(s string) bool { return strings.Contains(s, namespacePlaceholder) }) {
+		return nil
+	}
+	ns, err := podNamespace(oc.TokenFile)
+	if err != nil {
+		return err
+	}
+	for i, s := range oc.Subjects {
+		oc.Subjects[i] = strings.ReplaceAll(s, namespacePlaceholder, ns)
+	}
+	return nil
+}
+
+// podNamespace reads the namespace Kubernetes mounts beside the pod's
+// service-account token.
+func podNamespace(tokenFile string) (string, error) {
+	if tokenFile == "" {
+		return "", errNamespaceFile
+	}
+	path := filepath.Join(filepath.Dir(tokenFile), "namespace")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", namespacePlaceholder, err)
+	}
+	ns := strings.TrimSpace(string(b))
+	if !dnsLabel(ns) {
+		return "", fmt.Errorf("%s: %s holds %q, not a namespace name", namespacePlaceholder, path, shortText(ns))
+	}
+	return ns, nil
+}
+
+// dnsLabel reports whether s is a Kubernetes namespace name (RFC 1123 label).
+func dnsLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func shortText(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
 func newAuthenticator(c *Config) (authenticator, error) {
 	a := authenticator{basic: c.AuthUsername != "", bearer: c.AuthToken != ""}
 	a.user = sha256.Sum256([]byte(c.AuthUsername))
 	a.pass = sha256.Sum256([]byte(c.AuthPassword))
 	a.token = sha256.Sum256([]byte(c.AuthToken))
 	if oc := c.oidc(); oc != nil {
+		if err := placeNamespace(oc); err != nil {
+			return a, fmt.Errorf("configuration: AUTH_OIDC_SUBJECTS: %w", err)
+		}
 		v, err := oidcauth.New(*oc)
 		if err != nil {
 			return a, fmt.Errorf("configuration: AUTH_OIDC_*: %w", err)

@@ -43,7 +43,7 @@ type Config struct {
 	// OIDC sender identity (Knative Eventing's authentication-oidc; function/internal/oidcauth).
 	AuthOIDCIssuer    string `env:"AUTH_OIDC_ISSUER" desc:"OIDC issuer (iss) whose bearer JWTs are accepted on ingress, e.g. the cluster's service-account issuer; with AUTH_OIDC_AUDIENCE"`
 	AuthOIDCAudience  string `env:"AUTH_OIDC_AUDIENCE" desc:"audience (aud) an accepted JWT must be issued for: the audience Knative senders are given for this sink"`
-	AuthOIDCSubjects  string `env:"AUTH_OIDC_SUBJECTS" desc:"comma-separated subjects (sub) allowed to send, a trailing * matching any suffix (an EventPolicy's sub values); empty: any"`
+	AuthOIDCSubjects  string `env:"AUTH_OIDC_SUBJECTS" desc:"comma-separated subjects (sub) allowed to send, a trailing * matching any suffix (an EventPolicy's sub values), {namespace} the pod's namespace; empty: any"`
 	AuthOIDCDiscovery string `env:"AUTH_OIDC_DISCOVERY_URL" desc:"base URL of the issuer's /.well-known/openid-configuration; empty: AUTH_OIDC_ISSUER (in Kubernetes: https://kubernetes.default.svc)"`
 	AuthOIDCCA        string `env:"AUTH_OIDC_CA" desc:"PEM file of the CAs of the issuer's HTTPS certificate; empty: the system's"`
 	AuthOIDCTokenFile string `env:"AUTH_OIDC_TOKEN_FILE" desc:"file of a bearer token sent when fetching discovery and keys (the API server wants the pod's service-account token), read at every fetch"`
@@ -175,6 +175,14 @@ func (c *Config) Validate() error {
 		if err := oc.Validate(); err != nil {
 			return fmt.Errorf("configuration: AUTH_OIDC_*: %w", err)
 		}
+		for _, s := range oc.Subjects {
+			if rest := strings.ReplaceAll(s, namespacePlaceholder, ""); strings.ContainsAny(rest, "{}") {
+				return fmt.Errorf("configuration: AUTH_OIDC_SUBJECTS: %q: the one placeholder is %s", s, namespacePlaceholder)
+			}
+			if strings.Contains(s, namespacePlaceholder) && oc.TokenFile == "" {
+				return fmt.Errorf("configuration: AUTH_OIDC_SUBJECTS: %w", errNamespaceFile)
+			}
+		}
 	}
 	return nil
 }
@@ -204,6 +212,11 @@ func (c *Config) validateLogging() error {
 func (c *Config) CheckFiles() error {
 	if err := c.Settings.CheckFiles(); err != nil {
 		return err
+	}
+	if oc := c.oidc(); oc != nil {
+		if err := placeNamespace(oc); err != nil {
+			return fmt.Errorf("configuration: AUTH_OIDC_SUBJECTS: %w", err)
+		}
 	}
 	switch {
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +156,58 @@ func TestOIDCAuth(t *testing.T) {
 	}
 }
 
+// TestOIDCSubjectsOwnNamespace: {namespace} in AUTH_OIDC_SUBJECTS is the
+// namespace Kubernetes mounts beside the service-account token, so the
+// eventing-oidc overlay's system:serviceaccount:{namespace}:* lets in the
+// pod's own namespace only (Knative's allow-same-namespace); a namespace
+// file that is missing or holds no namespace name stops the start.
+func TestOIDCSubjectsOwnNamespace(t *testing.T) {
+	s := runNATS(t)
+	iss := testutil.NewIssuer(t, "https://kubernetes.default.svc.cluster.local")
+	nsFile := filepath.Join(filepath.Dir(iss.TokenFile), "namespace")
+	cfg := testConfig(t, s.ClientURL())
+	oidcConfig(&cfg, iss)
+	cfg.AuthOIDCSubjects = "system:serviceaccount:{namespace}:*"
+
+	for _, bad := range []string{"", "Not_A_Name\n", strings.Repeat("a", 64)} {
+		os.WriteFile(nsFile, []byte(bad), 0o600)
+		if err := cfg.CheckFiles(); err == nil || !strings.Contains(err.Error(), "{namespace}") {
+			t.Errorf("namespace file %q: %v, want an error naming {namespace}", bad, err)
+		}
+	}
+	os.Remove(nsFile)
+	if err := cfg.CheckFiles(); err == nil || !strings.Contains(err.Error(), "AUTH_OIDC_SUBJECTS") {
+		t.Errorf("no namespace file: %v, want an error naming AUTH_OIDC_SUBJECTS", err)
+	}
+
+	if err := os.WriteFile(nsFile, []byte("lab\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAdapter(t, cfg, s.ClientURL())
+	ch := a.subscribe(t, "rgw.>")
+	body := fixture(t, putFixture)
+	for _, c := range []struct {
+		sub  string
+		code int
+	}{
+		{"system:serviceaccount:lab:rgw-nats-xray-created-oidc-eventing.knative.dev-trigger", 202},
+		{"system:serviceaccount:lab:default", 202},
+		{"system:serviceaccount:other:rgw-nats-xray-created-oidc-eventing.knative.dev-trigger", 403},
+		{"system:serviceaccount:lab2:default", 403},
+		{"system:serviceaccount:{namespace}:default", 403},
+	} {
+		resp := post(t, a.url, bearer(iss.Sign(t, iss.Claims(c.sub, oidcAudience))), body)
+		if resp.code != c.code {
+			t.Errorf("%s: %d %q, want %d", c.sub, resp.code, resp.body, c.code)
+		}
+		if c.code == 202 {
+			receive(t, ch, 1)
+		} else {
+			none(t, ch)
+		}
+	}
+}
+
 // tamper puts the claims of other into signed, keeping signed's signature.
 func tamper(signed, other string) string {
 	s, o := strings.Split(signed, "."), strings.Split(other, ".")
@@ -244,6 +298,9 @@ func TestOIDCConfig(t *testing.T) {
 		{"issuer alone", map[string]string{"AUTH_OIDC_ISSUER": "https://kubernetes.default.svc"}, "audience go together"},
 		{"plain http", map[string]string{"AUTH_OIDC_ISSUER": "http://issuer.example", "AUTH_OIDC_AUDIENCE": "a"}, "https"},
 		{"not a URL", map[string]string{"AUTH_OIDC_ISSUER": "kubernetes", "AUTH_OIDC_AUDIENCE": "a"}, "not an issuer URL"},
+		{"own namespace", map[string]string{"AUTH_OIDC_ISSUER": "https://i.example", "AUTH_OIDC_AUDIENCE": "a", "AUTH_OIDC_SUBJECTS": "system:serviceaccount:{namespace}:*", "AUTH_OIDC_TOKEN_FILE": "/var/run/secrets/kubernetes.io/serviceaccount/token"}, ""},
+		{"own namespace without the token file", map[string]string{"AUTH_OIDC_ISSUER": "https://i.example", "AUTH_OIDC_AUDIENCE": "a", "AUTH_OIDC_SUBJECTS": "system:serviceaccount:{namespace}:*"}, "AUTH_OIDC_TOKEN_FILE"},
+		{"unknown placeholder", map[string]string{"AUTH_OIDC_ISSUER": "https://i.example", "AUTH_OIDC_AUDIENCE": "a", "AUTH_OIDC_SUBJECTS": "system:serviceaccount:{ns}:*", "AUTH_OIDC_TOKEN_FILE": "/t"}, "placeholder"},
 		{"any subject spelt *", map[string]string{"AUTH_OIDC_ISSUER": "https://i.example", "AUTH_OIDC_AUDIENCE": "a", "AUTH_OIDC_SUBJECTS": "*"}, "leave the list empty"},
 	}
 	for _, c := range cases {

@@ -59,8 +59,9 @@ func (l *klab) eventingOIDC(t *testing.T) {
 // server issued to the Trigger's service account for rgw-nats' audience and
 // are accepted (published once, nothing dead-lettered); a POST without a
 // token, or with a token for another audience, is refused with 401 and a
-// Bearer challenge saying why; a token for the audience from a subject the
-// allowed list (an EventPolicy's sub values) leaves out gets 403.
+// Bearer challenge saying why; a token for the audience from a service
+// account of another namespace gets 403 (the overlay's allowed subjects,
+// system:serviceaccount:{namespace}:*, are Knative's allow-same-namespace).
 func TestEventingOIDC(t *testing.T) {
 	l := needEventing(t)
 	if !oidcSupported() {
@@ -84,11 +85,9 @@ func TestEventingOIDC(t *testing.T) {
 	audience := "serving.knative.dev/service/" + ns + "/rgw-nats"
 	triggerSA := "rgw-nats-xray-created-oidc-eventing.knative.dev-trigger"
 	b := eventingBuild("knative/overlays/eventing-oidc", nl, dls)
-	b.config = map[string]string{
-		"AUTH_OIDC_AUDIENCE": audience,
-		// What an EventPolicy would allow: the Trigger's OIDC service account.
-		"AUTH_OIDC_SUBJECTS": "system:serviceaccount:" + ns + ":" + triggerSA,
-	}
+	// AUTH_OIDC_SUBJECTS as shipped: system:serviceaccount:{namespace}:*,
+	// the service accounts of the pod's own namespace.
+	b.config = map[string]string{"AUTH_OIDC_AUDIENCE": audience}
 	// The overlay's issuer is what kubeadm and kind call theirs; a cluster
 	// whose API server was told otherwise needs it set, as a user would.
 	if disc.Issuer != "https://kubernetes.default.svc.cluster.local" {
@@ -187,15 +186,16 @@ func TestEventingOIDC(t *testing.T) {
 			t.Errorf("%s: the answer contains the token", name)
 		}
 	}
-	token := func(sa, aud string) string {
-		return strings.TrimSpace(l.k(t, "create", "token", sa, "-n", ns, "--audience", aud))
+	tokenIn := func(namespace, sa, aud string) string {
+		return strings.TrimSpace(l.k(t, "create", "token", sa, "-n", namespace, "--audience", aud))
 	}
+	token := func(sa, aud string) string { return tokenIn(ns, sa, aud) }
 	try("no token", "", http.StatusUnauthorized, `Bearer realm="rgw-nats"`)
 	try("another audience's token", token("default", "someone-else"), http.StatusUnauthorized,
 		`Bearer realm="rgw-nats"`, `error="invalid_token"`, "expected audience")
-	// The right audience, but a subject the EventPolicy does not list.
-	try("the right audience from another subject", token("default", audience), http.StatusForbidden,
-		`Bearer realm="rgw-nats"`, `error="insufficient_scope"`, "system:serviceaccount:"+ns+":default")
+	// The right audience, but from another namespace than rgw-nats'.
+	try("the right audience from another namespace", tokenIn("default", "default", audience), http.StatusForbidden,
+		`Bearer realm="rgw-nats"`, `error="insufficient_scope"`, "system:serviceaccount:default:default")
 	if t.Failed() {
 		t.FailNow()
 	}
