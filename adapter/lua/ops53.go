@@ -132,6 +132,7 @@ func binaryMeta(L *glua.LState, event string, a, b glua.LValue) bool {
 func (st *state) initOps53() {
 	G, L := st.globals, st.L
 	G.RawSetString(lua53.Helper("//"), L.NewFunction(opIdiv))
+	G.RawSetString(lua53.Helper("^"), L.NewFunction(opPow))
 	for op, f := range map[string]func(x, y int64) int64{
 		"&":  func(x, y int64) int64 { return x & y },
 		"|":  func(x, y int64) int64 { return x | y },
@@ -214,6 +215,26 @@ func opIdiv(L *glua.LState) int {
 		return 1
 	}
 	if binaryMeta(L, "__idiv", a, b) {
+		return 1
+	}
+	bad := a
+	if okx {
+		bad = b
+	}
+	L.RaiseError("attempt to perform arithmetic on a %s value", bad.Type().String())
+	return 0
+}
+
+// opPow is a ^ b: always a float, rounded as C's pow rounds it (see pow).
+func opPow(L *glua.LState) int {
+	a, b := L.Get(1), L.Get(2)
+	x, okx := arithNumber(a)
+	y, oky := arithNumber(b)
+	if okx && oky {
+		L.Push(glua.LNumber(pow(x, y)))
+		return 1
+	}
+	if binaryMeta(L, "__pow", a, b) {
 		return 1
 	}
 	bad := a

@@ -24,6 +24,9 @@ import (
 //   - a // b, a & b, a | b, a ~ b, a << b, a >> b and ~a become calls of
 //     hidden helpers (ops53.go), with 5.3's precedence, which fall back to
 //     the __idiv, __band, ... metamethods as 5.3 does;
+//   - a ^ b becomes a call of a helper too: gopher-lua computes (and folds
+//     constants of) ^ with Go's math.Pow, which is not correctly rounded
+//     as the C pow of Lua 5.3 is (64 ^ 2.5 would be 32767.999999999993);
 //   - a .. b .. c becomes one call of the concat helper, which refuses
 //     results longer than the engine's string limit (gopher-lua's own ..
 //     has no size hook) and builds a chain with one allocation;
@@ -52,13 +55,14 @@ var opHelper = map[string]string{
 	"<<": HiddenPrefix + "shl",
 	">>": HiddenPrefix + "shr",
 	"..": HiddenPrefix + "concat",
+	"^":  HiddenPrefix + "pow",
 }
 
 // BNotHelper is the helper unary ~a becomes.
 const BNotHelper = HiddenPrefix + "bnot"
 
 // Helper is the name of the helper that the binary operator op (//, &, |,
-// ~, <<, >> or ..) becomes; "" for the operators 5.1 knows.
+// ~, <<, >>, .. or ^) becomes; "" for the operators gopher-lua keeps.
 func Helper(op string) string { return opHelper[op] }
 
 // Lua 5.3's binary operator priorities (left, right), from its manual.
