@@ -301,8 +301,9 @@ func (l *klab) oidcColdStart(t *testing.T, ns, audience, broker, brokerToken str
 	first := strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
 	l.k(t, "patch", "-n", ns, "ksvc/rgw-nats", "--type=json", "-p",
 		`[{"op":"replace","path":"/spec/template/metadata/annotations/autoscaling.knative.dev~1scale-to-zero-pod-retention-period","value":"0s"}]`)
+	var rev string
 	if !waitUntil(3*time.Minute, time.Second, func() bool {
-		rev := strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
+		rev = strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
 		return rev != "" && rev != first
 	}) {
 		t.Fatalf("no new revision Ready 3 minutes after the change (still %s)", first)
@@ -310,6 +311,11 @@ func (l *klab) oidcColdStart(t *testing.T, ns, audience, broker, brokerToken str
 	l.waitReady(t, ns, "rgw-nats", 2*time.Minute)
 	shortScaleDown(t, l)
 	l.waitZero(t, ns, 6*time.Minute)
+	// Truly at zero: not even a pod still draining, which could take the
+	// delivery.
+	if !waitUntil(3*time.Minute, time.Second, func() bool { return len(l.pods(t, ns, "rgw-nats")) == 0 }) {
+		t.Fatalf("pods left 3 minutes after scaling to zero: %+v", l.pods(t, ns, "rgw-nats"))
+	}
 
 	c := newClient(1, 90*time.Second)
 	e := rgwCE("oidc-"+randHex(4), "xraylab-0001", "oidc/cold.jpeg", "ObjectCreated:Put", true)
@@ -322,8 +328,12 @@ func (l *klab) oidcColdStart(t *testing.T, ns, audience, broker, brokerToken str
 		t.Fatalf("broker ingress with a token, Service at zero: %d %v", code, err)
 	}
 	// Read the new pod's log now: the shortened windows take it back to
-	// zero within seconds of being idle.
-	log := l.logsOf(t, ns, "rgw-nats")
+	// zero within seconds of being idle. Only the new revision's: an old
+	// pod may still be draining.
+	log, _ := l.kubectlOut("logs", "-n", ns, "-l", "serving.knative.dev/revision="+rev, "-c", "rgw-nats", "--tail=-1", "--prefix")
+	if strings.TrimSpace(log) == "" {
+		t.Fatalf("no log of a pod of revision %s right after the delivery: %+v", rev, l.pods(t, ns, "rgw-nats"))
+	}
 	var got []published
 	waitUntil(90*time.Second, time.Second, func() bool {
 		got = readStream(t, nc, "RGW", 0, 0)
@@ -341,15 +351,25 @@ func (l *klab) oidcColdStart(t *testing.T, ns, audience, broker, brokerToken str
 		t.Errorf("%d events in the dead-letter sink, want still 1", n)
 	}
 	var took string
+	var started time.Duration
 	refused := 0
 	for _, line := range strings.Split(log, "\n") {
 		i := strings.Index(line, "{")
 		if i < 0 {
 			continue
 		}
-		var m struct{ Msg, Took, Reason string }
+		var m struct {
+			Time              time.Time
+			Msg, Took, Reason string
+		}
 		json.Unmarshal([]byte(line[i:]), &m)
 		switch m.Msg {
+		case "rgw-nats starting":
+			// The delivery started this pod: it was at zero.
+			if m.Time.Before(posted) {
+				t.Errorf("revision %s's pod started at %s, before the POST at %s: the Service was not at zero", rev, m.Time.Format(time.RFC3339Nano), posted.UTC().Format(time.RFC3339Nano))
+			}
+			started = posted.Sub(m.Time)
 		case "OIDC issuer keys fetched":
 			took = m.Took
 		case "request failed":
@@ -360,6 +380,9 @@ func (l *klab) oidcColdStart(t *testing.T, ns, audience, broker, brokerToken str
 	if took == "" {
 		t.Errorf("the cold pod did not log \"OIDC issuer keys fetched\":\n%s", tailStr(log, 3000))
 	}
-	l.figure(t, "oidc cold start: Broker POST at zero -> answered (delivery accepted) %s; keys fetched %s after the pod started; refused %d",
-		answered.Round(time.Millisecond), took, refused)
+	if started == 0 {
+		t.Errorf("revision %s's pod did not log \"rgw-nats starting\"", rev)
+	}
+	l.figure(t, "oidc cold start: Broker POST at zero -> answered (delivery accepted) %s; revision %s's pod started %s after the POST, fetched the keys %s after it started; refused %d",
+		answered.Round(time.Millisecond), rev, (-started).Round(time.Millisecond), took, refused)
 }
