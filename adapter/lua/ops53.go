@@ -214,11 +214,18 @@ func opIdiv(L *glua.LState) int {
 		L.Push(glua.LNumber(lua53.IntToNumber(q)))
 		return 1
 	}
-	if binaryMeta(L, "__idiv", a, b) {
+	return arithMeta(L, "__idiv", a, b, okx)
+}
+
+// arithMeta is an arithmetic operator whose operands are not both numbers:
+// the metamethod event of a or b, else 5.3's error naming the operand that
+// is not a number (b when a, okA, is one).
+func arithMeta(L *glua.LState, event string, a, b glua.LValue, okA bool) int {
+	if binaryMeta(L, event, a, b) {
 		return 1
 	}
 	bad := a
-	if okx {
+	if okA {
 		bad = b
 	}
 	L.RaiseError("attempt to perform arithmetic on a %s value", bad.Type().String())
@@ -234,15 +241,7 @@ func opPow(L *glua.LState) int {
 		L.Push(glua.LNumber(pow(x, y)))
 		return 1
 	}
-	if binaryMeta(L, "__pow", a, b) {
-		return 1
-	}
-	bad := a
-	if okx {
-		bad = b
-	}
-	L.RaiseError("attempt to perform arithmetic on a %s value", bad.Type().String())
-	return 0
+	return arithMeta(L, "__pow", a, b, okx)
 }
 
 // opConcat is a .. b .. c ...: Lua's concatenation of a whole chain, as
