@@ -376,6 +376,30 @@ func (l *klab) waitReady(t *testing.T, ns, name string, d time.Duration) ksvc {
 	return ksvc{ns: ns, name: name, host: pu.Host}
 }
 
+// revision is the name of the Service rgw-nats' latest Ready revision.
+func (l *klab) revision(t *testing.T, ns string) string {
+	t.Helper()
+	return strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
+}
+
+// patchRevision applies a JSON patch to the Service rgw-nats, waits until
+// the revision it makes is Ready and the Service with it, and returns that
+// revision's name.
+func (l *klab) patchRevision(t *testing.T, ns, patch string) string {
+	t.Helper()
+	first := l.revision(t, ns)
+	l.k(t, "patch", "-n", ns, "ksvc/rgw-nats", "--type=json", "-p", patch)
+	var rev string
+	if !waitUntil(3*time.Minute, time.Second, func() bool {
+		rev = l.revision(t, ns)
+		return rev != "" && rev != first
+	}) {
+		t.Fatalf("no new revision Ready 3 minutes after the change (still %s)", first)
+	}
+	l.waitReady(t, ns, "rgw-nats", 2*time.Minute)
+	return rev
+}
+
 // client is a keep-alive HTTP client for the ingress.
 func newClient(conns int, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{

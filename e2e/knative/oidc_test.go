@@ -298,17 +298,8 @@ func (l *klab) oidcColdStart(t *testing.T, ns, audience, broker, brokerToken str
 	// The shipped Service keeps its last pod 5 minutes: a new revision
 	// without that, and the autoscaler's windows shortened, reach zero in
 	// seconds (an unreachable old revision keeps no pod).
-	first := strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
-	l.k(t, "patch", "-n", ns, "ksvc/rgw-nats", "--type=json", "-p",
+	rev := l.patchRevision(t, ns,
 		`[{"op":"replace","path":"/spec/template/metadata/annotations/autoscaling.knative.dev~1scale-to-zero-pod-retention-period","value":"0s"}]`)
-	var rev string
-	if !waitUntil(3*time.Minute, time.Second, func() bool {
-		rev = strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
-		return rev != "" && rev != first
-	}) {
-		t.Fatalf("no new revision Ready 3 minutes after the change (still %s)", first)
-	}
-	l.waitReady(t, ns, "rgw-nats", 2*time.Minute)
 	shortScaleDown(t, l)
 	l.waitZero(t, ns, 6*time.Minute)
 	// Truly at zero: not even a pod still draining, which could take the

@@ -246,7 +246,7 @@ func TestServingRollout(t *testing.T) {
 	l.apply(t, ns, build{base: "knative/base", secret: nl.secret()})
 	svc := l.waitReady(t, ns, "rgw-nats", readyTimeout)
 	nc := nl.conn(t)
-	first := strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
+	first := l.revision(t, ns)
 
 	st := &stream{s: l.newSender(svc.host, 8), bucket: "ke2e-rollout", pause: 20 * time.Millisecond,
 		key: func(n int64) string { return fmt.Sprintf("r/%d", n) }}
@@ -256,16 +256,8 @@ func TestServingRollout(t *testing.T) {
 	time.Sleep(10 * time.Second)
 
 	patched := time.Now()
-	l.k(t, "patch", "-n", ns, "ksvc/rgw-nats", "--type=json", "-p",
+	second := l.patchRevision(t, ns,
 		`[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"RETRY_AFTER","value":"2"}}]`)
-	var second string
-	if !waitUntil(3*time.Minute, time.Second, func() bool {
-		second = strings.TrimSpace(l.k(t, "get", "-n", ns, "ksvc/rgw-nats", "-o", "jsonpath={.status.latestReadyRevisionName}"))
-		return second != "" && second != first
-	}) {
-		t.Fatalf("no new revision Ready 3 minutes after the change (still %s)", first)
-	}
-	l.waitReady(t, ns, "rgw-nats", 2*time.Minute)
 	readyAt := time.Since(patched)
 	// Until the route sends everything to the new revision, and then until
 	// the old revision's pods are gone (drained and stopped while the stream
