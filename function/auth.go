@@ -99,7 +99,7 @@ func podNamespace(tokenFile string) (string, error) {
 	}
 	ns := strings.TrimSpace(string(b))
 	if !dnsLabel(ns) {
-		return "", fmt.Errorf("%s: %s holds %q, not a namespace name", namespacePlaceholder, path, shortText(ns))
+		return "", fmt.Errorf("%s: %s holds %.64q, not a namespace name", namespacePlaceholder, path, ns)
 	}
 	return ns, nil
 }
@@ -115,13 +115,6 @@ func dnsLabel(s string) bool {
 		}
 	}
 	return true
-}
-
-func shortText(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 func newAuthenticator(c *Config) (authenticator, error) {

@@ -22,10 +22,9 @@ const powPrec = 128
 // pow is x^y rounded to the nearest double.
 func pow(x, y float64) float64 {
 	switch {
-	case x == 0 || y == 0 || x == 1 || math.IsInf(x, 0) || math.IsInf(y, 0) || math.IsNaN(x) || math.IsNaN(y):
-		return math.Pow(x, y) // C99's special cases, which Go follows
-	case y == 0.5:
-		return math.Pow(x, y) // math.Sqrt, correctly rounded
+	case x == 0 || y == 0 || x == 1 || math.IsInf(x, 0) || math.IsInf(y, 0) || math.IsNaN(x) || math.IsNaN(y),
+		y == 0.5: // C99's special cases, which Go follows; y = 0.5 is math.Sqrt, correctly rounded
+		return math.Pow(x, y)
 	}
 	yi, integral := floatToInt(y)
 	if x < 0 && !integral {
