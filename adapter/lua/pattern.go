@@ -296,11 +296,18 @@ func (m *matcher) maxExpand(s, p, ep int) int {
 	for m.single(s+i, p, ep) {
 		i++
 	}
-	// What follows may need one byte where it starts ("(.*/)"): the
-	// positions without it are not tried.
-	lit, must := m.literal(ep + 1)
+	// What follows may need one byte where it starts ("(.*/)",
+	// "([^/]+)/") or the end of the subject ("([^/]*)$"): the positions
+	// without it are not tried.
+	need := m.required(ep + 1)
+	if need.end {
+		if e := len(m.src) - s; e >= 0 && e <= i {
+			return m.match(s+e, ep+1)
+		}
+		return -1
+	}
 	for ; i >= 0; i-- {
-		if must && (s+i >= len(m.src) || m.src[s+i] != lit) {
+		if need.byte && (s+i >= len(m.src) || m.src[s+i] != need.c) {
 			continue
 		}
 		if r := m.match(s+i, ep+1); r != -1 {
@@ -308,6 +315,59 @@ func (m *matcher) maxExpand(s, p, ep int) int {
 		}
 	}
 	return -1
+}
+
+// requirement is what a pattern needs where its rest starts: one given
+// byte, the end of the subject, or nothing known.
+type requirement struct {
+	c    byte
+	byte bool
+	end  bool
+}
+
+// required tells what the pattern from p needs at the position it is
+// tried at, looking past capture marks (they consume nothing:
+// "([^_]-)(%.[^._]+)$" needs a '.'). Only what cannot raise an error when
+// tried is looked past: a ')' closing a capture that is open, a '(' within
+// the capture limit, and no deeper than the depth limit; so skipping a
+// position changes nothing but the time taken.
+func (m *matcher) required(p int) requirement {
+	pat := m.pat
+	open := 0
+	for i := range m.level {
+		if m.capture[i].len == capUnfinished {
+			open++
+		}
+	}
+	level, depth := m.level, m.depth+1
+	for p < len(pat) && (pat[p] == '(' || pat[p] == ')') {
+		switch {
+		case pat[p] == ')':
+			if open == 0 {
+				return requirement{}
+			}
+			open--
+			p++
+		case level >= maxCaptures:
+			return requirement{}
+		case p+1 < len(pat) && pat[p+1] == ')':
+			level++
+			p += 2
+		default:
+			level++
+			open++
+			p++
+		}
+		depth++
+	}
+	if depth > maxMatchDepth {
+		return requirement{}
+	}
+	if p == len(pat)-1 && pat[p] == '$' {
+		return requirement{end: true}
+	}
+	c, ok := m.literal(p)
+	return requirement{c: c, byte: ok}
 }
 
 // literal reports whether the pattern item at p matches exactly one given
@@ -335,8 +395,11 @@ func (m *matcher) literal(p int) (byte, bool) {
 }
 
 func (m *matcher) minExpand(s, p, ep int) int {
+	need := m.required(ep + 1)
 	for {
-		if r := m.match(s, ep+1); r != -1 {
+		if need.end && s != len(m.src) || need.byte && (s >= len(m.src) || m.src[s] != need.c) {
+			// the rest cannot match here
+		} else if r := m.match(s, ep+1); r != -1 {
 			return r
 		}
 		if !m.single(s, p, ep) {
