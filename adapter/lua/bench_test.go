@@ -219,3 +219,54 @@ func BenchmarkJSONView(b *testing.B) {
 		}
 	}
 }
+
+// What one operation of a script costs in the sandbox, the loop included
+// (the "loop" row is the loop alone): each runs 1,000 times in one call on
+// the X-ray record. samples/lua/README.md has the table; its advice (keep
+// a field read twice in a local) comes from these rows.
+//
+//	go test -run '^$' -bench ScriptOps -benchmem ./adapter/lua/
+func BenchmarkScriptOps(b *testing.B) {
+	const loops = 1000
+	in := fixture(b, "downstream-xraylab-put-capture.json", cloudevent.Options{})
+	ctx := context.Background()
+	for _, op := range []struct{ name, code string }{
+		{"loop", "x = i"},
+		{"local_call", "x = id(i)"},
+		{"ev.type", "x = ev.type"},
+		{"ev.ext.bucket", "x = ev.ext.bucket"},
+		{"ev.record", "x = ev.record"},
+		{"record_field", "x = rec.eventName"},
+		{"record_path_4", "x = ev.record.s3.object.key"},
+		{"local_table_field", "x = t.eventName"},
+		{"concat_4", "x = 'rgw.' .. i .. '.' .. 'b'"},
+		{"sub", "x = s:sub(1, 16)"},
+		{"match_anchored", "x = key:match('^([^/]+)/')"},
+		{"match_unanchored", "x = typ:match('%.(%a+):')"},
+		{"token", "x = rn.token('my.bucket')"},
+		{"hmac_sha256", "x = rn.hmac_sha256('user')"},
+	} {
+		b.Run(op.name, func(b *testing.B) {
+			src := fmt.Sprintf(`local rn = require("rgwnats")
+local function id(v) return v end
+local t = {eventName = "ObjectCreated:Put"}
+local s, key, typ = ("ab"):rep(20), "notification.json", "com.amazonaws.ObjectCreated:Put"
+function transform(ev)
+  local x
+  local rec = ev.record
+  for i = 1, %d do
+    %s
+  end
+  return ev
+end`, loops, op.code)
+			e := newEngine(b, src, WithHMACKey(testKey))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Transform(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/loops, "ns/lua-op")
+		})
+	}
+}
