@@ -21,9 +21,9 @@ import (
 //     they are read (lazyDoc, structure, expand).
 //   - An object becomes a real Lua table, empty at first, whose metatable's
 //     __index decodes a member when a script first reads it (found by its
-//     key in the tape). Objects and arrays are kept in the table once
-//     decoded (a script that changes rec.s3 changes the one table); strings,
-//     numbers and booleans are decoded at each read (they are values).
+//     key in the tape). What a member decoded to is kept for the call:
+//     objects and arrays must stay one table (a script that changes rec.s3
+//     changes the one table), and a scalar read twice is decoded once.
 //     Arrays are decoded when reached (ipairs and # read tables raw), their
 //     objects lazily.
 //   - Encoding the output splices: a member the script never assigned is
@@ -75,7 +75,7 @@ type lazyDoc struct {
 // Member states of a view, until it is full (then its table says it all).
 const (
 	pending uint8 = iota // not decoded: the text stands
-	cached               // an object or array, decoded: orig
+	cached               // decoded: orig
 	written              // assigned by the script: val (nil: removed)
 )
 
@@ -632,14 +632,13 @@ func (c *jsonCodec) get(ln *lazyNode, key glua.LValue) glua.LValue {
 	return c.member(ln, i)
 }
 
-// member decodes member i of an object view; objects and arrays are kept
-// (they must stay the same table), scalars are decoded at every read.
+// member decodes member i of an object view and keeps what it decoded:
+// objects and arrays must stay the same table, and a scalar read again
+// (if rec.x then f(rec.x) end) is then neither decoded nor boxed again.
 func (c *jsonCodec) member(ln *lazyNode, i int) glua.LValue {
 	m := &ln.mem[i]
 	v := c.nodeValue(ln.doc, m.at)
-	if _, ok := v.(*glua.LTable); ok {
-		m.state, m.orig = cached, v
-	}
+	m.state, m.orig = cached, v
 	return v
 }
 
@@ -858,7 +857,7 @@ func (c *jsonCodec) unchanged(t *glua.LTable, depth int) bool {
 		case written:
 			return false
 		case cached:
-			if e, ok := m.orig.(*glua.LTable); !ok || !c.unchanged(e, depth+1) {
+			if e, ok := m.orig.(*glua.LTable); ok && !c.unchanged(e, depth+1) {
 				return false
 			}
 		}
