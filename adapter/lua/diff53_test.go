@@ -183,6 +183,19 @@ show(acc, h(12345))`},
 	{"string.format integers", `show(string.format("%d|%5d|%-3d|%03d|%i", 3.0, 42, 7, 5, 9), string.format("%x %X %o", 255, 255, 8))`},
 	{"string.format of a non-integral", "show(1)\nshow(string.format(\"%d\", 3.5))"},
 	{"string.rep with separator", `show(string.rep("ab", 3, ","), string.rep("x", 1, ","), string.rep("x", 0, ","), ("-"):rep(3, ""))`},
+	// Strings read as numbers: 5.3's numerals, not Go's (gopher-lua read
+	// "010" as octal 8 and accepted "1_0" and "0b1" in + - * / %, unary
+	// minus and the math library; FuzzLua53Expr found - (0 .. 64)).
+	{"string arithmetic", `show("064" + 0, "0012" * 1, "010" - 1, "08" + 0, "09" / 1, "010" % 7, " 10 " + 1, "0x10" + 0, "1e2" + 0, 1 - "010")`},
+	{"unary minus of strings", `show(-"064", -"0012", -" 10 ", -"1e2", -"0x10", -(0 .. 64), - -"010")`},
+	{"unary minus of numbers", `local x, t = 5, {n = 2.5} show(-x, -t.n, -2 ^ 2, - -1, -(1), -0.0 == 0)`},
+	{"not numerals in arithmetic", `for _, s in ipairs({"1_000", "0b11", "0o17", "inf", "nan", "0x", "1e", ""}) do show(s, (pcall(function() return s + 0 end)), (pcall(function() return -s end))) end`},
+	{"string arithmetic and metamethods", `local t = setmetatable({}, {__add = function(a, b) return "T" end, __unm = function() return "U" end, __mod = function() return "M" end}) show("1" + t, t + "1", "x" + t, -t, "7" % t, (pcall(function() return {} + "1" end)), (pcall(function() return "x" * 2 end)))`},
+	{"tonumber", `show(tonumber("064"), tonumber("1e2"), tonumber(" 10 "), tonumber("0x10"), tonumber("10."), tonumber(".5"), tonumber("0x1p4"), tonumber("1_0"), tonumber("0b1"), tonumber("inf"), tonumber("nan"), tonumber(""), tonumber("  "), tonumber(12), tonumber({}), tonumber(nil))`},
+	{"tonumber signs, hex, overflow", `show(tonumber("1E+2"), tonumber("-0x10"), tonumber("- 1"), tonumber("+5"), tonumber("5e"), tonumber("0x"), tonumber("1e400"), tonumber(" 0x1P4 "), tonumber("1e-400"), tonumber("\t12\n"))`},
+	{"tonumber with a base", `show(tonumber("z", 36), tonumber("ff", 16), tonumber("777", 8), tonumber("11", 2), tonumber(" 11 ", 2), tonumber("1.5", 10), tonumber("12", 10), tonumber("-ff", 16), tonumber("7fffffffffffffff", 16) == math.maxinteger, tonumber("8", 8), tonumber("", 10), tonumber("-", 10), (pcall(tonumber, 12, 10)), (pcall(tonumber, "12", 99)))`},
+	{"string.format of numeric strings", `show(string.format("%d|%5.1f|%x|%g|%c", "010", "1e1", "0x1F", " 2.5 ", "65"), (pcall(string.format, "%d", "x")), (pcall(string.format, "%d", "1.5")))`},
+	{"math of numeric strings", `show(math.floor("064"), math.abs("-010"), math.sqrt("016"), math.fmod("010", 3), math.ceil(" 1.5 "), math.tointeger("010"), (pcall(math.floor, "0b11")), (pcall(math.floor, "x")))`},
 	// Escapes and numerals of 5.3.
 	{"escapes", `show("\u{48}\u{49}", "\u{7FF}", "\u{FFFF}", "\u{10FFFF}", "\x41\x62", "a\z
 	      b", "\65\066\0677", "tab\tnl\n", '\'"')`},
@@ -294,6 +307,8 @@ var knownDifferences = []struct {
 	{"products beyond 2^53", `print((0x811C9DC5 * 0x01000193) & 0xFFFFFFFF)`, "84696351\n", "84696352\n"},
 	{"integer overflow wraps in 5.3", `print(math.maxinteger + 1 == math.mininteger)`, "true\n", "false\n"},
 	{"hexadecimal of a negative integer", `print(string.format("%x", -1))`, "ffffffffffffffff\n", "-1\n"},
+	{"string integers of the string library", `print(pcall(string.rep, "a", "3"))`, "true\taaa\n", "false\tsnippet.lua:1: bad argument #2 to (anonymous) (number expected, got string)\n"},
+	{"string bounds of a numeric for", `print(pcall(function() for i = "1", 2 do end return "ran" end))`, "true\tran\n", "false\tsnippet.lua:1: for statement init must be a number\n"},
 	{"float formatting", `print(0.1 + 0.2, 1/3, 1e100, 1/0, -1/0)`, "0.3\t0.33333333333333\t1e+100\tinf\t-inf\n", "0.30000000000000004\t0.3333333333333333\t1e+100\t+Inf\t-Inf\n"},
 }
 

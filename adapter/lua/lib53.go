@@ -52,6 +52,36 @@ func (st *state) open53() {
 		return 1
 	}))
 
+	G.RawSetString("tonumber", L.NewFunction(toNumber))
+	// gopher-lua's math functions read a string argument with Go's number
+	// syntax (math.floor("010") would be 8): give them the number 5.3
+	// reads. Not max and min, which compare their arguments as they are
+	// in 5.3 ("attempt to compare string with number"), nor type and
+	// tointeger, which take any value.
+	m.ForEach(func(k, v glua.LValue) {
+		f, ok := v.(*glua.LFunction)
+		if !ok || !f.IsG {
+			return
+		}
+		switch k.String() {
+		case "max", "min", "type", "tointeger":
+			return
+		}
+		name, orig := k.String(), f.GFunction
+		m.RawSet(k, L.NewFunction(func(L *glua.LState) int {
+			for i := 1; i <= L.GetTop(); i++ {
+				if s, ok := L.Get(i).(glua.LString); ok {
+					x, ok := strToNumber(string(s))
+					if !ok {
+						L.ArgError(i, "number expected, got string (math."+name+")")
+					}
+					L.Replace(i, glua.LNumber(x))
+				}
+			}
+			return orig(L)
+		}))
+	})
+
 	t := G.RawGetString("table").(*glua.LTable)
 	t.RawSetString("move", L.NewFunction(st.tableMove))
 	t.RawSetString("pack", L.NewFunction(func(L *glua.LState) int {
@@ -157,14 +187,82 @@ func (st *state) tableMove(L *glua.LState) int {
 // integer conversions of string.format (%d, %i, %x, %X, %o, %c).
 func checkIntegerFormats(L *glua.LState, f string) {
 	for d := range formatDirectives(f) {
-		if d.verb != 0 && strings.IndexByte("dixXoc", d.verb) >= 0 {
-			if v, ok := L.Get(d.arg + 1).(glua.LNumber); ok {
-				if _, ok := floatToInt(float64(v)); !ok {
-					L.ArgError(d.arg+1, "number has no integer representation")
-				}
+		if d.verb == 0 || strings.IndexByte("dixXoceEfgGaA", d.verb) < 0 {
+			continue
+		}
+		n := d.arg + 1
+		// A numeric string is its number, read as 5.3 reads it (Go's fmt
+		// would print "%!f(string=...)" or the string as it is).
+		if s, ok := L.Get(n).(glua.LString); ok {
+			f, ok := strToNumber(string(s))
+			if !ok {
+				L.ArgError(n, "number expected, got string")
+			}
+			L.Replace(n, glua.LNumber(f))
+		}
+		if v, ok := L.Get(n).(glua.LNumber); ok && strings.IndexByte("dixXoc", d.verb) >= 0 {
+			if _, ok := floatToInt(float64(v)); !ok {
+				L.ArgError(n, "number has no integer representation")
 			}
 		}
 	}
+}
+
+// toNumber is 5.3's tonumber: without a base, a number, or a string read
+// as 5.3 reads numerals ("1e2" and "0x1p4" too, "010" decimal, no "1_0");
+// with one, a string of digits in that base, an integer.
+func toNumber(L *glua.LState) int {
+	if L.Get(2) == glua.LNil {
+		switch v := L.CheckAny(1).(type) {
+		case glua.LNumber:
+			L.Push(v)
+			return 1
+		case glua.LString:
+			if f, ok := strToNumber(string(v)); ok {
+				L.Push(glua.LNumber(f))
+				return 1
+			}
+		}
+		L.Push(glua.LNil)
+		return 1
+	}
+	base := checkInteger(L, 2)
+	s := L.CheckString(1)
+	if _, ok := L.Get(1).(glua.LString); !ok {
+		L.TypeError(1, glua.LTString)
+	}
+	if base < 2 || base > 36 {
+		L.ArgError(2, "base out of range")
+	}
+	s = strings.Trim(s, " \f\n\r\t\v")
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	if s == "" {
+		L.Push(glua.LNil)
+		return 1
+	}
+	var n uint64 // wraps around as 5.3's lua_Unsigned does
+	for i := 0; i < len(s); i++ {
+		c, d := s[i], int64(36)
+		switch {
+		case isDigit(c):
+			d = int64(c - '0')
+		case isAlpha(c):
+			d = int64(c|0x20-'a') + 10
+		}
+		if d >= base {
+			L.Push(glua.LNil)
+			return 1
+		}
+		n = n*uint64(base) + uint64(d)
+	}
+	if neg {
+		n = -n
+	}
+	L.Push(glua.LNumber(lua53.IntToNumber(int64(n))))
+	return 1
 }
 
 // utf8

@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"errors"
 	"math"
 	"strconv"
 	"strings"
@@ -78,8 +79,8 @@ func strToNumber(s string) (float64, bool) {
 		}
 	}
 	f, err := strconv.ParseFloat(body, 64)
-	if err != nil {
-		return 0, false
+	if err != nil && !(errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0)) {
+		return 0, false // "1e400" is inf, as C's strtod reads it
 	}
 	if neg {
 		f = -f
@@ -173,6 +174,69 @@ func (st *state) initOps53() {
 		return 0
 	}))
 	G.RawSetString(lua53.Helper(".."), L.NewFunction(st.opConcat))
+	G.RawSetString(lua53.UnmHelper, L.NewFunction(func(L *glua.LState) int {
+		a := L.Get(1)
+		if x, ok := arithNumber(a); ok {
+			L.Push(glua.LNumber(-x))
+			return 1
+		}
+		return arithMeta(L, "__unm", a, a, false)
+	}))
+}
+
+// stringArith is the string metatable's __add, __sub, __mul, __div and
+// __mod: gopher-lua converts a string operand of + - * / % itself, with
+// Go's number syntax ("010" + 0 would be 8, "1_0" + 0 10), unless the
+// operands have the metamethod; this one converts as 5.3 does, and falls
+// back to the other operand's metamethod, as 5.3 does for a string that is
+// not a number.
+func stringArith(event string, op func(x, y float64) float64) glua.LGFunction {
+	return func(L *glua.LState) int {
+		a, b := L.Get(1), L.Get(2)
+		x, okx := arithNumber(a)
+		y, oky := arithNumber(b)
+		if okx && oky {
+			L.Push(glua.LNumber(op(x, y)))
+			return 1
+		}
+		// The string's own metamethod is this one: only the other
+		// operand's may be called.
+		for _, v := range []glua.LValue{a, b} {
+			if _, isString := v.(glua.LString); isString {
+				continue
+			}
+			if mm := L.GetMetaField(v, event); mm != glua.LNil {
+				L.Push(mm)
+				L.Push(a)
+				L.Push(b)
+				L.Call(2, 1)
+				return 1
+			}
+		}
+		bad := a
+		if okx {
+			bad = b
+		}
+		L.RaiseError("attempt to perform arithmetic on a %s value", bad.Type().String())
+		return 0
+	}
+}
+
+// stringArithEvents are the metamethods stringArith provides, with what
+// the engine does with two numbers (a % b as gopher-lua computes it:
+// fmod, then the sign of b).
+var stringArithEvents = map[string]func(x, y float64) float64{
+	"__add": func(x, y float64) float64 { return x + y },
+	"__sub": func(x, y float64) float64 { return x - y },
+	"__mul": func(x, y float64) float64 { return x * y },
+	"__div": func(x, y float64) float64 { return x / y },
+	"__mod": func(x, y float64) float64 {
+		m := math.Mod(x, y)
+		if y > 0 && m < 0 || y < 0 && m > 0 {
+			m += y
+		}
+		return m
+	},
 }
 
 // shiftLeft is 5.3's logical shift: negative counts shift right, counts of

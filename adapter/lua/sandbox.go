@@ -146,6 +146,9 @@ func (st *state) sandbox() error {
 	strMT := L.NewTable()
 	strMT.RawSetString("__index", str)
 	strMT.RawSetString("__metatable", protectedMT)
+	for event, op := range stringArithEvents {
+		strMT.RawSetString(event, L.NewFunction(stringArith(event, op)))
+	}
 	L.SetMetatable(glua.LString(""), strMT)
 	G.RawSetString("string", st.readOnly("string", str))
 

@@ -2,7 +2,7 @@
 // gopher-lua parses Lua 5.1, scripts written for RGW are Lua 5.3, and
 // Translate rewrites what the 5.1 parser does not know into what it does,
 // line for line. The engine binds the helpers the translation calls
-// (Helper, BNotHelper) and the 5.3 library.
+// (Helper, BNotHelper, UnmHelper) and the 5.3 library.
 //
 // It knows only Lua source text: it must not import gopher-lua, any other
 // rgw-nats package, NATS or CloudEvents.
@@ -24,6 +24,9 @@ import (
 //   - a // b, a & b, a | b, a ~ b, a << b, a >> b and ~a become calls of
 //     hidden helpers (ops53.go), with 5.3's precedence, which fall back to
 //     the __idiv, __band, ... metamethods as 5.3 does;
+//   - -a becomes a call of a helper too, unless a is a numeral: gopher-lua
+//     reads a string operand of unary minus with Go's number syntax
+//     (octal "010", "1_0", "0b1"), not 5.3's;
 //   - a ^ b becomes a call of a helper too: gopher-lua computes (and folds
 //     constants of) ^ with Go's math.Pow, which is not correctly rounded
 //     as the C pow of Lua 5.3 is (64 ^ 2.5 would be 32767.999999999993);
@@ -60,6 +63,11 @@ var opHelper = map[string]string{
 
 // BNotHelper is the helper unary ~a becomes.
 const BNotHelper = HiddenPrefix + "bnot"
+
+// UnmHelper is the helper unary -a becomes, unless a is a numeral:
+// gopher-lua negates a string by reading it with Go's rules, so -"010"
+// would be -8 (octal) and -"1_0" -10, where 5.3 gives -10 and an error.
+const UnmHelper = HiddenPrefix + "unm"
 
 // Helper is the name of the helper that the binary operator op (//, &, |,
 // ~, <<, >>, .. or ^) becomes; "" for the operators gopher-lua keeps.
@@ -877,9 +885,16 @@ func (p *parser) subExp(limit int) (expr, error) {
 		}
 		operand = p.finish(operand)
 		e = expr{first: opIndex, last: operand.last}
-		if t.text == "~" {
-			p.used[BNotHelper] = true
-			p.edits[e.first].repl, p.edits[e.first].replaced = BNotHelper+"(", true
+		helper := ""
+		switch {
+		case t.text == "~":
+			helper = BNotHelper
+		case t.text == "-" && (operand.first != operand.last || p.toks[operand.first].kind != tNumber):
+			helper = UnmHelper // -1 stays a constant
+		}
+		if helper != "" {
+			p.used[helper] = true
+			p.edits[e.first].repl, p.edits[e.first].replaced = helper+"(", true
 			p.edits[operand.last].post += ")"
 		}
 	} else {

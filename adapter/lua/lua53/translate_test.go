@@ -14,6 +14,8 @@ func TestTranslate(t *testing.T) {
 		bor    = HiddenPrefix + "bor"
 		bnot   = HiddenPrefix + "bnot"
 		shl    = HiddenPrefix + "shl"
+		unm    = HiddenPrefix + "unm"
+		pow    = HiddenPrefix + "pow"
 	)
 	bind := func(names ...string) string {
 		l := strings.Join(names, ",")
@@ -29,6 +31,12 @@ func TestTranslate(t *testing.T) {
 		{"x = a .. b == c", bind(concat) + "x = " + concat + "(a , b) == c"},
 		{"x = 1 + 2 .. 3", bind(concat) + "x = " + concat + "(1 + 2 , 3)"},
 		{"x = a ~= b", "x = a ~= b"},
+		{"x = -1 - -2.5", "x = -1 - -2.5"},
+		{"x = -a", bind(unm) + "x = " + unm + "(a)"},
+		{"x = -t.n * 2", bind(unm) + "x = " + unm + "(t.n) * 2"},
+		{"x = -2 ^ 2", bind(pow, unm) + "x = " + unm + "(" + pow + "(2 , 2))"},
+		{"x = - -1", bind(unm) + "x = " + unm + "( -1)"},
+		{"x = -(1)", bind(unm) + "x = " + unm + "((1))"},
 		{"x = a .. f()", bind(concat) + "x = " + concat + "(a , (f()))"},
 		{"x = a .. s:m(1) .. t.u", bind(concat) + "x = " + concat + "(a , s:m(1) , t.u)"},
 		{"x = f() .. g{} .. ...", bind(concat) + "x = " + concat + "(f() , g{} , (...))"},
