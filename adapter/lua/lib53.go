@@ -99,7 +99,7 @@ func (st *state) open53() {
 	s := G.RawGetString("string").(*glua.LTable)
 	format := s.RawGetString("format").(*glua.LFunction).GFunction
 	s.RawSetString("format", L.NewFunction(func(L *glua.LState) int {
-		checkIntegerFormats(L, L.CheckString(1))
+		checkNumericFormats(L, L.CheckString(1))
 		return format(L)
 	}))
 	s.RawSetString("pack", L.NewFunction(st.strPack))
@@ -183,9 +183,10 @@ func (st *state) tableMove(L *glua.LState) int {
 	return 1
 }
 
-// checkIntegerFormats refuses, as 5.3 does, a non-integral number for the
-// integer conversions of string.format (%d, %i, %x, %X, %o, %c).
-func checkIntegerFormats(L *glua.LState, f string) {
+// checkNumericFormats gives string.format's numeric conversions the
+// numbers 5.3 reads from numeric strings, and refuses, as 5.3 does, a
+// non-integral number for the integer ones (%d, %i, %x, %X, %o, %c).
+func checkNumericFormats(L *glua.LState, f string) {
 	for d := range formatDirectives(f) {
 		if d.verb == 0 || strings.IndexByte("dixXoceEfgGaA", d.verb) < 0 {
 			continue

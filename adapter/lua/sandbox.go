@@ -317,7 +317,7 @@ type formatDirective struct {
 // formatDirectives yields the directives of a string.format format in
 // order ("%%" is none), read as Lua reads them: flags ("-+ #0"), width
 // digits, an optional '.' and precision digits, then the verb. The three
-// walkers of a format (checkFormat, checkIntegerFormats, formatSize) read
+// walkers of a format (checkFormat, checkNumericFormats, formatSize) read
 // it through this one, so they cannot disagree on where a directive ends
 // or which argument it takes.
 func formatDirectives(f string) iter.Seq[formatDirective] {
