@@ -26,19 +26,20 @@ func pow(x, y float64) float64 {
 		y == 0.5: // C99's special cases, which Go follows; y = 0.5 is math.Sqrt, correctly rounded
 		return math.Pow(x, y)
 	}
-	yi, integral := floatToInt(y)
-	if x < 0 && !integral {
+	if x < 0 && y != math.Trunc(y) {
 		return math.NaN()
 	}
-	if integral {
+	// An integral y beyond int64 is even: (-2) ^ 2^64 is 2^64 ^ 2^64, inf.
+	yi, fits := floatToInt(y)
+	if fits {
 		if r, ok := exactIntPow(x, yi); ok {
 			return r
 		}
 	}
-	neg := x < 0 && integral && yi&1 == 1
+	neg := x < 0 && fits && yi&1 == 1
 	ax := new(big.Float).SetPrec(powPrec).SetFloat64(math.Abs(x))
 	var r *big.Float
-	if integral && yi > -1<<62 && yi < 1<<62 {
+	if fits && yi > -1<<62 && yi < 1<<62 {
 		r = bigIntPow(ax, yi)
 	} else {
 		t := bigLog(ax)
