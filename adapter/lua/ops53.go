@@ -114,11 +114,17 @@ func bitInteger(v glua.LValue) (i int64, msg string) {
 }
 
 // binaryMeta calls the metamethod event of a, or else of b, leaving its
-// result on top of the stack; false when neither has one.
+// result on top of the stack; false when neither has one. A string has
+// none, as in 5.3: the arithmetic events of the string metatable are
+// arith, which comes here for the other operand's.
 func binaryMeta(L *glua.LState, event string, a, b glua.LValue) bool {
-	mm := L.GetMetaField(a, event)
-	if mm == glua.LNil {
-		mm = L.GetMetaField(b, event)
+	var mm glua.LValue = glua.LNil
+	for _, v := range [2]glua.LValue{a, b} {
+		if _, isString := v.(glua.LString); !isString {
+			if mm = L.GetMetaField(v, event); mm != glua.LNil {
+				break
+			}
+		}
 	}
 	if mm == glua.LNil {
 		return false
@@ -133,7 +139,8 @@ func binaryMeta(L *glua.LState, event string, a, b glua.LValue) bool {
 func (st *state) initOps53() {
 	G, L := st.globals, st.L
 	G.RawSetString(lua53.Helper("//"), L.NewFunction(opIdiv))
-	G.RawSetString(lua53.Helper("^"), L.NewFunction(opPow))
+	// a ^ b is always a float, rounded as C's pow rounds it (see pow).
+	G.RawSetString(lua53.Helper("^"), L.NewFunction(arith("__pow", pow)))
 	for op, f := range map[string]func(x, y int64) int64{
 		"&":  func(x, y int64) int64 { return x & y },
 		"|":  func(x, y int64) int64 { return x | y },
@@ -184,13 +191,14 @@ func (st *state) initOps53() {
 	}))
 }
 
-// stringArith is the string metatable's __add, __sub, __mul, __div and
-// __mod: gopher-lua converts a string operand of + - * / % itself, with
-// Go's number syntax ("010" + 0 would be 8, "1_0" + 0 10), unless the
-// operands have the metamethod; this one converts as 5.3 does, and falls
-// back to the other operand's metamethod, as 5.3 does for a string that is
-// not a number.
-func stringArith(event string, op func(x, y float64) float64) glua.LGFunction {
+// arith is an arithmetic operator of two numbers, or strings read as 5.3
+// reads numerals, else the metamethod event of an operand that is not a
+// string, else 5.3's error. It is the helper ^ becomes, and the string
+// metatable's __add, __sub, __mul, __div and __mod (stringArithEvents):
+// gopher-lua converts a string operand of + - * / % itself, with Go's
+// number syntax ("010" + 0 would be 8, "1_0" + 0 10), unless the operands
+// have the metamethod.
+func arith(event string, op func(x, y float64) float64) glua.LGFunction {
 	return func(L *glua.LState) int {
 		a, b := L.Get(1), L.Get(2)
 		x, okx := arithNumber(a)
@@ -199,30 +207,11 @@ func stringArith(event string, op func(x, y float64) float64) glua.LGFunction {
 			L.Push(glua.LNumber(op(x, y)))
 			return 1
 		}
-		// The string's own metamethod is this one: only the other
-		// operand's may be called.
-		for _, v := range []glua.LValue{a, b} {
-			if _, isString := v.(glua.LString); isString {
-				continue
-			}
-			if mm := L.GetMetaField(v, event); mm != glua.LNil {
-				L.Push(mm)
-				L.Push(a)
-				L.Push(b)
-				L.Call(2, 1)
-				return 1
-			}
-		}
-		bad := a
-		if okx {
-			bad = b
-		}
-		L.RaiseError("attempt to perform arithmetic on a %s value", bad.Type().String())
-		return 0
+		return arithMeta(L, event, a, b, okx)
 	}
 }
 
-// stringArithEvents are the metamethods stringArith provides, with what
+// stringArithEvents are the string metatable's arithmetic events, with what
 // the engine does with two numbers (a % b as gopher-lua computes it:
 // fmod, then the sign of b).
 var stringArithEvents = map[string]func(x, y float64) float64{
@@ -294,18 +283,6 @@ func arithMeta(L *glua.LState, event string, a, b glua.LValue, okA bool) int {
 	}
 	L.RaiseError("attempt to perform arithmetic on a %s value", bad.Type().String())
 	return 0
-}
-
-// opPow is a ^ b: always a float, rounded as C's pow rounds it (see pow).
-func opPow(L *glua.LState) int {
-	a, b := L.Get(1), L.Get(2)
-	x, okx := arithNumber(a)
-	y, oky := arithNumber(b)
-	if okx && oky {
-		L.Push(glua.LNumber(pow(x, y)))
-		return 1
-	}
-	return arithMeta(L, "__pow", a, b, okx)
 }
 
 // opConcat is a .. b .. c ...: Lua's concatenation of a whole chain, as

@@ -147,7 +147,7 @@ func (st *state) sandbox() error {
 	strMT.RawSetString("__index", str)
 	strMT.RawSetString("__metatable", protectedMT)
 	for event, op := range stringArithEvents {
-		strMT.RawSetString(event, L.NewFunction(stringArith(event, op)))
+		strMT.RawSetString(event, L.NewFunction(arith(event, op)))
 	}
 	L.SetMetatable(glua.LString(""), strMT)
 	G.RawSetString("string", st.readOnly("string", str))
