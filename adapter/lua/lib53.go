@@ -22,6 +22,7 @@ func (st *state) open53() {
 	m := G.RawGetString("math").(*glua.LTable)
 	m.RawSetString("maxinteger", glua.LNumber(lua53.MaxIntFloat))
 	m.RawSetString("mininteger", glua.LNumber(-(1 << 63)))
+	m.RawSetString("huge", glua.LNumber(math.Inf(1))) // gopher-lua's is the largest double
 	m.RawSetString("type", L.NewFunction(func(L *glua.LState) int {
 		switch v := L.CheckAny(1).(type) {
 		case glua.LNumber:

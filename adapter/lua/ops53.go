@@ -139,6 +139,7 @@ func binaryMeta(L *glua.LState, event string, a, b glua.LValue) bool {
 func (st *state) initOps53() {
 	G, L := st.globals, st.L
 	G.RawSetString(lua53.Helper("//"), L.NewFunction(opIdiv))
+	G.RawSetString(lua53.Helper("%"), L.NewFunction(opMod))
 	// a ^ b is always a float, rounded as C's pow rounds it (see pow).
 	G.RawSetString(lua53.Helper("^"), L.NewFunction(arith("__pow", pow)))
 	for op, f := range map[string]func(x, y int64) int64{
@@ -194,8 +195,8 @@ func (st *state) initOps53() {
 // arith is an arithmetic operator of two numbers, or strings read as 5.3
 // reads numerals, else the metamethod event of an operand that is not a
 // string, else 5.3's error. It is the helper ^ becomes, and the string
-// metatable's __add, __sub, __mul, __div and __mod (stringArithEvents):
-// gopher-lua converts a string operand of + - * / % itself, with Go's
+// metatable's __add, __sub, __mul and __div (stringArithEvents):
+// gopher-lua converts a string operand of + - * / itself, with Go's
 // number syntax ("010" + 0 would be 8, "1_0" + 0 10), unless the operands
 // have the metamethod.
 func arith(event string, op func(x, y float64) float64) glua.LGFunction {
@@ -212,20 +213,13 @@ func arith(event string, op func(x, y float64) float64) glua.LGFunction {
 }
 
 // stringArithEvents are the string metatable's arithmetic events, with what
-// the engine does with two numbers (a % b as gopher-lua computes it:
-// fmod, then the sign of b).
+// the engine does with two numbers (%, like // and ^, is a helper of the
+// translation that reads strings itself).
 var stringArithEvents = map[string]func(x, y float64) float64{
 	"__add": func(x, y float64) float64 { return x + y },
 	"__sub": func(x, y float64) float64 { return x - y },
 	"__mul": func(x, y float64) float64 { return x * y },
 	"__div": func(x, y float64) float64 { return x / y },
-	"__mod": func(x, y float64) float64 {
-		m := math.Mod(x, y)
-		if y > 0 && m < 0 || y < 0 && m > 0 {
-			m += y
-		}
-		return m
-	},
 }
 
 // shiftLeft is 5.3's logical shift: negative counts shift right, counts of
@@ -268,6 +262,37 @@ func opIdiv(L *glua.LState) int {
 		return 1
 	}
 	return arithMeta(L, "__idiv", a, b, okx)
+}
+
+// opMod is a % b: of integers when both values are integral (then by zero
+// is an error, and -64 % 64 is 0, not -0), else 5.3's float modulo (fmod,
+// then b added when the signs differ).
+func opMod(L *glua.LState) int {
+	a, b := L.Get(1), L.Get(2)
+	x, okx := arithNumber(a)
+	y, oky := arithNumber(b)
+	if !okx || !oky {
+		return arithMeta(L, "__mod", a, b, okx)
+	}
+	xi, xint := floatToInt(x)
+	yi, yint := floatToInt(y)
+	if xint && yint {
+		if yi == 0 {
+			L.RaiseError("%s", "attempt to perform 'n%0'")
+		}
+		r := xi % yi // minint % -1 is 0 in Go, as in 5.3
+		if r != 0 && (r < 0) != (yi < 0) {
+			r += yi
+		}
+		L.Push(glua.LNumber(lua53.IntToNumber(r)))
+		return 1
+	}
+	m := math.Mod(x, y)
+	if m*y < 0 { // 5.3's luai_nummod
+		m += y
+	}
+	L.Push(glua.LNumber(m))
+	return 1
 }
 
 // arithMeta is an arithmetic operator whose operands are not both numbers:

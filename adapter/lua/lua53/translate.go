@@ -30,6 +30,9 @@ import (
 //   - a ^ b becomes a call of a helper too: gopher-lua computes (and folds
 //     constants of) ^ with Go's math.Pow, which is not correctly rounded
 //     as the C pow of Lua 5.3 is (64 ^ 2.5 would be 32767.999999999993);
+//   - a % b too: gopher-lua's float modulo gives -64 % 64 the sign of -64
+//     (it printed -0) and 1 % 0 NaN, where 5.3's integer modulo gives 0
+//     and an error;
 //   - a .. b .. c becomes one call of the concat helper, which refuses
 //     results longer than the engine's string limit (gopher-lua's own ..
 //     has no size hook) and builds a chain with one allocation;
@@ -59,6 +62,7 @@ var opHelper = map[string]string{
 	">>": HiddenPrefix + "shr",
 	"..": HiddenPrefix + "concat",
 	"^":  HiddenPrefix + "pow",
+	"%":  HiddenPrefix + "mod",
 }
 
 // BNotHelper is the helper unary ~a becomes.
@@ -70,7 +74,7 @@ const BNotHelper = HiddenPrefix + "bnot"
 const UnmHelper = HiddenPrefix + "unm"
 
 // Helper is the name of the helper that the binary operator op (//, &, |,
-// ~, <<, >>, .. or ^) becomes; "" for the operators gopher-lua keeps.
+// ~, <<, >>, .., ^ or %) becomes; "" for the operators gopher-lua keeps.
 func Helper(op string) string { return opHelper[op] }
 
 // Lua 5.3's binary operator priorities (left, right), from its manual.
@@ -455,12 +459,18 @@ func (lx *lexer) shortString(tok *token) error {
 			lx.pos += 2
 		case 'z':
 			for lx.pos < len(src) {
-				switch src[lx.pos] {
-				case '\n':
+				switch c := src[lx.pos]; c {
+				case '\n', '\r':
+					// A line break, as for a backslash before one:
+					// \r\n and \n\r count as one, a lone \r as one.
+					lx.pos++
+					if lx.pos < len(src) && (src[lx.pos] == '\n' || src[lx.pos] == '\r') && src[lx.pos] != c {
+						lx.pos++
+					}
 					newlines++
 					lx.line++
-					fallthrough
-				case ' ', '\t', '\r', '\f', '\v':
+					continue
+				case ' ', '\t', '\f', '\v':
 					lx.pos++
 					continue
 				}

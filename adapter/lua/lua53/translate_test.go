@@ -16,6 +16,7 @@ func TestTranslate(t *testing.T) {
 		shl    = HiddenPrefix + "shl"
 		unm    = HiddenPrefix + "unm"
 		pow    = HiddenPrefix + "pow"
+		mod    = HiddenPrefix + "mod"
 	)
 	bind := func(names ...string) string {
 		l := strings.Join(names, ",")
@@ -33,6 +34,8 @@ func TestTranslate(t *testing.T) {
 		{"x = a ~= b", "x = a ~= b"},
 		{"x = -1 - -2.5", "x = -1 - -2.5"},
 		{"x = -a", bind(unm) + "x = " + unm + "(a)"},
+		{"x = a % b * c", bind(mod) + "x = " + mod + "(a , b) * c"},
+		{"x = a + b % c", bind(mod) + "x = a + " + mod + "(b , c)"},
 		{"x = -t.n * 2", bind(unm) + "x = " + unm + "(t.n) * 2"},
 		{"x = -2 ^ 2", bind(pow, unm) + "x = " + unm + "(" + pow + "(2 , 2))"},
 		{"x = - -1", bind(unm) + "x = " + unm + "( -1)"},
