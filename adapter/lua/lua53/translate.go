@@ -1124,6 +1124,9 @@ func (p *parser) emit(src []byte) []byte {
 		b.WriteString(ed.post)
 		if t.lines > 0 {
 			b.WriteString(strings.Repeat("\n", t.lines))
+			if t.end < len(src) && src[t.end] == '\r' {
+				b.WriteByte(' ') // "\n\r" would be one line break
+			}
 		}
 		prev = t.end
 	}
