@@ -229,10 +229,11 @@ func toNumber(L *glua.LState) int {
 		return 1
 	}
 	base := checkInteger(L, 2)
-	s := L.CheckString(1)
-	if _, ok := L.Get(1).(glua.LString); !ok {
+	str, ok := L.Get(1).(glua.LString) // not a number: 5.3 wants a string
+	if !ok {
 		L.TypeError(1, glua.LTString)
 	}
+	s := string(str)
 	if base < 2 || base > 36 {
 		L.ArgError(2, "base out of range")
 	}

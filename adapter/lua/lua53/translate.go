@@ -174,6 +174,16 @@ func (lx *lexer) errorf(format string, args ...any) error {
 	return fmt.Errorf("line %d: %w: %s", lx.line, ErrSyntax, fmt.Sprintf(format, args...))
 }
 
+// lineBreak counts the line break c that was just passed, and passes the
+// other half of a "\r\n" or "\n\r" pair: Lua's lexer counts either pair,
+// and a lone "\r" or "\n", as one line.
+func (lx *lexer) lineBreak(c byte) {
+	if src := lx.src; lx.pos < len(src) && (src[lx.pos] == '\n' || src[lx.pos] == '\r') && src[lx.pos] != c {
+		lx.pos++
+	}
+	lx.line++
+}
+
 // skip passes whitespace and comments.
 func (lx *lexer) skip() error {
 	src := lx.src
@@ -442,14 +452,10 @@ func (lx *lexer) shortString(tok *token) error {
 		case '\\', '"', '\'':
 			b = append(b, c)
 		case '\n', '\r':
-			// A backslash before a line break puts a newline in the string;
-			// \r\n and \n\r count as one.
-			if lx.pos < len(src) && (src[lx.pos] == '\n' || src[lx.pos] == '\r') && src[lx.pos] != c {
-				lx.pos++
-			}
+			// A backslash before a line break puts a newline in the string.
+			lx.lineBreak(c)
 			b = append(b, '\n')
 			newlines++
-			lx.line++
 		case 'x':
 			if lx.pos+2 > len(src) || !isXDigit(src[lx.pos]) || !isXDigit(src[lx.pos+1]) {
 				return lx.errorf("hexadecimal digit expected")
@@ -461,14 +467,9 @@ func (lx *lexer) shortString(tok *token) error {
 			for lx.pos < len(src) {
 				switch c := src[lx.pos]; c {
 				case '\n', '\r':
-					// A line break, as for a backslash before one:
-					// \r\n and \n\r count as one, a lone \r as one.
 					lx.pos++
-					if lx.pos < len(src) && (src[lx.pos] == '\n' || src[lx.pos] == '\r') && src[lx.pos] != c {
-						lx.pos++
-					}
+					lx.lineBreak(c)
 					newlines++
-					lx.line++
 					continue
 				case ' ', '\t', '\f', '\v':
 					lx.pos++
