@@ -556,14 +556,20 @@ func (ln *lazyNode) duplicates() bool {
 		}
 		return len(ln.index) != len(ln.mem)
 	}
+	// Keys of other lengths differ: a key is compared with the earlier
+	// ones only when a key of its length (modulo 64) came before.
+	var lengths uint64
 	for i := range ln.mem {
 		a := &tape[ln.mem[i].at]
-		for j := i + 1; j < len(ln.mem); j++ {
-			// Keys of other lengths differ: most pairs end here.
-			if b := &tape[ln.mem[j].at]; a.key1-a.key0 == b.key1-b.key0 && string(key(ln.mem[i])) == string(key(ln.mem[j])) {
-				return true
+		bit := uint64(1) << ((a.key1 - a.key0) & 63)
+		if lengths&bit != 0 {
+			for j := range i {
+				if b := &tape[ln.mem[j].at]; a.key1-a.key0 == b.key1-b.key0 && string(key(ln.mem[i])) == string(key(ln.mem[j])) {
+					return true
+				}
 			}
 		}
+		lengths |= bit
 	}
 	return false
 }

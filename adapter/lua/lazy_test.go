@@ -123,7 +123,7 @@ const viewData = `{"Records":[{"eventVersion":"2.2","eventName":"ObjectCreated:P
  "userIdentity":{"principalId":"user"},"requestParameters":{"sourceIPAddress":"10.0.0.1"},
  "s3":{"bucket":{"name":"b","ownerIdentity":{"principalId":"user"}},
   "object":{"key":"dir/a.jpg","size":1.50e3,"eTag":"e","metadata":[{"key":"x-amz-meta-route","val":"images"},{"key":"k\u00e9","val":null}],
-   "tags":[],"nested":[[1,2],[],[{"a":"b"}]],"dup":{"a":1,"a":2},"esc\"key":{"x":1},"empty":{},"t":true,"f":false,"n":null}}}]}`
+   "tags":[],"nested":[[1,2],[],[{"a":"b"}]],"dup":{"a":1,"bb":0,"a":2},"dup2":{"ab":1,"k":0,"cd":2,"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk":3,"ab":4},"alike":{"ab":1,"k":0,"cd":2,"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk":3},"esc\"key":{"x":1},"empty":{},"t":true,"f":false,"n":null}}}]}`
 
 func viewEvent(t *testing.T, data string) *event.Event {
 	t.Helper()
@@ -171,6 +171,8 @@ func TestViewsMatchEagerOnTableUse(t *testing.T) {
 		{"numbers", `local o = ev.record.s3.object; o.size = o.size + 1; ev.ext.n = o.nested[1][1]`},
 		{"nulls", `local o = ev.record.s3.object; ev.ext.a = tostring(o.n); ev.ext.b = tostring(o.metadata[2].val); ev.ext.c = tostring(o.n == rn.json.null)`},
 		{"repeated and escaped keys", `local o = ev.record.s3.object; ev.ext.d = o.dup.a; ev.ext.e = o['esc"key'].x; o.dup.b = 1`},
+		{"repeated keys apart, keys of lengths 64 apart", `local o = ev.record.s3.object; ev.ext.a = o.dup.a; ev.ext.bb = o.dup.bb
+		 ev.ext.ab = o.dup2.ab; ev.ext.k = o.dup2.k .. o.dup2[string.rep("k", 65)] .. o.alike.ab .. o.alike[string.rep("k", 65)]; o.alike.cd = 5`},
 		{"publish a table", `rn.publish("raw.subject", ev.record.s3)`},
 		{"record of Records", `ev.ext.x = tostring(ev.record == ev.data.Records[1])`},
 		{"table.insert into an object fails", `table.insert(ev.record, 1)`},
@@ -219,7 +221,7 @@ func TestViewUnchangedDataIsShared(t *testing.T) {
 // breaks that splicing would drop. (An object with escaped or repeated keys
 // is a plain table: its record is spliced.)
 func TestViewOnlyReadIsShared(t *testing.T) {
-	data := strings.NewReplacer(`"dup":{"a":1,"a":2},`, "", `"esc\"key":{"x":1},`, "").Replace(viewData)
+	data := strings.NewReplacer(`"dup":{"a":1,"bb":0,"a":2},`, "", `"dup2":{"ab":1,"k":0,"cd":2,"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk":3,"ab":4},`, "", `"esc\"key":{"x":1},`, "").Replace(viewData)
 	if !strings.Contains(data, "\n") || strings.Contains(data, "dup") || strings.Contains(data, "esc") {
 		t.Fatalf("test data: %s", data)
 	}
