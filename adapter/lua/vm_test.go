@@ -72,3 +72,28 @@ end`)
 		t.Errorf("%.0f allocations per call, want the same as for one read (< 50)", allocs)
 	}
 }
+
+// The deadline's Done is nil until it expires (see deadlineCtx.Done), so
+// nothing may derive a context from it: gopher-lua derives one for each
+// coroutine, and the sandbox has none (nor channels, which select on it).
+func TestDeadlineContextHasNoChildren(t *testing.T) {
+	var c deadlineCtx
+	c.done = make(chan struct{})
+	if c.Done() != nil {
+		t.Fatal("Done before expiry is not nil")
+	}
+	c.expire()
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done after expiry is not closed")
+	}
+	e := newEngine(t, `function transform(ev)
+  ev.ext.co = type(coroutine) .. " " .. type(channel)
+  return ev
+end`)
+	outs := transformOne(t, e, fixture(t, "reef-put-capture.json", cloudevent.Options{}))
+	if got := outs[0].Event.Extensions()["co"]; got != "nil nil" {
+		t.Fatalf("coroutine and channel in the sandbox: %v", got)
+	}
+}
