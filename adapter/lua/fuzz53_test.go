@@ -34,7 +34,7 @@ func FuzzLua53Expr(f *testing.F) {
 			"local function s(x) if math.type(x) == 'float' then error('SKIP') end return x end "+
 			"local function nz(x) if x == 0 then error('SKIP') end return c(x) end "+
 			"local function pw(a, b) local x, y = tonumber(a), tonumber(b) "+
-			"if x and y and y > 0 and y == math.floor(y) and x ~= 0 and math.abs(x) ~= math.huge then "+
+			"if x and y and y > 0 and y == math.floor(y) and x ~= 0 and x == x and math.abs(x) ~= math.huge then "+
 			"local m = math.abs(x) while m ~= math.floor(m) do m = m * 2 end while m >= 2 and m % 2 == 0 do m = m / 2 end "+
 			"if m > 1 and m ^ y >= 2^53 then error('SKIP') end end return a end "+
 			"local ok2, v2 = pcall(function() return "+checked+" end) "+
