@@ -71,13 +71,7 @@ func (st *state) open53() {
 		name, orig := k.String(), f.GFunction
 		m.RawSet(k, L.NewFunction(func(L *glua.LState) int {
 			for i := 1; i <= L.GetTop(); i++ {
-				if s, ok := L.Get(i).(glua.LString); ok {
-					x, ok := strToNumber(string(s))
-					if !ok {
-						L.ArgError(i, "number expected, got string (math."+name+")")
-					}
-					L.Replace(i, glua.LNumber(x))
-				}
+				numericArg(L, i, " (math."+name+")")
 			}
 			return orig(L)
 		}))
@@ -193,20 +187,25 @@ func checkNumericFormats(L *glua.LState, f string) {
 			continue
 		}
 		n := d.arg + 1
-		// A numeric string is its number, read as 5.3 reads it (Go's fmt
-		// would print "%!f(string=...)" or the string as it is).
-		if s, ok := L.Get(n).(glua.LString); ok {
-			f, ok := strToNumber(string(s))
-			if !ok {
-				L.ArgError(n, "number expected, got string")
-			}
-			L.Replace(n, glua.LNumber(f))
-		}
+		// Go's fmt would print "%!f(string=...)" or the string as it is.
+		numericArg(L, n, "")
 		if v, ok := L.Get(n).(glua.LNumber); ok && strings.IndexByte("dixXoc", d.verb) >= 0 {
 			if _, ok := floatToInt(float64(v)); !ok {
 				L.ArgError(n, "number has no integer representation")
 			}
 		}
+	}
+}
+
+// numericArg replaces a string argument n with the number 5.3 reads from
+// it, and refuses one that is not a numeral (what names the function).
+func numericArg(L *glua.LState, n int, what string) {
+	if s, ok := L.Get(n).(glua.LString); ok {
+		f, ok := strToNumber(string(s))
+		if !ok {
+			L.ArgError(n, "number expected, got string"+what)
+		}
+		L.Replace(n, glua.LNumber(f))
 	}
 }
 

@@ -90,6 +90,7 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 	}
 	return nil
 }
+
 func (c *deadlineCtx) Err() error {
 	if c.expired.Load() {
 		return context.DeadlineExceeded
