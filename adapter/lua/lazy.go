@@ -536,7 +536,10 @@ func (c *jsonCodec) viewObject(doc *lazyDoc, at int32) *glua.LTable {
 			jn := &doc.tape[m.at]
 			d := jsonDecoder{c: c, data: doc.raw, pos: int(jn.key0) - 1}
 			b, _ := d.stringBytes()
-			t.RawSetString(string(b), c.nodeValue(doc, m.at))
+			// The key first: b may be the codec's scratch, which decoding
+			// the value (a nested escaped key) would overwrite.
+			key, _ := c.key(b)
+			t.RawSetString(key, c.nodeValue(doc, m.at))
 		}
 		clear(ln.mem)
 		ln.mem = ln.mem[:0]
