@@ -536,9 +536,9 @@ func (p *Pipeline) produce(ev *event.Event, o *Outcome, msgs []binding.Message, 
 		return append(msgs, m), nil
 	}
 	if p.cfg.EventTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.cfg.EventTimeout)
-		defer cancel()
+		ectx := newEventContext(ctx, p.cfg.EventTimeout)
+		defer ectx.release()
+		ctx = ectx
 	}
 	outs, err := p.transform(ctx, ev, et, checked)
 	if err != nil {

@@ -243,3 +243,48 @@ func TestProcessNATSDown(t *testing.T) {
 		}
 	}
 }
+
+// waitingTransformer returns the event only once its context is done.
+type waitingTransformer struct{ deadline time.Time }
+
+func (w *waitingTransformer) Transform(ctx context.Context, ev *event.Event) ([]lua.Output, error) {
+	w.deadline, _ = ctx.Deadline()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		return nil, errors.New("the event's context never ended")
+	}
+	return []lua.Output{{Event: ev}}, nil
+}
+
+// EventTimeout bounds the transform and the outputs after it: a transform
+// that waits on its context is ended by it, and what it returns that late
+// is not published.
+func TestProcessEventTimeout(t *testing.T) {
+	e := newEnv(t)
+	tmpl, err := subject.Parse("rgw.{bucket}.{event}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &waitingTransformer{}
+	p, err := adapter.New(adapter.Config{Subject: tmpl, EventTimeout: 50 * time.Millisecond}, e.pub, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out := p.Process(context.Background(), mapped(t, "reef-put-capture.json"))
+	took := time.Since(start)
+	// Set when the event's transform began: after start, before the end.
+	if left := tr.deadline.Sub(start); left < 50*time.Millisecond || left > 50*time.Millisecond+took {
+		t.Errorf("the transform's deadline was %v away", left)
+	}
+	if !errors.Is(out[0].Err, lua.ErrTimeout) || out[0].Published != nil || took < 50*time.Millisecond {
+		t.Fatalf("outcome %+v after %v", out[0], took)
+	}
+	if out[0].Status != adapter.Failed || out[0].Class != adapter.Transient || out[0].Reason != adapter.ReasonTimeout {
+		t.Errorf("outcome %v %v %v", out[0].Status, out[0].Class, out[0].Reason)
+	}
+	if got := e.stored(t); len(got) != 0 {
+		t.Errorf("published %v", got)
+	}
+}
