@@ -24,10 +24,11 @@ Options:
   --rounds N          measure every row N times (default 1); each ratio is
                       taken within a round, the table shows medians and the
                       range: use 3 or more on a shared machine
-  --lua               also price the Lua path: the samples (anonymize, route,
-                      filter, fanout), 10 and 100 records per POST, records
-                      of 32 KiB, each against rgw-nats without Lua on the
-                      same body; CPU per event
+  --lua               also price the Lua path: a script that returns the
+                      event as it came (the Lua path alone), the samples
+                      (anonymize, route, filter, fanout), 10 and 100 records
+                      per POST, records of 32 KiB, each against rgw-nats
+                      without Lua on the same body; CPU per event
   --profile DIR       run the rgw-nats rows hosted by the driver, each with
                       a CPU profile written to DIR/ROW.pprof
   --rules             also price connection rules for raw RGW POSTs

@@ -81,6 +81,7 @@ var rows = []row{
 // record size, every row against rgw-nats core keep-alive without Lua on the
 // same body, measured next to it. CPU columns are per event (per record).
 var luaRows = []row{
+	{key: "lua-identity", name: "`return ev` (the Lua path alone: the ceiling of any script)", floor: "core-keepalive", launch: rgwNATS("core", true, "scripts/speed/identity.lua")},
 	{key: "lua-anonymize", name: "`anonymize.lua` (3 fields rewritten, 1 removed; subject, extension)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/anonymize.lua")},
 	{key: "lua-route", name: "`route.lua` (reads metadata, sets the subject)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/route.lua")},
 	{key: "lua-filter", name: "`filter.lua` (reads type and subject; drops non-images)", floor: "core-keepalive", launch: rgwNATS("core", true, "samples/lua/filter.lua")},
