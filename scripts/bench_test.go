@@ -23,8 +23,8 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	// | target | req/s | events/s | vs its floor | by CPU | CPU | nats CPU | non-2xx |
 	rows := regexp.MustCompile(`(?m)^\| ([^|]+) \| (\d+) \| \d+ \| ([0-9.]+)[^|]* \|[^|]+\|[^|]+\|[^|]+\| (\d+) \|$`).FindAllStringSubmatch(string(out), -1)
-	if len(rows) != 22 {
-		t.Fatalf("%d table rows, want 22\n%s", len(rows), out)
+	if len(rows) != 23 {
+		t.Fatalf("%d table rows, want 23\n%s", len(rows), out)
 	}
 	for _, r := range rows {
 		if n, _ := strconv.Atoi(r[2]); n <= 0 {
