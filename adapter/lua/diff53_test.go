@@ -285,6 +285,11 @@ show(table.concat(log, " "))`},
 	{"syntax error unfinished string", "local a = 1\nlocal s = \"abc\nshow(s)"},
 	{"syntax error decimal escape", "local a = 1\nlocal s = \"\\300\""},
 	{"goto", "for i = 1, 3 do\n  if i == 2 then goto continue end\n  show(i)\n  ::continue::\nend"},
+	// An escaped class before '-' in a set is the class, then '-' itself;
+	// a range may end in '%' (gopher-lua's own matcher reads other ranges
+	// in both; found by FuzzPatternAgainstGopherLua, whose reference it is).
+	{"class escape before '-' in a set", `show(string.find("0000", "[%0-0]0"), string.find("-", "[%a-z]"), string.match("b-", "[%a-]+"), string.find("x-", "[%x-y]"))`},
+	{"set range ending in '%'", `show(string.find("0002", "[0-%0]0"), string.find("%", "[0-%0]"), string.find("-", "[0-%0]"), string.find("$", "[#-%%]"))`},
 }
 
 func TestLua53Differential(t *testing.T) {

@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -168,3 +169,47 @@ var priority53 = map[string][2]int{
 }
 
 const unaryPriority53 = 12
+
+// FuzzPatternAgainstLua53 runs string.find, match and gsub on the same
+// subject and pattern in lua5.3 and in rgw-nats: the same captures,
+// positions, replacements and counts, and an error in both or in neither.
+// (FuzzPatternAgainstGopherLua is faster but leaves out what gopher-lua's
+// own matcher reads differently from Lua.)
+func FuzzPatternAgainstLua53(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"d/e/a.jpg", "^(.*/)([^/]*)$"}, {"0000", "[%0-0]0"}, {"0002", "[0-%0]0"}, {"a-b", "[a-]+"},
+		{"hello world", "(o)(.)"}, {"f(a(b)c)d", "%b()"}, {"abab", "()(ab)%2"}, {"aaa", "a-"}, {"THE (x)", "%f[%a]%a+"},
+		{"x.Created:P", "%.(%a+):"}, {"  trim  ", "^%s*(.-)%s*$"}, {"a,b,,c", "[^,]*"}, {"abc", ""}, {"ab]", "[]]"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, src, pat string) {
+		// Short, and few quantifiers: lua5.3 backtracks without bound.
+		if len(src) > 16 || len(pat) > 12 || strings.Count(pat, "-")+strings.Count(pat, "*")+strings.Count(pat, "+") > 3 {
+			return
+		}
+		bin := lua53Binary(t)
+		s, p := luaBytes(src), luaBytes(pat)
+		code := "local function r(f, ...) local t = table.pack(pcall(f, ...)) if not t[1] then print('error') return end " +
+			"show(table.unpack(t, 2, math.min(t.n, 8))) end " +
+			"r(string.find, " + s + ", " + p + ") r(string.match, " + s + ", " + p + ") r(string.gsub, " + s + ", " + p + ", '<%0>')"
+		ref := runReference(t, bin, code)
+		if ref.failed {
+			t.Fatalf("lua5.3 failed on %q %q: %s", src, pat, ref.message)
+		}
+		if ours := runOurs(t, code); ours.failed || ours.out != ref.out {
+			t.Fatalf("string.find, match, gsub(%q, %q): lua5.3\n%s\nrgw-nats\n%s", src, pat, ref.out, ours)
+		}
+	})
+}
+
+// luaBytes is s as a Lua string literal, every byte a decimal escape.
+func luaBytes(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "\\%03d", s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}

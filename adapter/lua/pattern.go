@@ -6,7 +6,7 @@ import (
 	glua "github.com/yuin/gopher-lua"
 )
 
-// Lua 5.1 pattern matching for string.find, match, gmatch and gsub.
+// Lua 5.3 pattern matching for string.find, match, gmatch and gsub.
 //
 // gopher-lua's own matcher backtracks without bound inside one built-in
 // call, where the deadline is never checked: ("a"):rep(40):find(("a-"):rep(8)
@@ -469,6 +469,9 @@ func (m *matcher) backReference(s int, d byte) int {
 	if i < 0 || i >= m.level || m.capture[i].len == capUnfinished {
 		panic(patternError("invalid capture index"))
 	}
+	if m.capture[i].len == capPosition {
+		return -1 // as Lua: a position is no text to match ("()%1")
+	}
 	c := m.src[m.capture[i].init : m.capture[i].init+m.capture[i].len]
 	if strings.HasPrefix(m.src[s:], c) {
 		return s + len(c)
@@ -589,17 +592,15 @@ func (st *state) find(L *glua.LState, find bool) int {
 func (st *state) strGmatch(L *glua.LState) int {
 	src := L.CheckString(1)
 	m := st.newMatcher(src, L.CheckString(2))
-	pos := 0
+	pos, last := 0, -1
 	L.Push(L.NewFunction(func(L *glua.LState) int {
 		n := 0
 		m.run(L, func() {
 			for s := pos; s <= len(src); s++ {
 				m.level = 0
-				if e := m.match(s, 0); e != -1 {
-					pos = e
-					if e == s {
-						pos++ // an empty match: move on
-					}
+				// As Lua 5.3: no empty match where the last match ended.
+				if e := m.match(s, 0); e != -1 && e != last {
+					pos, last = e, e
 					n = m.pushCaptures(L, s, e, true)
 					return
 				}
@@ -628,27 +629,26 @@ func (st *state) strGsub(L *glua.LState) int {
 		if anchor {
 			p = 1
 		}
-		s := 0
+		s, last := 0, -1
 		for n < maxN {
 			m.level = 0
-			e := m.match(s, p)
-			if e != -1 {
+			// As Lua 5.3: no empty match where the last match ended
+			// (5.1 replaced one there too: ("a,b"):gsub("[^,]*", "x") is
+			// "x,x" here, "xx,xx" in 5.1).
+			if e := m.match(s, p); e != -1 && e != last {
 				n++
 				out = st.replace(L, m, out, s, e, repl)
-			}
-			switch {
-			case e != -1 && e > s:
-				s = e
-			case s < len(src):
+				s, last = e, e
+			} else if s < len(src) {
 				out = append(out, src[s])
 				s++
-			default:
-				s = len(src) + 1
+			} else {
+				break
 			}
 			if len(out) > limit {
 				st.tooLong(L, "string.gsub", len(out))
 			}
-			if s > len(src) || anchor {
+			if anchor {
 				break
 			}
 		}
@@ -671,18 +671,24 @@ func (st *state) replace(L *glua.LState, m *matcher, out []byte, s, e int, repl 
 	case glua.LString:
 		for i := 0; i < len(r); i++ {
 			c := r[i]
-			if c != '%' || i+1 == len(r) {
+			if c != '%' {
 				out = append(out, c)
 				continue
 			}
-			i++
+			// As Lua 5.3: '%' is followed by a digit or by '%' (5.1 took
+			// any other byte as itself).
+			if i++; i == len(r) {
+				panic(patternError("invalid use of '%' in replacement string"))
+			}
 			switch c = r[i]; {
 			case c == '0':
 				out = append(out, m.src[s:e]...)
 			case isDigit(c):
 				out = append(out, glua.LVAsString(m.captureValue(int(c-'1'), s, e))...)
-			default:
+			case c == '%':
 				out = append(out, c)
+			default:
+				panic(patternError("invalid use of '%' in replacement string"))
 			}
 		}
 		return out
