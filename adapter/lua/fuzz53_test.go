@@ -170,8 +170,8 @@ var priority53 = map[string][2]int{
 
 const unaryPriority53 = 12
 
-// FuzzPatternAgainstLua53 runs string.find, match and gsub on the same
-// subject and pattern in lua5.3 and in rgw-nats: the same captures,
+// FuzzPatternAgainstLua53 runs string.find, match, gsub and gmatch on the
+// same subject and pattern in lua5.3 and in rgw-nats: the same captures,
 // positions, replacements and counts, and an error in both or in neither.
 // (FuzzPatternAgainstGopherLua is faster but leaves out what gopher-lua's
 // own matcher reads differently from Lua.)
@@ -192,13 +192,14 @@ func FuzzPatternAgainstLua53(f *testing.F) {
 		s, p := luaBytes(src), luaBytes(pat)
 		code := "local function r(f, ...) local t = table.pack(pcall(f, ...)) if not t[1] then print('error') return end " +
 			"show(table.unpack(t, 2, math.min(t.n, 8))) end " +
-			"r(string.find, " + s + ", " + p + ") r(string.match, " + s + ", " + p + ") r(string.gsub, " + s + ", " + p + ", '<%0>')"
+			"local function g(s, p) local t = {} for a, b in string.gmatch(s, p) do t[#t + 1] = fmtv(a) .. '|' .. fmtv(b) if #t > 20 then break end end return table.concat(t, ',') end " +
+			"r(string.find, " + s + ", " + p + ") r(string.match, " + s + ", " + p + ") r(string.gsub, " + s + ", " + p + ", '<%0>') r(g, " + s + ", " + p + ")"
 		ref := runReference(t, bin, code)
 		if ref.failed {
 			t.Fatalf("lua5.3 failed on %q %q: %s", src, pat, ref.message)
 		}
 		if ours := runOurs(t, code); ours.failed || ours.out != ref.out {
-			t.Fatalf("string.find, match, gsub(%q, %q): lua5.3\n%s\nrgw-nats\n%s", src, pat, ref.out, ours)
+			t.Fatalf("string.find, match, gsub, gmatch(%q, %q): lua5.3\n%s\nrgw-nats\n%s", src, pat, ref.out, ours)
 		}
 	})
 }
