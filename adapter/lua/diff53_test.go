@@ -289,6 +289,10 @@ show(table.concat(log, " "))`},
 	// a range may end in '%' (gopher-lua's own matcher reads other ranges
 	// in both; found by FuzzPatternAgainstGopherLua, whose reference it is).
 	{"class escape before '-' in a set", `show(string.find("0000", "[%0-0]0"), string.find("-", "[%a-z]"), string.match("b-", "[%a-]+"), string.find("x-", "[%x-y]"))`},
+	{"lower and upper byte by byte", `show(("ÀBc\255x"):lower(), ("àbC\255x"):upper(), #("\255"):lower(), ("Straße"):upper())`},
+	{"string.char takes bytes only", `show(string.char(72, 105, 0, 255), (pcall(string.char, 256)), (pcall(string.char, -1)), string.char())`},
+	{"find and match from past the end", `show(string.find("abc", "", 4), string.find("abc", "", 5), string.match("abc", "", 5), string.find("abc", "c", 10, true), string.find("abc", "c", -10))`},
+	{"rawlen", `show(rawlen({1, 2, 3}), rawlen("abcd"), rawlen(setmetatable({1}, {__len = function() return 9 end})), (pcall(rawlen, 5)))`},
 	{"set range ending in '%'", `show(string.find("0002", "[0-%0]0"), string.find("%", "[0-%0]"), string.find("-", "[0-%0]"), string.find("$", "[#-%%]"))`},
 }
 

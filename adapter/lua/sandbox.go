@@ -100,6 +100,20 @@ func (st *state) sandbox() error {
 		}
 		return setmetatable(L)
 	}))
+	// rawlen (Lua 5.2 and later): a table's or a string's length without
+	// __len.
+	G.RawSetString("rawlen", L.NewFunction(func(L *glua.LState) int {
+		switch v := L.Get(1).(type) {
+		case *glua.LTable:
+			st.fillView(L, 1)
+			L.Push(glua.LNumber(v.Len()))
+		case glua.LString:
+			L.Push(glua.LNumber(len(v)))
+		default:
+			L.ArgError(1, "table or string expected")
+		}
+		return 1
+	}))
 	G.RawSetString("collectgarbage", L.NewFunction(func(L *glua.LState) int {
 		// A script must not be able to stop the whole process for a GC.
 		L.Push(glua.LNumber(0))
@@ -121,6 +135,31 @@ func (st *state) sandbox() error {
 		checkFormat(L, f)
 		st.boundFormat(L, f)
 		return format(L)
+	}))
+	// Lua's case mapping is byte by byte, ASCII letters only (the C
+	// locale); gopher-lua's maps Unicode, which changes lengths and turns
+	// bytes that are not UTF-8 into U+FFFD.
+	str.RawSetString("lower", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString(mapASCII(L.CheckString(1), 'A', 'Z')))
+		return 1
+	}))
+	str.RawSetString("upper", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString(mapASCII(L.CheckString(1), 'a', 'z')))
+		return 1
+	}))
+	// string.char refuses what is not a byte (gopher-lua's truncated it).
+	str.RawSetString("char", L.NewFunction(func(L *glua.LState) int {
+		n := L.GetTop()
+		b := make([]byte, n)
+		for i := 1; i <= n; i++ {
+			c := checkInteger(L, i)
+			if uint64(c) > 255 {
+				L.ArgError(i, "value out of range")
+			}
+			b[i-1] = byte(c)
+		}
+		L.Push(glua.LString(b))
+		return 1
 	}))
 	// Pattern matching that checks the deadline (see pattern.go).
 	str.RawSetString("find", L.NewFunction(st.strFind))
@@ -398,4 +437,23 @@ func (st *state) tableConcat(L *glua.LState) int {
 	}
 	L.Push(glua.LString(b))
 	return 1
+}
+
+// mapASCII returns s with the bytes from lo to hi moved to the other case
+// (ASCII letters differ by 0x20), without a copy when there is none.
+func mapASCII(s string, lo, hi byte) string {
+	i := 0
+	for i < len(s) && (s[i] < lo || s[i] > hi) {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if c := b[i]; c >= lo && c <= hi {
+			b[i] = c ^ 0x20
+		}
+	}
+	return string(b)
 }
