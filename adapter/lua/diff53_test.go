@@ -324,6 +324,7 @@ var knownDifferences = []struct {
 	{"string integers of the string library", `print(pcall(string.rep, "a", "3"))`, "true\taaa\n", "false\tsnippet.lua:1: bad argument #2 to (anonymous) (number expected, got string)\n"},
 	{"string bounds of a numeric for", `print(pcall(function() for i = "1", 2 do end return "ran" end))`, "true\tran\n", "false\tsnippet.lua:1: for statement init must be a number\n"},
 	{"a power halfway between two doubles", `print(string.format("%.17g", 255255 ^ 3))`, "16631168885706374\n", "16631168885706376\n"},
+	{"%q of control characters", `print(string.format("%q", "a\nb\0c"))`, "\"a\\\nb\\0c\"\n", "\"a\\nb\\x00c\"\n"},
 	{"float formatting", `print(0.1 + 0.2, 1/3, 1e100, 1/0, -1/0)`, "0.3\t0.33333333333333\t1e+100\tinf\t-inf\n", "0.30000000000000004\t0.3333333333333333\t1e+100\t+Inf\t-Inf\n"},
 }
 
