@@ -292,6 +292,8 @@ show(table.concat(log, " "))`},
 	{"lower and upper byte by byte", `show(("ÀBc\255x"):lower(), ("àbC\255x"):upper(), #("\255"):lower(), ("Straße"):upper())`},
 	{"string.char takes bytes only", `show(string.char(72, 105, 0, 255), (pcall(string.char, 256)), (pcall(string.char, -1)), string.char())`},
 	{"find and match from past the end", `show(string.find("abc", "", 4), string.find("abc", "", 5), string.match("abc", "", 5), string.find("abc", "c", 10, true), string.find("abc", "c", -10))`},
+	{"table.insert positions", `local function e(f, ...) local ok, v = pcall(f, ...) return ok and "ok" or "err" end local t = {1, 2, 3} show(e(table.insert, t, 5, 9), e(table.insert, t, 0, 9), e(table.insert, t, 4, 9), e(table.insert, t, 1, 2, 3), e(table.insert, t), table.concat(t, ",")) table.insert(t, 1, 0) table.insert(t, 3, 7) table.insert(t, "x") show(table.concat(t, ","))`},
+	{"table.remove positions", `local function e(f, ...) local ok, v = pcall(f, ...) return ok and "ok" or "err" end local t = {1, 2, 3} show(table.remove(t), table.remove(t, 1), table.concat(t, ","), table.remove({}), e(table.remove, {1, 2}, 5), table.remove({1, 2}, 3), table.remove({}, 0), e(table.remove, {1, 2}, -1), e(table.remove, {1, 2}, 0), table.remove({[0] = "z"}, 0)) t = {1, 2, 3, 4} show(table.remove(t, 2), table.concat(t, ","), #t)`},
 	{"rawlen", `show(rawlen({1, 2, 3}), rawlen("abcd"), rawlen(setmetatable({1}, {__len = function() return 9 end})), (pcall(rawlen, 5)))`},
 	{"set range ending in '%'", `show(string.find("0002", "[0-%0]0"), string.find("%", "[0-%0]"), string.find("-", "[0-%0]"), string.find("$", "[#-%%]"))`},
 }

@@ -195,7 +195,9 @@ func (st *state) sandbox() error {
 	// host's read-only tables.
 	tbl := G.RawGetString("table").(*glua.LTable)
 	tbl.RawSetString("concat", L.NewFunction(st.tableConcat))
-	for _, name := range []string{"insert", "remove", "sort"} {
+	tbl.RawSetString("insert", L.NewFunction(st.tableInsert))
+	tbl.RawSetString("remove", L.NewFunction(st.tableRemove))
+	for _, name := range []string{"sort"} {
 		orig := tbl.RawGetString(name).(*glua.LFunction).GFunction
 		qualified := "table." + name
 		tbl.RawSetString(name, L.NewFunction(func(L *glua.LState) int {
@@ -456,4 +458,52 @@ func mapASCII(s string, lo, hi byte) string {
 		}
 	}
 	return string(b)
+}
+
+// tableInsert is Lua 5.3's table.insert: a position from 1 to #t+1, and two
+// or three arguments (gopher-lua's took any position and any number).
+func (st *state) tableInsert(L *glua.LState) int {
+	t := L.CheckTable(1)
+	checkWritable(L, t, "table.insert")
+	e := t.Len() + 1 // the first empty element
+	pos := e
+	switch L.GetTop() {
+	case 2:
+	case 3:
+		p := checkInteger(L, 2)
+		if p < 1 || p > int64(e) {
+			L.ArgError(2, "position out of bounds")
+		}
+		pos = int(p)
+		for i := e; i > pos; i-- {
+			t.RawSetInt(i, t.RawGetInt(i-1))
+		}
+	default:
+		L.RaiseError("wrong number of arguments to 'insert'")
+	}
+	t.RawSetInt(pos, L.Get(L.GetTop()))
+	return 0
+}
+
+// tableRemove is Lua 5.3's table.remove: a position from 1 to #t+1, or #t
+// itself (0 for an empty table); gopher-lua's removed the last element for
+// a position below 1.
+func (st *state) tableRemove(L *glua.LState) int {
+	t := L.CheckTable(1)
+	checkWritable(L, t, "table.remove")
+	size := t.Len()
+	pos := size
+	if L.GetTop() >= 2 {
+		p := checkInteger(L, 2)
+		if p != int64(size) && (p < 1 || p > int64(size)+1) {
+			L.ArgError(1, "position out of bounds")
+		}
+		pos = int(p)
+	}
+	L.Push(t.RawGet(glua.LNumber(pos))) // RawGetInt reads only from 1 up
+	for ; pos < size; pos++ {
+		t.RawSetInt(pos, t.RawGetInt(pos+1))
+	}
+	t.RawSet(glua.LNumber(pos), glua.LNil)
+	return 1
 }
