@@ -530,11 +530,12 @@ func (st *state) find(L *glua.LState, find bool) int {
 	src := L.CheckString(1)
 	pat := L.CheckString(2)
 	// As Lua 5.3: a start past the end finds nothing (5.1 started at the end).
-	if L.OptInt(3, 1) > len(src)+1 {
+	start := L.OptInt(3, 1)
+	if start > len(src)+1 {
 		L.Push(glua.LNil)
 		return 1
 	}
-	init := startIndex(L.OptInt(3, 1), len(src))
+	init := startIndex(start, len(src))
 	if find && (glua.LVAsBool(L.Get(4)) || !strings.ContainsAny(pat, "^$*+?.([%-")) {
 		if i := strings.Index(src[init:], pat); i >= 0 {
 			L.Push(glua.LNumber(init + i + 1))

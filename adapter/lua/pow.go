@@ -10,9 +10,10 @@ import (
 // the hardest cases (glibc's is within 0.52 ulp, and rounds an exact tie
 // such as 255255 ^ 3 by the sign of its own error; pow rounds it to even).
 // Go's math.Pow is not: math.Pow(64, 2.5) is 32767.999999999993, so
-// math.floor(64 ^ 2.5) would be 32767 and 64 ^ 2.5 << 0 an error. pow gives the double nearest to x^y: exact
-// integer powers stay in float64 when every product is exact, the rest is
-// computed in big.Float with enough bits that rounding it once is right.
+// math.floor(64 ^ 2.5) would be 32767 and 64 ^ 2.5 << 0 an error. pow gives
+// the double nearest to x^y: exact integer powers stay in float64 when
+// every product is exact, the rest is computed in big.Float with enough
+// bits that rounding it once is right.
 
 // powPrec is the working precision of the slow path: the exponential's
 // argument reduction (2^8 squarings) and a result exponent of up to ±1100

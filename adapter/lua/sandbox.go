@@ -195,16 +195,13 @@ func (st *state) sandbox() error {
 	// host's read-only tables.
 	tbl := G.RawGetString("table").(*glua.LTable)
 	tbl.RawSetString("concat", L.NewFunction(st.tableConcat))
-	tbl.RawSetString("insert", L.NewFunction(st.tableInsert))
-	tbl.RawSetString("remove", L.NewFunction(st.tableRemove))
-	for _, name := range []string{"sort"} {
-		orig := tbl.RawGetString(name).(*glua.LFunction).GFunction
-		qualified := "table." + name
-		tbl.RawSetString(name, L.NewFunction(func(L *glua.LState) int {
-			checkWritable(L, L.CheckTable(1), qualified)
-			return orig(L)
-		}))
-	}
+	tbl.RawSetString("insert", L.NewFunction(tableInsert))
+	tbl.RawSetString("remove", L.NewFunction(tableRemove))
+	sort := tbl.RawGetString("sort").(*glua.LFunction).GFunction
+	tbl.RawSetString("sort", L.NewFunction(func(L *glua.LState) int {
+		checkWritable(L, L.CheckTable(1), "table.sort")
+		return sort(L)
+	}))
 	G.RawSetString("table", st.readOnly("table", tbl))
 	G.RawSetString("math", st.readOnly("math", G.RawGetString("math").(*glua.LTable)))
 
@@ -462,7 +459,7 @@ func mapASCII(s string, lo, hi byte) string {
 
 // tableInsert is Lua 5.3's table.insert: a position from 1 to #t+1, and two
 // or three arguments (gopher-lua's took any position and any number).
-func (st *state) tableInsert(L *glua.LState) int {
+func tableInsert(L *glua.LState) int {
 	t := L.CheckTable(1)
 	checkWritable(L, t, "table.insert")
 	e := t.Len() + 1 // the first empty element
@@ -488,7 +485,7 @@ func (st *state) tableInsert(L *glua.LState) int {
 // tableRemove is Lua 5.3's table.remove: a position from 1 to #t+1, or #t
 // itself (0 for an empty table); gopher-lua's removed the last element for
 // a position below 1.
-func (st *state) tableRemove(L *glua.LState) int {
+func tableRemove(L *glua.LState) int {
 	t := L.CheckTable(1)
 	checkWritable(L, t, "table.remove")
 	size := t.Len()

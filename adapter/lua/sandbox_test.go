@@ -48,6 +48,8 @@ func TestSandboxEscapesFail(t *testing.T) {
 		{"string library write", `string.rep = function() end`, "string is read-only"},
 		{"string library rawset", `rawset(string, "rep", print)`, "read-only"},
 		{"table.insert into a library", `table.insert(string, print)`, "read-only"},
+		{"table.remove from a library", `table.remove(string)`, "table.remove: the table is read-only"},
+		{"table.sort of a library", `table.sort(math)`, "table.sort: the table is read-only"},
 		{"module write", `require("rgwnats").sha256 = print`, "rgwnats is read-only"},
 		{"nested module write", `require("rgwnats").json.encode = print`, "rgwnats.json is read-only"},
 		{"os write", `os.execute = print`, "os is read-only"},
