@@ -24,8 +24,8 @@ import (
 //     key in the tape). What a member decoded to is kept for the call:
 //     objects and arrays must stay one table (a script that changes rec.s3
 //     changes the one table), and a scalar read twice is decoded once.
-//     Arrays are decoded when reached (ipairs and # read tables raw), their
-//     objects lazily.
+//     Arrays are decoded when reached (#, table.* and unpack read tables
+//     raw), their objects lazily.
 //   - Encoding the output splices: a member the script never assigned is
 //     copied as the bytes it came as, a table never changed is its original
 //     text, only what changed is encoded. An unchanged document is not even
@@ -105,6 +105,7 @@ type lazyViews struct {
 	used  int
 	docs  []*lazyDoc
 	ndocs int
+	slab  []glua.LTable // tables for the next views (table)
 }
 
 // What a state keeps of its views for the next call is bounded: the tape
@@ -151,6 +152,23 @@ func (v *lazyViews) reset() {
 		clear(v.docs[maxKeptViews:])
 		v.docs = v.docs[:maxKeptViews:maxKeptViews]
 	}
+}
+
+// viewSlab is how many view tables one allocation makes. Each is handed
+// out once and never reused: a script may keep a view past its call (using
+// it then fails, but it must not turn into another event's data), so a kept
+// view keeps its slab alive, no more.
+const viewSlab = 32
+
+// table returns a new empty table with metatable mt.
+func (v *lazyViews) table(mt glua.LValue) *glua.LTable {
+	if len(v.slab) == 0 {
+		v.slab = make([]glua.LTable, viewSlab)
+	}
+	t := &v.slab[0]
+	v.slab = v.slab[1:]
+	t.Metatable = mt
+	return t
 }
 
 func (v *lazyViews) newNode(d *lazyDoc, at int32, t *glua.LTable, arr bool) *lazyNode {
@@ -519,7 +537,7 @@ func (c *jsonCodec) keyOf(doc *lazyDoc, n *jnode) (string, glua.LValue) {
 
 func (c *jsonCodec) viewObject(doc *lazyDoc, at int32) *glua.LTable {
 	v := &c.views
-	t := &glua.LTable{Metatable: v.mt}
+	t := v.table(v.mt)
 	ln := v.newNode(doc, at, t, false)
 	plain := false
 	kid0, kidEnd := c.kids(doc, at)
@@ -594,10 +612,10 @@ func (ln *lazyNode) find(key string) int {
 	return -1
 }
 
-// viewArray decodes an array at once (its objects stay views): ipairs, #
-// and table.insert read and write array tables raw.
+// viewArray decodes an array at once (its objects stay views): #, table.*
+// and unpack read and write array tables raw.
 func (c *jsonCodec) viewArray(doc *lazyDoc, at int32) *glua.LTable {
-	t := &glua.LTable{Metatable: c.arrayMT}
+	t := c.views.table(c.arrayMT)
 	ln := c.views.newNode(doc, at, t, true)
 	ln.full = true
 	var elems []glua.LValue

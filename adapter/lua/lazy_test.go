@@ -280,6 +280,31 @@ end`, WithPoolSize(1))
 	}
 }
 
+// The tables of views come from slabs (lazyViews.table): none may be handed
+// out again in a later call, or a kept view would turn into another event's
+// data.
+func TestViewTablesAreNeverReused(t *testing.T) {
+	e := newEngine(t, `local seen, n = {}, 0
+function transform(ev)
+  local r = ev.record
+  for _, v in ipairs({r, r.s3, r.s3.object, r.s3.bucket, r.userIdentity, r.s3.object.metadata}) do
+    if seen[v] then error("a view table of an earlier call came back") end
+    seen[v], n = true, n + 1
+  end
+  ev.ext.views = tostring(n)
+  return ev
+end`, WithPoolSize(1))
+	in := fixture(t, "reef-put-capture.json", cloudevent.Options{})
+	calls := 3*viewSlab + 1
+	var out *event.Event
+	for range calls {
+		out = one(t, transformOne(t, e, in))
+	}
+	if got, want := out.Extensions()["views"], fmt.Sprint(6*calls); got != want {
+		t.Errorf("views seen %v, want %s", got, want)
+	}
+}
+
 // viewCodec is a codec with views, as a state has one.
 func viewCodec(t testing.TB) *jsonCodec {
 	c := testCodec(t)

@@ -54,6 +54,14 @@ func (st *state) open53() {
 	}))
 
 	G.RawSetString("tonumber", L.NewFunction(toNumber))
+	aux := L.NewFunction(ipairsAux)
+	G.RawSetString("ipairs", L.NewFunction(func(L *glua.LState) int {
+		L.CheckAny(1)
+		L.Push(aux)
+		L.Push(L.Get(1))
+		L.Push(smallInts[0])
+		return 3
+	}))
 	// gopher-lua's math functions read a string argument with Go's number
 	// syntax (math.floor("010") would be 8): give them the number 5.3
 	// reads. Not max and min, which compare their arguments as they are
@@ -102,6 +110,58 @@ func (st *state) open53() {
 	s.RawSetString("packsize", L.NewFunction(strPacksize))
 
 	G.RawSetString("utf8", st.readOnly("utf8", st.utf8Lib()))
+}
+
+// ipairsAux is the iterator of ipairs as in Lua 5.3: t[i] is read as an
+// index expression reads it (a raw hit first, then __index), so it takes any
+// value that can be indexed; gopher-lua's read tables raw and refused the
+// rest. The end is one nil, not nothing. The counter is pre-boxed up to
+// len(smallInts): a loop over a list of a few hundred elements allocates
+// nothing for it.
+func ipairsAux(L *glua.LState) int {
+	i := checkInteger(L, 2) + 1
+	v := L.Get(1)
+	var e glua.LValue = glua.LNil
+	if t, ok := v.(*glua.LTable); ok {
+		if e = t.RawGetInt(int(i)); e == glua.LNil && (i < 1 || i >= int64(glua.MaxArrayIndex)) {
+			e = t.RawGet(boxInt(i)) // keys outside the array part
+		}
+		if e != glua.LNil || t.Metatable == glua.LNil {
+			return ipairsResult(L, i, e)
+		}
+	}
+	if _, ok := v.(*glua.LTable); !ok && L.GetMetaField(v, "__index") == glua.LNil {
+		if _, ok := v.(glua.LString); !ok {
+			L.RaiseError("attempt to index a %s value", v.Type().String())
+		}
+	}
+	return ipairsResult(L, i, L.GetTable(v, boxInt(i)))
+}
+
+func ipairsResult(L *glua.LState, i int64, e glua.LValue) int {
+	if e == glua.LNil {
+		L.Push(glua.LNil)
+		return 1
+	}
+	L.Push(boxInt(i))
+	L.Push(e)
+	return 2
+}
+
+// smallInts are the integers from 0 boxed once: converting a number to a
+// Lua value allocates (it is a float64 in an interface).
+var smallInts = func() (s [1024]glua.LValue) {
+	for i := range s {
+		s[i] = glua.LNumber(i)
+	}
+	return s
+}()
+
+func boxInt(i int64) glua.LValue {
+	if i >= 0 && i < int64(len(smallInts)) {
+		return smallInts[i]
+	}
+	return glua.LNumber(lua53.IntToNumber(i))
 }
 
 // checkInteger is luaL_checkinteger: a number (or numeric string) with an
