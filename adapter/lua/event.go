@@ -40,7 +40,9 @@ type luaEvent struct {
 	header   *glua.LTable // NATS headers once the script touched them
 	inHeader map[string][]string
 
-	ext, nats *glua.LUserData // proxies, made on first use
+	// The proxies ev.ext and ev.nats, set up on first use. They live in
+	// the event rather than in allocations of their own.
+	ext, nats glua.LUserData
 }
 
 func (le *luaEvent) current() *event.Event {
@@ -160,15 +162,15 @@ func (st *state) evIndex(L *glua.LState) int {
 	case "record":
 		v = st.record(L, le)
 	case "ext":
-		if le.ext == nil {
-			le.ext = &glua.LUserData{Value: le, Env: st.globals, Metatable: st.extMT}
+		if le.ext.Value == nil {
+			le.ext = glua.LUserData{Value: le, Env: st.globals, Metatable: st.extMT}
 		}
-		v = le.ext
+		v = &le.ext
 	case "nats":
-		if le.nats == nil {
-			le.nats = &glua.LUserData{Value: le, Env: st.globals, Metatable: st.natsMT}
+		if le.nats.Value == nil {
+			le.nats = glua.LUserData{Value: le, Env: st.globals, Metatable: st.natsMT}
 		}
-		v = le.nats
+		v = &le.nats
 	case "clone":
 		v = st.clone
 	default:

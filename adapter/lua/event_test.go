@@ -79,6 +79,20 @@ func TestEventAPI(t *testing.T) {
 			return ev`,
 		check: func(t *testing.T, in *event.Event, outs []Output) { one(t, outs) },
 	}, {
+		name: "ext and nats are one proxy each, a clone has its own",
+		script: `
+			assert(rawequal(ev.ext, ev.ext) and rawequal(ev.nats, ev.nats) and not rawequal(ev.ext, ev.nats))
+			local c = ev:clone()
+			assert(not rawequal(c.ext, ev.ext) and not rawequal(c.nats, ev.nats))
+			c.ext.k, c.nats.subject = "clone", "x.clone"
+			assert(ev.ext.k == nil and ev.nats.subject == nil and c.ext.k == "clone")
+			return ev, c`,
+		check: func(t *testing.T, in *event.Event, outs []Output) {
+			if len(outs) != 2 || outs[0].Event != in || outs[1].Event.Extensions()["k"] != "clone" || outs[1].Subject != "x.clone" {
+				t.Errorf("outputs %v", outs)
+			}
+		},
+	}, {
 		name: "set attributes",
 		script: `
 			ev.id = "new-id"
