@@ -214,3 +214,34 @@ func luaBytes(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// FuzzOSDateAgainstLua53 compares os.date (a format and a time, in UTC and
+// as "*t") and os.time of the table it gives with lua5.3's.
+func FuzzOSDateAgainstLua53(f *testing.F) {
+	for _, seed := range []struct {
+		format string
+		t      int64
+	}{
+		{"%Y-%m-%dT%H:%M:%SZ", 1700000000}, {"%c|%x|%X", 0}, {"%G-W%V-%u %j", 1609459200}, {"%U %W %a %p", -86400 * 400},
+		{"%Ec %Oy %", 1}, {"%Q", 2}, {"%C%y %g %e|%I %r", -62135596800 + 86400*365*50}, {"*t", 951868800},
+	} {
+		f.Add(seed.format, seed.t)
+	}
+	f.Fuzz(func(t *testing.T, format string, secs int64) {
+		if len(format) > 24 || secs > 1<<40 || secs < -(1<<40) {
+			return
+		}
+		bin := lua53Binary(t)
+		code := fmt.Sprintf("local f, s = %s, %d "+
+			"local ok, v = pcall(os.date, '!' .. f, s) if not ok then print('error') elseif type(v) == 'table' then print('table') else show(v) end "+
+			"local d = os.date('!*t', s) show(d.year, d.month, d.day, d.hour, d.min, d.sec, d.wday, d.yday, d.isdst) "+
+			"d.isdst = false local ok2, u = pcall(os.time, d) if not ok2 then print('error') else show(os.date('%%Y-%%m-%%d %%H:%%M:%%S', u), d.yday, d.wday) end", luaBytes(format), secs)
+		ref := runReference(t, bin, code)
+		if ref.failed {
+			t.Fatalf("lua5.3 failed on %q %d: %s", format, secs, ref.message)
+		}
+		if ours := runOurs(t, code); ours.failed || ours.out != ref.out {
+			t.Fatalf("os.date(%q, %d): lua5.3\n%s\nrgw-nats\n%s", "!"+format, secs, ref.out, ours)
+		}
+	})
+}

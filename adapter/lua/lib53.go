@@ -62,6 +62,12 @@ func (st *state) open53() {
 		L.Push(smallInts[0])
 		return 3
 	}))
+	m.RawSetString("log", L.NewFunction(mathLog))
+	G.RawSetString("xpcall", L.NewFunction(xpcall))
+	G.RawSetString("error", L.NewFunction(raise))
+	o := G.RawGetString("os").(*glua.LTable)
+	o.RawSetString("date", L.NewFunction(osDate))
+	o.RawSetString("time", L.NewFunction(osTime))
 	// gopher-lua's math functions read a string argument with Go's number
 	// syntax (math.floor("010") would be 8): give them the number 5.3
 	// reads. Not max and min, which compare their arguments as they are
@@ -162,6 +168,60 @@ func boxInt(i int64) glua.LValue {
 		return smallInts[i]
 	}
 	return glua.LNumber(lua53.IntToNumber(i))
+}
+
+// mathLog is math.log with 5.3's optional base; gopher-lua's ignored it
+// (math.log(8, 2) was ln 8).
+func mathLog(L *glua.LState) int {
+	x := float64(L.CheckNumber(1))
+	var r float64
+	switch {
+	case L.Get(2) == glua.LNil:
+		r = math.Log(x)
+	default:
+		switch b := float64(L.CheckNumber(2)); b {
+		case 2:
+			r = math.Log2(x)
+		case 10:
+			r = math.Log10(x)
+		default:
+			r = math.Log(x) / math.Log(b)
+		}
+	}
+	L.Push(glua.LNumber(r))
+	return 1
+}
+
+// xpcall is 5.3's: the arguments after the handler go to the function
+// (gopher-lua's called it with none), and the function is not checked
+// before the call: calling what is not one is an error for the handler.
+func xpcall(L *glua.LState) int {
+	n := L.GetTop()
+	h := L.CheckFunction(2)
+	top := n
+	L.Push(L.Get(1))
+	for i := 3; i <= n; i++ {
+		L.Push(L.Get(i))
+	}
+	if err := L.PCall(max(n-2, 0), glua.MultRet, h); err != nil {
+		L.Push(glua.LFalse)
+		if aerr, ok := err.(*glua.ApiError); ok {
+			L.Push(aerr.Object)
+		} else {
+			L.Push(glua.LString(err.Error()))
+		}
+		return 2
+	}
+	L.Insert(glua.LTrue, top+1)
+	return L.GetTop() - top
+}
+
+// raise is error as in 5.3: error() raises nil (gopher-lua refused the
+// call), the level is an integer.
+func raise(L *glua.LState) int {
+	level := optInteger(L, 2, 1)
+	L.Error(L.Get(1), int(level))
+	return 0
 }
 
 // checkInteger is luaL_checkinteger: a number (or numeric string) with an
