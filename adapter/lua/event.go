@@ -40,9 +40,21 @@ type luaEvent struct {
 	header   *glua.LTable // NATS headers once the script touched them
 	inHeader map[string][]string
 
-	// The proxies ev.ext and ev.nats, set up on first use. They live in
-	// the event rather than in allocations of their own.
-	ext, nats glua.LUserData
+	// The proxies ev.ext and ev.nats, made together on first use of
+	// either: one allocation for both, none for a script that uses neither.
+	proxies *eventProxies
+}
+
+type eventProxies struct{ ext, nats glua.LUserData }
+
+func (st *state) proxies(le *luaEvent) *eventProxies {
+	if le.proxies == nil {
+		le.proxies = &eventProxies{
+			ext:  glua.LUserData{Value: le, Env: st.globals, Metatable: st.extMT},
+			nats: glua.LUserData{Value: le, Env: st.globals, Metatable: st.natsMT},
+		}
+	}
+	return le.proxies
 }
 
 func (le *luaEvent) current() *event.Event {
@@ -162,15 +174,9 @@ func (st *state) evIndex(L *glua.LState) int {
 	case "record":
 		v = st.record(L, le)
 	case "ext":
-		if le.ext.Value == nil {
-			le.ext = glua.LUserData{Value: le, Env: st.globals, Metatable: st.extMT}
-		}
-		v = &le.ext
+		v = &st.proxies(le).ext
 	case "nats":
-		if le.nats.Value == nil {
-			le.nats = glua.LUserData{Value: le, Env: st.globals, Metatable: st.natsMT}
-		}
-		v = &le.nats
+		v = &st.proxies(le).nats
 	case "clone":
 		v = st.clone
 	default:
