@@ -63,6 +63,7 @@ func (st *state) open53() {
 		return 3
 	}))
 	m.RawSetString("log", L.NewFunction(mathLog))
+	m.RawSetString("fmod", L.NewFunction(mathFmod))
 	G.RawSetString("xpcall", L.NewFunction(xpcall))
 	G.RawSetString("error", L.NewFunction(raise))
 	o := G.RawGetString("os").(*glua.LTable)
@@ -190,6 +191,91 @@ func mathLog(L *glua.LState) int {
 	}
 	L.Push(glua.LNumber(r))
 	return 1
+}
+
+// mathFmod is math.fmod as in 5.3: for integers C's %, which refuses a
+// zero divisor (gopher-lua gave nan); for floats C's fmod.
+func mathFmod(L *glua.LState) int {
+	a, b := float64(L.CheckNumber(1)), float64(L.CheckNumber(2))
+	if x, ok := floatToInt(a); ok {
+		if y, ok := floatToInt(b); ok {
+			switch y {
+			case 0:
+				L.ArgError(2, "zero")
+			case -1:
+				L.Push(smallInts[0]) // mininteger % -1 overflows in C
+			default:
+				L.Push(glua.LNumber(lua53.IntToNumber(x % y)))
+			}
+			return 1
+		}
+	}
+	L.Push(glua.LNumber(math.Mod(a, b)))
+	return 1
+}
+
+// integerArguments makes the library functions that take integers take
+// them as 5.3's luaL_checkinteger does, where gopher-lua's truncated a float
+// (string.sub(s, 2.5) was string.sub(s, 2)) and refused a numeric string
+// (string.rep("a", "3")). It wraps the functions as the sandbox left them,
+// last, so that every layer below sees integers.
+func (st *state) integerArguments() {
+	for _, lib := range []struct {
+		name string
+		args map[string][]int // function -> positions of its integer arguments
+	}{
+		{"string", map[string][]int{"byte": {2, 3}, "find": {3}, "match": {3}, "gsub": {4}, "rep": {2}, "sub": {2, 3}}},
+		{"table", map[string][]int{"concat": {3, 4}, "unpack": {2, 3}}},
+		{"math", map[string][]int{"random": {1, 2}}},
+		{"", map[string][]int{"select": {1}, "unpack": {2, 3}}},
+	} {
+		t := st.globals
+		if lib.name != "" {
+			t = libTable(st.globals.RawGetString(lib.name))
+		}
+		for name, at := range lib.args {
+			fn := t.RawGetString(name).(*glua.LFunction).GFunction
+			t.RawSetString(name, st.L.NewFunction(func(L *glua.LState) int {
+				for _, n := range at {
+					integerArg(L, n)
+				}
+				return fn(L)
+			}))
+		}
+	}
+}
+
+// maxPosition bounds the integers integerArg hands on: gopher-lua's string
+// functions compute with positions (i - 1, len + i + 1) that overflow near
+// 2^63, and no string or table reaches 2^53.
+const maxPosition = 1 << 53
+
+// integerArg converts argument n, when there is one, as luaL_checkinteger
+// reads it: a number with an integer value, or a string of one; a float
+// without one is refused. What is neither is left for the function's own
+// check to refuse.
+func integerArg(L *glua.LState, n int) {
+	var f float64
+	str := false
+	switch v := L.Get(n).(type) {
+	case glua.LNumber:
+		f = float64(v)
+	case glua.LString:
+		var ok bool
+		if f, ok = strToNumber(string(v)); !ok {
+			return
+		}
+		str = true
+	default:
+		return
+	}
+	i, ok := floatToInt(f)
+	if !ok {
+		L.ArgError(n, "number has no integer representation")
+	}
+	if c := min(max(i, -maxPosition), maxPosition); c != i || str {
+		L.Replace(n, glua.LNumber(c))
+	}
 }
 
 // xpcall is 5.3's: the arguments after the handler go to the function

@@ -242,6 +242,7 @@ func (st *state) sandbox() error {
 	st.envMT = st.protectedMeta(map[string]glua.LValue{"__index": G})
 	st.boundResults()
 	st.guardResults()
+	st.integerArguments()
 	return nil
 }
 
@@ -326,7 +327,10 @@ func (st *state) tooLong(L *glua.LState, fn string, n int) {
 func (st *state) strRep(L *glua.LState) int {
 	s := L.CheckString(1)
 	n := L.CheckInt(2)
-	sep := L.OptString(3, "") // Lua 5.3
+	sep := "" // Lua 5.3; a number is its string, as for s
+	if L.Get(3) != glua.LNil {
+		sep = L.CheckString(3)
+	}
 	if n <= 0 || s == "" && sep == "" {
 		L.Push(glua.LString(""))
 		return 1
