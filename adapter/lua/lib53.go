@@ -128,19 +128,16 @@ func (st *state) open53() {
 func ipairsAux(L *glua.LState) int {
 	i := checkInteger(L, 2) + 1
 	v := L.Get(1)
-	var e glua.LValue = glua.LNil
 	if t, ok := v.(*glua.LTable); ok {
-		if e = t.RawGetInt(int(i)); e == glua.LNil && (i < 1 || i >= int64(glua.MaxArrayIndex)) {
+		e := t.RawGetInt(int(i))
+		if e == glua.LNil && (i < 1 || i >= int64(glua.MaxArrayIndex)) {
 			e = t.RawGet(boxInt(i)) // keys outside the array part
 		}
 		if e != glua.LNil || t.Metatable == glua.LNil {
 			return ipairsResult(L, i, e)
 		}
-	}
-	if _, ok := v.(*glua.LTable); !ok && L.GetMetaField(v, "__index") == glua.LNil {
-		if _, ok := v.(glua.LString); !ok {
-			L.RaiseError("attempt to index a %s value", v.Type().String())
-		}
+	} else if _, ok := v.(glua.LString); !ok && L.GetMetaField(v, "__index") == glua.LNil {
+		L.RaiseError("attempt to index a %s value", v.Type().String())
 	}
 	return ipairsResult(L, i, L.GetTable(v, boxInt(i)))
 }
@@ -175,18 +172,15 @@ func boxInt(i int64) glua.LValue {
 // (math.log(8, 2) was ln 8).
 func mathLog(L *glua.LState) int {
 	x := float64(L.CheckNumber(1))
-	var r float64
-	switch {
-	case L.Get(2) == glua.LNil:
-		r = math.Log(x)
-	default:
+	r := math.Log(x)
+	if L.Get(2) != glua.LNil {
 		switch b := float64(L.CheckNumber(2)); b {
 		case 2:
 			r = math.Log2(x)
 		case 10:
 			r = math.Log10(x)
 		default:
-			r = math.Log(x) / math.Log(b)
+			r /= math.Log(b)
 		}
 	}
 	L.Push(glua.LNumber(r))
@@ -282,14 +276,13 @@ func integerArg(L *glua.LState, n int) {
 // (gopher-lua's called it with none), and the function is not checked
 // before the call: calling what is not one is an error for the handler.
 func xpcall(L *glua.LState) int {
-	n := L.GetTop()
+	top := L.GetTop()
 	h := L.CheckFunction(2)
-	top := n
 	L.Push(L.Get(1))
-	for i := 3; i <= n; i++ {
+	for i := 3; i <= top; i++ {
 		L.Push(L.Get(i))
 	}
-	if err := L.PCall(max(n-2, 0), glua.MultRet, h); err != nil {
+	if err := L.PCall(top-2, glua.MultRet, h); err != nil {
 		L.Push(glua.LFalse)
 		if aerr, ok := err.(*glua.ApiError); ok {
 			L.Push(aerr.Object)

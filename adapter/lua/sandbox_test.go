@@ -275,6 +275,8 @@ func TestConcurrentCallsGetTheirOwnState(t *testing.T) {
 func TestDeadlineInCallbacks(t *testing.T) {
 	for _, code := range []string{
 		`xpcall(function() error("x") end, function() while true do end end)`,
+		`xpcall(function(n) while n do end end, print, true)`,
+		`for _ in ipairs(setmetatable({}, {__index = function() while true do end end})) do end`,
 		`local t = setmetatable({}, {__index = function() while true do end end}) local x = t.a`,
 		`table.sort({3, 2, 1, 5, 4}, function(a, b) while true do end end)`,
 		`("abc"):gsub("%w", function() while true do end end)`,
