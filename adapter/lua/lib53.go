@@ -54,6 +54,10 @@ func (st *state) open53() {
 	}))
 
 	G.RawSetString("tonumber", L.NewFunction(toNumber))
+	G.RawSetString("tostring", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString(toString(L, L.CheckAny(1))))
+		return 1
+	}))
 	aux := L.NewFunction(ipairsAux)
 	G.RawSetString("ipairs", L.NewFunction(func(L *glua.LState) int {
 		L.CheckAny(1)
@@ -117,6 +121,24 @@ func (st *state) open53() {
 	s.RawSetString("packsize", L.NewFunction(strPacksize))
 
 	G.RawSetString("utf8", st.readOnly("utf8", st.utf8Lib()))
+}
+
+// toString is tostring as in 5.3: __tostring, a number as 5.3 writes it
+// (numberText), a table or userdata named by its metatable's __name
+// ("MyType: 0x..."), or gopher-lua's text of the value.
+func toString(L *glua.LState, v glua.LValue) string {
+	switch x := v.(type) {
+	case glua.LNumber:
+		return numberText(x)
+	case *glua.LTable, *glua.LUserData:
+		if L.GetMetaField(v, "__tostring") == glua.LNil {
+			if name, ok := L.GetMetaField(v, "__name").(glua.LString); ok {
+				s := v.String() // "table: 0x..."
+				return string(name) + s[strings.IndexByte(s, ':'):]
+			}
+		}
+	}
+	return L.ToStringMeta(v).String()
 }
 
 // ipairsAux is the iterator of ipairs as in Lua 5.3: t[i] is read as an

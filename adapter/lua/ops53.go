@@ -30,6 +30,29 @@ func floatToInt(f float64) (int64, bool) {
 	return 0, false
 }
 
+// numberText is a number as Lua 5.3 writes it (tostring, .., print,
+// table.concat, string.format's %s): an integer in digits, a float with 14
+// significant digits ("%.14g": 0.1 + 0.2 is 0.3), inf, -inf, nan or -nan.
+// gopher-lua wrote floats in their shortest exact form (0.30000000000000004)
+// and infinities as Go does (+Inf).
+func numberText(v glua.LNumber) string {
+	f := float64(v)
+	if i, ok := floatToInt(f); ok {
+		return strconv.FormatInt(i, 10)
+	}
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	case math.IsNaN(f) && math.Signbit(f):
+		return "-nan"
+	case math.IsNaN(f):
+		return "nan"
+	}
+	return strconv.FormatFloat(f, 'g', 14, 64)
+}
+
 // strToNumber converts a string as Lua 5.3's arithmetic does: surrounding
 // spaces allowed, decimal or hexadecimal, hexadecimal integers wrapping
 // around 64 bits.
@@ -333,7 +356,12 @@ func (st *state) opConcat(L *glua.LState) int {
 			// Numbers were counted at their widest; measure them exactly.
 			total = 0
 			for i := 1; i <= n; i++ {
-				total += len(L.ToStringMeta(L.Get(i)).String())
+				switch v := L.Get(i).(type) {
+				case glua.LString:
+					total += len(v)
+				case glua.LNumber:
+					total += len(numberText(v))
+				}
 			}
 			if total > limit {
 				st.tooLong(L, "string concatenation", total)
@@ -346,7 +374,7 @@ func (st *state) opConcat(L *glua.LState) int {
 			case glua.LString:
 				b.WriteString(string(v))
 			case glua.LNumber:
-				b.WriteString(v.String())
+				b.WriteString(numberText(v))
 			}
 		}
 		L.Push(glua.LString(b.String()))

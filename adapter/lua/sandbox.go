@@ -134,6 +134,12 @@ func (st *state) sandbox() error {
 		f := L.CheckString(1)
 		checkFormat(L, f)
 		st.boundFormat(L, f)
+		for d := range formatDirectives(f) {
+			// %s writes a number as tostring does (gopher-lua's wrote it as Go).
+			if n, ok := L.Get(d.arg + 1).(glua.LNumber); ok && d.verb == 's' {
+				L.Replace(d.arg+1, glua.LString(numberText(n)))
+			}
+		}
 		return format(L)
 	}))
 	// Lua's case mapping is byte by byte, ASCII letters only (the C
@@ -311,7 +317,7 @@ func (st *state) print(L *glua.LState) int {
 		if i > 1 {
 			b.WriteByte('\t')
 		}
-		b.WriteString(L.ToStringMeta(L.Get(i)).String())
+		b.WriteString(toString(L, L.Get(i)))
 	}
 	st.log(L, levelInfo, b.String(), nil)
 	return 0
@@ -424,7 +430,7 @@ func (st *state) tableConcat(L *glua.LState) int {
 		case glua.LString:
 			piece = string(v)
 		case glua.LNumber:
-			piece = v.String()
+			piece = numberText(v)
 		default:
 			L.RaiseError("table.concat: invalid value (at index %d) in table for concat", k)
 		}
