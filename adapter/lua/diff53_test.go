@@ -350,6 +350,7 @@ var knownDifferences = []struct {
 	{"string bounds of a numeric for", `print(pcall(function() for i = "1", 2 do end return "ran" end))`, "true\tran\n", "false\tsnippet.lua:1: for statement init must be a number\n"},
 	{"a power halfway between two doubles", `print(string.format("%.17g", 255255 ^ 3))`, "16631168885706374\n", "16631168885706376\n"},
 	{"%q of control characters", `print(string.format("%q", "a\nb\0c"))`, "\"a\\\nb\\0c\"\n", "\"a\\nb\\x00c\"\n"},
+	{"%q of a number", `print(string.format("%q %q", 0.5, 7))`, "0x1p-1 7\n", "\"0.5\" \"7\"\n"},
 	{"infinities in string.format's %f, %g and %e", `print(string.format("%f %g %.1e", 1/0, -1/0, 1/0))`, "inf -inf inf\n", "+Inf -Inf +Inf\n"},
 }
 
