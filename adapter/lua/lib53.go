@@ -113,7 +113,7 @@ func (st *state) open53() {
 	s := G.RawGetString("string").(*glua.LTable)
 	format := s.RawGetString("format").(*glua.LFunction).GFunction
 	s.RawSetString("format", L.NewFunction(func(L *glua.LState) int {
-		checkNumericFormats(L, L.CheckString(1))
+		formatArguments(L, L.CheckString(1))
 		return format(L)
 	}))
 	s.RawSetString("pack", L.NewFunction(st.strPack))
@@ -399,15 +399,22 @@ func (st *state) tableMove(L *glua.LState) int {
 	return 1
 }
 
-// checkNumericFormats gives string.format's numeric conversions the
-// numbers 5.3 reads from numeric strings, and refuses, as 5.3 does, a
-// non-integral number for the integer ones (%d, %i, %x, %X, %o, %c).
-func checkNumericFormats(L *glua.LState, f string) {
+// formatArguments gives string.format's numeric conversions the numbers
+// 5.3 reads from numeric strings, refuses, as 5.3 does, a non-integral
+// number for the integer ones (%d, %i, %x, %X, %o, %c), and gives %s a
+// number's text as 5.3 writes it (gopher-lua's wrote it as Go does).
+func formatArguments(L *glua.LState, f string) {
 	for d := range formatDirectives(f) {
+		n := d.arg + 1
+		if d.verb == 's' {
+			if v, ok := L.Get(n).(glua.LNumber); ok {
+				L.Replace(n, glua.LString(numberText(v)))
+			}
+			continue
+		}
 		if d.verb == 0 || strings.IndexByte("dixXoceEfgGaA", d.verb) < 0 {
 			continue
 		}
-		n := d.arg + 1
 		// Go's fmt would print "%!f(string=...)" or the string as it is.
 		numericArg(L, n, "")
 		if v, ok := L.Get(n).(glua.LNumber); ok && strings.IndexByte("dixXoc", d.verb) >= 0 {

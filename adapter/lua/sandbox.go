@@ -134,12 +134,6 @@ func (st *state) sandbox() error {
 		f := L.CheckString(1)
 		checkFormat(L, f)
 		st.boundFormat(L, f)
-		for d := range formatDirectives(f) {
-			// %s writes a number as tostring does (gopher-lua's wrote it as Go).
-			if n, ok := L.Get(d.arg + 1).(glua.LNumber); ok && d.verb == 's' {
-				L.Replace(d.arg+1, glua.LString(numberText(n)))
-			}
-		}
 		return format(L)
 	}))
 	// Lua's case mapping is byte by byte, ASCII letters only (the C
@@ -365,7 +359,7 @@ type formatDirective struct {
 // formatDirectives yields the directives of a string.format format in
 // order ("%%" is none), read as Lua reads them: flags ("-+ #0"), width
 // digits, an optional '.' and precision digits, then the verb. The three
-// walkers of a format (checkFormat, checkNumericFormats, formatSize) read
+// walkers of a format (checkFormat, formatArguments, formatSize) read
 // it through this one, so they cannot disagree on where a directive ends
 // or which argument it takes.
 func formatDirectives(f string) iter.Seq[formatDirective] {
