@@ -81,32 +81,27 @@ func osDate(L *glua.LState) int {
 	return 1
 }
 
-var (
-	weekdays = [...]string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
-	months   = [...]string{"January", "February", "March", "April", "May", "June", "July",
-		"August", "September", "October", "November", "December"}
-)
-
 // strftime appends conversion c of t as glibc's strftime does in the C
 // locale (an E or O modifier changes nothing there).
 func strftime(b *strings.Builder, c byte, t time.Time, utc bool) {
 	yday := t.YearDay() - 1
 	wday := int(t.Weekday())
+	weekday, month := t.Weekday().String(), t.Month().String() // English: the C locale's
 	hour12 := t.Hour() % 12
 	if hour12 == 0 {
 		hour12 = 12
 	}
 	switch c {
 	case 'a':
-		b.WriteString(weekdays[wday][:3])
+		b.WriteString(weekday[:3])
 	case 'A':
-		b.WriteString(weekdays[wday])
+		b.WriteString(weekday)
 	case 'b', 'h':
-		b.WriteString(months[t.Month()-1][:3])
+		b.WriteString(month[:3])
 	case 'B':
-		b.WriteString(months[t.Month()-1])
+		b.WriteString(month)
 	case 'c':
-		fmt.Fprintf(b, "%s %s %2d %02d:%02d:%02d %d", weekdays[wday][:3], months[t.Month()-1][:3],
+		fmt.Fprintf(b, "%s %s %2d %02d:%02d:%02d %d", weekday[:3], month[:3],
 			t.Day(), t.Hour(), t.Minute(), t.Second(), t.Year())
 	case 'C':
 		fmt.Fprintf(b, "%d", floorDiv(t.Year(), 100)) // glibc: 20, but 0 for the year 50
